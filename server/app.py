@@ -1,0 +1,69 @@
+"""The Starlette application: routes, and a lifespan that builds the runtime and its components."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.config import Config
+from server.health import healthz, readyz
+from server.problem import HTTPProblem, problem
+from server.runtime import Runtime, open_runtime
+
+log = logging.getLogger("giftwire.app")
+
+
+async def _problem_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPProblem)
+    return problem(exc.status, exc.code, exc.detail)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, str(exc.detail))
+
+
+async def _metrics(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    return await rt.metrics.endpoint(request)
+
+
+def create_app(config: Config) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_runtime(config) as rt:
+            app.state.runtime = rt
+            async with contextlib.AsyncExitStack() as stack:
+                await _start_components(rt, stack)
+                log.info("giftwire ready on %s:%s", config.host, config.port)
+                yield
+            log.info("giftwire stopped")
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", _metrics),
+    ]
+    routes += _component_routes(config)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPProblem: _problem_handler, HTTPException: _http_handler},
+    )
+
+
+async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
+    """Start the wallet, flusher and hub; the stack stops them in reverse order."""
+
+
+def _component_routes(config: Config) -> list[Route]:
+    """HTTP API and WebSocket routes of the components."""
+    return []

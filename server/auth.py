@@ -1,0 +1,128 @@
+"""Signed access tokens (JWT, HS256) and their revocation.
+
+A token carries: `sub` (user id), `role` (viewer | creator | overlay | admin), `name` (display
+name), `room` (overlay tokens only: the one room it may read), `exp`, `iat` and `jti` (token id).
+Revocation stores the jti in Redis until the token would have expired anyway.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+import jwt
+from redis.asyncio import Redis
+
+from server.keys import Keys
+
+ALGORITHM = "HS256"
+ISSUER = "giftwire"
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    CREATOR = "creator"
+    OVERLAY = "overlay"
+    ADMIN = "admin"
+
+
+class AuthError(Exception):
+    """A token was refused. `code` is one of the protocol's error codes."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: str
+    role: Role
+    name: str
+    token_id: str
+    expires_at: int
+    room: str | None = None
+
+    @property
+    def can_spend(self) -> bool:
+        # Overlays only read; creators may also gift in other creators' rooms.
+        return self.role in (Role.VIEWER, Role.CREATOR, Role.ADMIN)
+
+    def may_read(self, room: str) -> bool:
+        return self.role is not Role.OVERLAY or self.room == room
+
+
+class TokenIssuer:
+    def __init__(self, secret: str, keys: Keys, default_ttl_s: int = 24 * 3600) -> None:
+        self._secret = secret
+        self._keys = keys
+        self._ttl = default_ttl_s
+
+    def mint(
+        self,
+        user: str,
+        role: Role | str,
+        *,
+        name: str | None = None,
+        room: str | None = None,
+        ttl_s: int | None = None,
+        now: float | None = None,
+    ) -> str:
+        role = Role(role)
+        if role is Role.OVERLAY and not room:
+            raise ValueError("an overlay token needs the room it may read")
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, object] = {
+            "iss": ISSUER,
+            "sub": user,
+            "role": role.value,
+            "name": name or user,
+            "iat": issued,
+            "exp": issued + (self._ttl if ttl_s is None else ttl_s),
+            "jti": secrets.token_urlsafe(12),
+        }
+        if room:
+            claims["room"] = room
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def decode(self, token: str) -> Principal:
+        """Check signature, expiry and shape (not revocation: that needs Redis, see verify)."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["exp", "iat", "sub", "jti", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token_expired", "the token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise AuthError("unauthorized", f"invalid token: {exc}") from None
+        try:
+            role = Role(claims.get("role"))
+        except ValueError:
+            raise AuthError("unauthorized", "invalid token: unknown role") from None
+        sub, name, room = claims["sub"], claims.get("name", claims["sub"]), claims.get("room")
+        if not isinstance(sub, str) or not isinstance(name, str) or not (
+            room is None or isinstance(room, str)
+        ):
+            raise AuthError("unauthorized", "invalid token: malformed claims")
+        if role is Role.OVERLAY and not room:
+            raise AuthError("unauthorized", "invalid token: overlay token without a room")
+        return Principal(sub, role, name, str(claims["jti"]), int(claims["exp"]), room)
+
+    async def verify(self, token: str, redis: Redis) -> Principal:
+        principal = self.decode(token)
+        if await redis.exists(self._keys.revoked(principal.token_id)):
+            raise AuthError("token_revoked", "the token has been revoked")
+        return principal
+
+    async def revoke(self, token: str, redis: Redis) -> Principal:
+        principal = self.decode(token)
+        ttl = max(1, principal.expires_at - int(time.time()) + 60)
+        await redis.set(self._keys.revoked(principal.token_id), b"1", ex=ttl)
+        return principal

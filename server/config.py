@@ -1,0 +1,161 @@
+"""Configuration: one frozen dataclass, read once from the environment.
+
+`REDIS_URL` and `DATABASE_URL` keep their conventional names so platforms that inject them work
+unchanged; everything else is prefixed `GIFTWIRE_`. Unset URLs mean "start the embedded servers".
+The README's configuration table lists every field; `tests/test_config.py` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET = "giftwire-dev-secret-change-me"
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value giftwire cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    # Where the servers are. None: start embedded Redis/Postgres under data_dir.
+    redis_url: str | None = None
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".giftwire")
+    # Every Redis key and channel starts with this, so several deployments (or tests) share a Redis.
+    key_prefix: str = "gw:"
+    # Postgres schema holding giftwire's tables (tests use one schema each).
+    db_schema: str = "giftwire"
+    # Ledger-stream shards: wallets hash onto them; each shard is one Redis Cluster slot.
+    wallet_shards: int = 16
+
+    # Security.
+    jwt_secret: str = DEV_SECRET
+    sandbox_receipt_secret: str = "giftwire-sandbox-receipts"
+    token_ttl_s: int = 24 * 3600
+
+    # Money rules.
+    diamonds_per_coin_num: int = 1
+    diamonds_per_coin_den: int = 1
+    redeem_min_diamonds: int = 1000
+    daily_spend_limit: int = 0  # coins per viewer per UTC day; 0 = no limit
+
+    # Ledger flusher.
+    run_flusher: bool = True
+    flush_batch: int = 1000
+    flush_block_ms: int = 200
+    flush_claim_idle_ms: int = 30_000
+
+    # Real-time hub.
+    writer_window_ms: float = 2.0
+    writer_max_bytes: int = 256 * 1024
+    history_maxlen: int = 1000
+    history_max_age_s: int = 3600
+    heartbeat_s: int = 20
+    idle_timeout_s: int = 60
+    hello_timeout_s: int = 10
+    max_rooms_per_connection: int = 8
+    rate_per_s: float = 20.0
+    rate_burst: int = 40
+    combo_timeout_ms: int = 3000
+    presence_ttl_s: int = 30
+
+    # Lifecycle.
+    drain_timeout_s: float = 10.0
+    reconnect_hint_ms: int = 1000
+    log_level: str = "INFO"
+    log_json: bool = False
+    demo: bool = False
+    demo_bots: int = 3
+
+    # Extra settings not read from the environment (tests inject them).
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None or self.database_url is None
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces this config in a child process."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            name = ENV_NAMES[f.name]
+            env[name] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+        return env
+
+
+# Field name -> environment variable.
+ENV_NAMES: dict[str, str] = {
+    f.name: ("REDIS_URL" if f.name == "redis_url" else
+             "DATABASE_URL" if f.name == "database_url" else
+             "GIFTWIRE_" + f.name.upper())
+    for f in dataclasses.fields(Config)
+    if f.name != "extra"
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    kind = type(default)
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if isinstance(default, Path):
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+    return raw
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if environ is None else environ
+    defaults = Config()
+    values: dict[str, Any] = {}
+    for fname, var in ENV_NAMES.items():
+        if var not in env:
+            continue
+        raw = env[var]
+        default = getattr(defaults, fname)
+        if default is None:  # the URLs: empty means unset
+            values[fname] = raw or None
+        else:
+            values[fname] = _convert(var, raw, default)
+    config = Config(**values)
+    _validate(config)
+    return config
+
+
+def _validate(c: Config) -> None:
+    if not 1 <= c.port <= 65535:
+        raise ConfigError(f"GIFTWIRE_PORT={c.port} is out of range")
+    if c.wallet_shards < 1:
+        raise ConfigError("GIFTWIRE_WALLET_SHARDS must be at least 1")
+    if c.diamonds_per_coin_num < 0 or c.diamonds_per_coin_den < 1:
+        raise ConfigError("diamond share must be num >= 0 and den >= 1")
+    if c.writer_max_bytes < 1024:
+        raise ConfigError("GIFTWIRE_WRITER_MAX_BYTES must be at least 1024")
+    if not c.db_schema.isidentifier():
+        raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

@@ -1,0 +1,96 @@
+"""Postgres: the connection pool and versioned migrations.
+
+Migrations are `server/migrations/NNNN_name.sql`, applied in order in one transaction and
+recorded in `schema_migrations`. A transaction-level advisory lock serialises processes that start
+together, so applying twice (or from two processes at once) is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger("giftwire.db")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# Any fixed 64-bit number: it names giftwire's migration lock among other applications' locks.
+_LOCK_ID = 0x67696674_77697265 & 0x7FFF_FFFF_FFFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        m = _NAME.match(path.name)
+        if not m:
+            raise ValueError(f"migration file {path.name} is not named NNNN_name.sql")
+        found.append(Migration(int(m.group(1)), m.group(2), path.read_text()))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError("two migrations share a version number")
+    return found
+
+
+async def create_pool(
+    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 8
+) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": schema, "application_name": "giftwire"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str, schema: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
+    """Apply pending migrations; return the versions applied now."""
+    applied_now: list[int] = []
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for m in load_migrations(directory):
+                if m.version in done:
+                    continue
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    m.version, m.name,
+                )
+                applied_now.append(m.version)
+                log.info("applied migration %04d_%s to schema %s", m.version, m.name, schema)
+    finally:
+        await conn.close()
+    return applied_now
+
+
+async def migrations_current(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> bool:
+    """True when every migration shipped with this code is applied (readiness)."""
+    want = {m.version for m in load_migrations(directory)}
+    try:
+        rows = await pool.fetch("SELECT version FROM schema_migrations")
+    except asyncpg.UndefinedTableError:
+        return False
+    return want <= {r["version"] for r in rows}

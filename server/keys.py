@@ -1,0 +1,118 @@
+"""Every Redis key and channel name giftwire uses, built in one place.
+
+Each Lua script touches exactly one Redis Cluster slot, so keys that a script uses together share a
+hash tag (the part in braces):
+- `{w<N>}`: wallet shard N. A wallet's balance, its idempotency records, the shard's ledger stream
+  and the shard's copy of the gift catalog and of the live-room set live together, so one spend is
+  one slot. Wallets hash onto `wallet_shards` shards (CRC32 of the user id).
+- `{r:<room>}`: one room: sequence, history, leaderboard, goal, presence, combos.
+`tests/test_keys.py` checks, for every script, that its KEYS map to one slot.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+def _safe(ident: str) -> str:
+    # A brace inside an id would move the hash tag; ids are validated upstream, this is a backstop.
+    return ident.replace("{", "%7B").replace("}", "%7D")
+
+
+def crc16(data: bytes) -> int:
+    """CRC16/XMODEM, the function Redis Cluster uses for key slots."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+            crc &= 0xFFFF
+    return crc
+
+
+def cluster_slot(key: str | bytes) -> int:
+    raw = key.encode() if isinstance(key, str) else key
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return crc16(raw) % 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "gw:"
+    wallet_shards: int = 16
+
+    # -- wallets ------------------------------------------------------------------------------
+    def shard_of(self, user: str) -> int:
+        return zlib.crc32(user.encode()) % self.wallet_shards
+
+    def _w(self, shard: int) -> str:
+        return f"{self.prefix}{{w{shard}}}"
+
+    def wallet(self, user: str) -> str:
+        """Hash: coins, diamonds, frozen, carry, day, day_spent."""
+        return f"{self._w(self.shard_of(user))}:wallet:{_safe(user)}"
+
+    def tx(self, user: str, tx: str) -> str:
+        """Idempotency record of one transaction id of one user."""
+        return f"{self._w(self.shard_of(user))}:tx:{_safe(user)}:{_safe(tx)}"
+
+    def ledger_stream(self, shard: int) -> str:
+        return f"{self._w(shard)}:ledger"
+
+    def ledger_streams(self) -> list[str]:
+        return [self.ledger_stream(s) for s in range(self.wallet_shards)]
+
+    def catalog(self, shard: int) -> str:
+        """Hash gift id -> price/flags; one copy per shard so the spend script stays in one slot."""
+        return f"{self._w(shard)}:catalog"
+
+    def live_rooms(self, shard: int) -> str:
+        """Hash room -> creator of live rooms; one copy per shard, like the catalog."""
+        return f"{self._w(shard)}:live"
+
+    def wallets_index(self, shard: int) -> str:
+        """Set of the user ids with a wallet on this shard (reconcile walks it)."""
+        return f"{self._w(shard)}:wallets"
+
+    # -- rooms --------------------------------------------------------------------------------
+    def _r(self, room: str) -> str:
+        return f"{self.prefix}{{r:{_safe(room)}}}"
+
+    def room(self, room: str) -> str:
+        """Hash: creator, live, title, started_at."""
+        return f"{self._r(room)}:meta"
+
+    def room_seq(self, room: str) -> str:
+        return f"{self._r(room)}:seq"
+
+    def room_history(self, room: str) -> str:
+        """Stream of encoded room events, bounded by length and age."""
+        return f"{self._r(room)}:history"
+
+    def room_published(self, room: str) -> str:
+        """Idempotency of room events: which transactions already produced an event."""
+        return f"{self._r(room)}:published"
+
+    def room_leaderboard(self, room: str) -> str:
+        return f"{self._r(room)}:top"
+
+    def room_goal(self, room: str) -> str:
+        return f"{self._r(room)}:goal"
+
+    def room_presence(self, room: str) -> str:
+        return f"{self._r(room)}:presence"
+
+    def room_combos(self, room: str) -> str:
+        return f"{self._r(room)}:combos"
+
+    def room_channel(self, room: str) -> str:
+        return f"{self._r(room)}:events"
+
+    # -- auth ---------------------------------------------------------------------------------
+    def revoked(self, token_id: str) -> str:
+        return f"{self.prefix}revoked:{_safe(token_id)}"

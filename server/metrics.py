@@ -1,0 +1,51 @@
+"""Prometheus metrics. One registry per app, so several apps in one process (tests) never clash."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.connections = Gauge("giftwire_connections", "Open WebSocket connections", registry=r)
+        self.rooms = Gauge("giftwire_rooms", "Rooms with members on this process", registry=r)
+        self.events = Counter(
+            "giftwire_room_events_total", "Room events received from the broker", registry=r
+        )
+        self.deliveries = Counter(
+            "giftwire_deliveries_total", "Events handed to connections", registry=r
+        )
+        self.fanout_seconds = Histogram(
+            "giftwire_fanout_seconds",
+            "From an event's arrival from the broker to its frames being written",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.lua_seconds = Histogram(
+            "giftwire_lua_seconds", "Lua script round trip, by script", ["script"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.spends = Counter(
+            "giftwire_spends_total", "Spend attempts by outcome", ["outcome"], registry=r
+        )
+        self.slow_disconnects = Counter(
+            "giftwire_slow_disconnects_total", "Connections closed for exceeding their buffer",
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            "giftwire_protocol_errors_total", "Error frames sent, by code", ["code"], registry=r
+        )
+        self.flusher_lag = Gauge(
+            "giftwire_flusher_lag", "Ledger entries in Redis not yet in Postgres", registry=r
+        )
+        self.flushed = Counter(
+            "giftwire_ledger_flushed_total", "Ledger entries written to Postgres", registry=r
+        )
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

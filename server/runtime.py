@@ -1,0 +1,70 @@
+"""The process's shared parts: clients, config, metrics, and the components built on them.
+
+Built once by the app's lifespan (or by a CLI command) and passed to what needs it, so nothing
+reaches for globals and tests can run several apps side by side in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from server import db
+from server.auth import TokenIssuer
+from server.config import DEV_SECRET, Config
+from server.keys import Keys
+from server.metrics import Metrics
+
+log = logging.getLogger("giftwire")
+
+
+def redis_client(url: str, **kwargs: Any) -> Redis:
+    # Commands get a timeout so a dead Redis is noticed; pub/sub builds its own policy (hub).
+    kwargs.setdefault("socket_timeout", 10)
+    kwargs.setdefault("socket_connect_timeout", 5)
+    kwargs.setdefault("health_check_interval", 15)
+    kwargs.setdefault("max_connections", 64)
+    return Redis.from_url(url, **kwargs)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    redis: Redis
+    pool: asyncpg.Pool
+    keys: Keys
+    issuer: TokenIssuer
+    metrics: Metrics = field(default_factory=Metrics)
+    draining: bool = False
+    # Components, attached by the app's lifespan; typed loosely to keep imports one-way.
+    components: dict[str, Any] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator[Runtime]:
+    if config.redis_url is None or config.database_url is None:
+        raise RuntimeError("open_runtime needs REDIS_URL and DATABASE_URL resolved")
+    if config.jwt_secret == DEV_SECRET:
+        log.warning("GIFTWIRE_JWT_SECRET is the development default: set it in production")
+    if migrate:
+        await db.migrate(config.database_url, config.db_schema)
+    redis = redis_client(config.redis_url)
+    pool = await db.create_pool(config.database_url, config.db_schema)
+    keys = Keys(config.key_prefix, config.wallet_shards)
+    try:
+        yield Runtime(
+            config=config,
+            redis=redis,
+            pool=pool,
+            keys=keys,
+            issuer=TokenIssuer(config.jwt_secret, keys, config.token_ttl_s),
+        )
+    finally:
+        await pool.close()
+        await redis.aclose()

