@@ -1,0 +1,146 @@
+"""Stable error codes, WebSocket close codes, and the one exception the protocol raises.
+
+Codes are part of the wire contract: clients switch on them, so a code is never renamed or reused
+for a different meaning. New codes may be added in v1; clients treat unknown codes as generic
+failures.
+"""
+
+from collections.abc import Mapping
+from enum import IntEnum, StrEnum
+from types import MappingProxyType
+
+
+class ErrorCode(StrEnum):
+    """The `code` of an `error` message."""
+
+    # -- frame decoding and message validation (raised by protocol.codec) --
+    MALFORMED_FRAME = "malformed_frame"
+    """The frame is not valid msgpack/JSON (or not UTF-8, or has duplicate keys)."""
+    FRAME_TOO_LARGE = "frame_too_large"
+    """The frame exceeds the client frame size limit."""
+    WRONG_FRAME_KIND = "wrong_frame_kind"
+    """A text frame on the msgpack subprotocol, or a binary frame on the JSON one."""
+    INVALID_MESSAGE = "invalid_message"
+    """The frame is not a map, has no string `type`, or has non-string keys."""
+    UNKNOWN_TYPE = "unknown_type"
+    """The `type` names no client message."""
+    UNKNOWN_FIELD = "unknown_field"
+    """The message has a field its type does not define."""
+    MISSING_FIELD = "missing_field"
+    """A required field is absent."""
+    WRONG_TYPE = "wrong_type"
+    """A field has the wrong type (booleans are not integers, floats are not integers)."""
+    OUT_OF_RANGE = "out_of_range"
+    """A number is outside its allowed range (zero or huge counts, negative resume point)."""
+    TOO_LONG = "too_long"
+    """A string exceeds its length limit."""
+    INVALID_VALUE = "invalid_value"
+    """A string is empty or uses characters outside its allowed set."""
+    UNSUPPORTED_VERSION = "unsupported_version"
+    """`hello.v` names a protocol version this server does not speak."""
+
+    # -- session and server (raised by the server) --
+    HELLO_REQUIRED = "hello_required"
+    """A message other than `hello` arrived before the session was established."""
+    UNAUTHORIZED = "unauthorized"
+    """The token is missing, malformed or its signature is wrong."""
+    TOKEN_EXPIRED = "token_expired"
+    """The token's expiry has passed."""
+    TOKEN_REVOKED = "token_revoked"
+    """The token was revoked."""
+    FORBIDDEN = "forbidden"
+    """The role may not do this (an overlay sending a gift, or joining another room)."""
+    NOT_JOINED = "not_joined"
+    """The request names a room this connection has not joined."""
+    ALREADY_JOINED = "already_joined"
+    """`join` for a room this connection is already in."""
+    TOO_MANY_ROOMS = "too_many_rooms"
+    """`join` would exceed the per-connection room limit."""
+    ROOM_NOT_FOUND = "room_not_found"
+    """No such room."""
+    ROOM_ENDED = "room_ended"
+    """The room's stream is over; gifts are no longer accepted."""
+    UNKNOWN_GIFT = "unknown_gift"
+    """The gift id is not in the catalog."""
+    NOT_STREAKABLE = "not_streakable"
+    """A `combo` was given for a gift that cannot be sent as a streak."""
+    COMBO_NOT_FOUND = "combo_not_found"
+    """`combo_end` for a combo that does not exist or has already settled."""
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    """The balance does not cover the gift; nothing was spent, and the tx id may be retried."""
+    DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"
+    """The gift would exceed the viewer's daily spending limit; nothing was spent."""
+    WALLET_FROZEN = "wallet_frozen"
+    """The wallet is frozen by an administrator; nothing was spent."""
+    TX_CONFLICT = "tx_conflict"
+    """The tx id was already used for a different gift (other room, gift, count or combo)."""
+    RATE_LIMITED = "rate_limited"
+    """Too many requests; retry after `retry_ms`."""
+    HISTORY_GAP = "history_gap"
+    """The resume point is older than the room's history (see `joined.resume`)."""
+    INTERNAL_ERROR = "internal_error"
+    """A server bug; the request may or may not have taken effect: retry with the same tx id."""
+    UNAVAILABLE = "unavailable"
+    """A backend is temporarily down; retry with the same tx id after `retry_ms`."""
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the server sends."""
+
+    NORMAL = 1000
+    """The session ended normally."""
+    GOING_AWAY = 1001
+    """The server is draining (deploy, shutdown): reconnect, possibly to another server."""
+    MESSAGE_TOO_BIG = 1009
+    """A frame was far beyond the size limit; the transport refused to read it."""
+    INTERNAL_ERROR = 1011
+    """The server hit an unexpected condition: reconnect with backoff."""
+    UNAUTHORIZED = 4001
+    """The token was missing, malformed or forged: do not reconnect with the same token."""
+    PROTOCOL_VIOLATION = 4002
+    """Too many invalid frames, or no `hello` first, or an unsupported version."""
+    FORBIDDEN = 4003
+    """The token does not allow this connection (wrong room or role)."""
+    TOKEN_EXPIRED = 4004
+    """The token expired or was revoked: get a new token, then reconnect."""
+    TOO_SLOW = 4008
+    """The client read too slowly and its buffer overflowed: reconnect and resume from last seq."""
+    RATE_LIMITED = 4009
+    """The client flooded the server: reconnect after a backoff."""
+    IDLE_TIMEOUT = 4010
+    """Nothing (not even a ping) arrived within the heartbeat allowance: reconnect."""
+    HELLO_TIMEOUT = 4011
+    """No `hello` arrived in time after connecting."""
+
+
+# Errors after which the session cannot continue: the server sends the `error` message, then
+# closes with this code, so a client can tell "fix the request" from "start over".
+CLOSE_ON_ERROR: Mapping[ErrorCode, CloseCode] = MappingProxyType(
+    {
+        ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+        ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
+        ErrorCode.TOKEN_REVOKED: CloseCode.TOKEN_EXPIRED,
+        ErrorCode.UNSUPPORTED_VERSION: CloseCode.PROTOCOL_VIOLATION,
+        ErrorCode.HELLO_REQUIRED: CloseCode.PROTOCOL_VIOLATION,
+    }
+)
+
+
+class ProtocolError(Exception):
+    """A request the protocol rejects; carries what the `error` reply needs.
+
+    `request_id` is the offending message's `id` when it could be read, so the reply can echo it.
+    """
+
+    code: ErrorCode
+    message: str
+    request_id: str | None
+
+    def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.code.value!r}, {self.message!r}, {self.request_id!r})"

@@ -1,0 +1,51 @@
+"""Every size and count limit of the wire protocol, in one place.
+
+The server enforces these, the load tester respects them, and docs/protocol.md quotes them; a limit
+that lives anywhere else drifts. String lengths are in UTF-8 bytes, which equals characters for
+identifiers because identifiers are ASCII.
+"""
+
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+# Versions a `hello` may name. One today; a server in transition can list two.
+SUPPORTED_VERSIONS: Final = frozenset({PROTOCOL_VERSION})
+
+# Client frames are small requests; 4 KiB bounds per-frame parse work and memory per connection.
+MAX_CLIENT_FRAME_BYTES: Final = 4096
+# Server frames carry batches of events; a client decoder needs a bound too, but a generous one.
+MAX_SERVER_FRAME_BYTES: Final = 1 << 20
+
+MAX_ROOM_ID_LEN: Final = 64
+MAX_GIFT_ID_LEN: Final = 32
+MAX_TX_ID_LEN: Final = 64
+MAX_COMBO_ID_LEN: Final = 64
+MAX_REQUEST_ID_LEN: Final = 64
+MAX_CLIENT_NAME_LEN: Final = 64
+# No v1 client message carries free text; reserved so chat-like additions share one bound.
+MAX_MESSAGE_TEXT_LEN: Final = 256
+# Also bounds `?token=` in the URL, which is why it exceeds what fits in a hello frame.
+MAX_TOKEN_LEN: Final = 4096
+
+# A single send of 1,000 of one gift is already far beyond any real tap rate; larger counts are
+# almost certainly bugs or abuse, and a bound keeps the coin arithmetic far from overflow.
+MAX_GIFT_COUNT: Final = 1000
+
+# Every integer on the wire stays within JavaScript's safe range so the browser overlay, which
+# decodes numbers as doubles, sees exactly what the server sent.
+MAX_SAFE_INT: Final = 2**53 - 1
+
+MAX_ROOMS_PER_CONNECTION: Final = 8
+
+# The server closes a connection that has not completed `hello` within this many seconds (4011).
+HELLO_TIMEOUT_S: Final = 10
+# The server closes a connection from which nothing arrived for this many heartbeat intervals
+# (4010); two intervals tolerate one late ping.
+IDLE_TIMEOUT_HEARTBEATS: Final = 2
+# After this many rejected frames on one connection the server stops answering and closes (4002):
+# a client that keeps sending garbage is broken or hostile, not unlucky.
+MAX_PROTOCOL_ERRORS: Final = 10
+
+# Identifiers (room, gift, tx, combo, request ids) use RFC 3986's unreserved characters only: safe
+# in URLs, log lines and Redis key names (no `{`/`}` that would break hash tags).
+IDENTIFIER_PATTERN: Final = r"[A-Za-z0-9._~-]+"
