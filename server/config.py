@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEV_SECRET = "giftwire-dev-secret-change-me"
+DEV_SECRET = "giftwire-development-secret-change-me-in-production"
 
 
 class ConfigError(ValueError):
@@ -157,5 +157,7 @@ def _validate(c: Config) -> None:
         raise ConfigError("diamond share must be num >= 0 and den >= 1")
     if c.writer_max_bytes < 1024:
         raise ConfigError("GIFTWIRE_WRITER_MAX_BYTES must be at least 1024")
+    if len(c.jwt_secret.encode()) < 32:
+        raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
     if not c.db_schema.isidentifier():
         raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

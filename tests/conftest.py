@@ -52,7 +52,7 @@ def config(service_urls: tuple[str, str]) -> Config:
         database_url=database_url,
         key_prefix=f"t{tag}:",
         db_schema=f"t_{tag}",
-        jwt_secret="test-secret-" + tag,
+        jwt_secret="test-secret-" + uuid.uuid4().hex + tag,
         drain_timeout_s=5.0,
         log_level="WARNING",
     )
