@@ -3,7 +3,7 @@
 `ScriptRunner.call` is the one way code runs a script. Concurrent calls are batched: a single
 drain task takes everything queued since its last round trip and sends it as one pipeline
 (auto-batching; see bench/baseline.md: the Python client, not Redis, bounds the spend path).
-A NOSCRIPT reply means that call did not run at all, so it is safe to reload and resend it.
+A NOSCRIPT reply means that call did not run at all, so it is safe to resend it (as EVAL).
 """
 
 from __future__ import annotations
@@ -118,8 +118,7 @@ class ScriptRunner:
         try:
             result = await self._redis.evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            await self._redis.script_load(script.source)
-            result = await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+            result = await self._redis.eval(script.source, len(keys), *keys, *args)
         except ResponseError as exc:
             raise ScriptError(str(exc)) from None
         self._observe(script.name, time.perf_counter() - started)
@@ -143,33 +142,36 @@ class ScriptRunner:
                             call.future.set_exception(exc)
 
     async def _run_batch(self, batch: list[_Call]) -> None:
-        pending = batch
-        for _attempt in range(3):
-            started = time.perf_counter()
-            pipe = self._redis.pipeline(transaction=False)
-            for call in pending:
+        retry = await self._send(batch, by_sha=True)
+        if retry:
+            # EVAL with the source cannot hit NOSCRIPT, however often the cache is flushed
+            # meanwhile, and it re-caches the script for the next EVALSHA.
+            log.warning("NOSCRIPT for %d call(s): resending with the script source", len(retry))
+            await self._send(retry, by_sha=False)
+
+    async def _send(self, calls: list[_Call], *, by_sha: bool) -> list[_Call]:
+        """Send calls as one pipeline; settle their futures; return those that hit NOSCRIPT."""
+        started = time.perf_counter()
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            if by_sha:
                 pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            results = await pipe.execute(raise_on_error=False)
-            elapsed = time.perf_counter() - started
-            retry: list[_Call] = []
-            for call, result in zip(pending, results, strict=True):
-                if isinstance(result, NoScriptError):
-                    retry.append(call)
-                elif call.future.done():
-                    continue  # the caller gave up (cancelled); the script still ran
-                elif isinstance(result, ResponseError):
-                    call.future.set_exception(ScriptError(str(result)))
-                elif isinstance(result, Exception):
-                    call.future.set_exception(result)
-                else:
-                    call.future.set_result(result)
-                self._observe(call.script.name, elapsed)
-            if not retry:
-                return
-            log.warning("NOSCRIPT for %d call(s): reloading scripts", len(retry))
-            for script in {c.script.name: c.script for c in retry}.values():
-                await self._redis.script_load(script.source)
-            pending = retry
-        for call in pending:
-            if not call.future.done():
-                call.future.set_exception(ScriptError("NOSCRIPT persisted after reloading"))
+            else:
+                pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+        results = await pipe.execute(raise_on_error=False)
+        elapsed = time.perf_counter() - started
+        noscript: list[_Call] = []
+        for call, result in zip(calls, results, strict=True):
+            if isinstance(result, NoScriptError):
+                noscript.append(call)
+                continue
+            self._observe(call.script.name, elapsed)
+            if call.future.done():
+                continue  # the caller gave up (cancelled); the script still ran
+            if isinstance(result, ResponseError):
+                call.future.set_exception(ScriptError(str(result)))
+            elif isinstance(result, Exception):
+                call.future.set_exception(result)
+            else:
+                call.future.set_result(result)
+        return noscript
