@@ -47,6 +47,16 @@ class DrainingServer(uvicorn.Server):
         self._drain_timeout_s = drain_timeout_s
         self._drain_task: asyncio.Future[None] | None = None
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # uvicorn re-raises the captured signal after shutdown, which would kill the process
+        # before the embedded Redis/Postgres are stopped; a drained server simply returns.
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._drain_task is not None or not self.started:
             super().handle_exit(sig, frame)  # second signal, or not serving yet: stop now

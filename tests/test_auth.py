@@ -28,7 +28,8 @@ def test_expired_forged_and_garbage_tokens_are_refused(issuer: TokenIssuer) -> N
     assert e.value.code == "token_expired"
 
     claims = jwt.decode(issuer.mint("alice", "viewer"), options={"verify_signature": False})
-    forged = jwt.encode({**claims, "sub": "mallory"}, "not-the-secret-but-long-enough-for-hs256", algorithm="HS256")
+    other_key = "not-the-secret-but-long-enough-for-hs256"
+    forged = jwt.encode({**claims, "sub": "mallory"}, other_key, algorithm="HS256")
     for bad in (forged, "garbage", "", jwt.encode({**claims, "role": "root"}, "x" * 40)):
         with pytest.raises(AuthError) as e:
             issuer.decode(bad)
