@@ -50,7 +50,8 @@ class FieldReader:
         return value
 
     def _str(self, name: str, value: Any) -> str:
-        if type(value) is not str:
+        # isinstance, not `type is`: in-process callers pass StrEnum members (Role, ErrorCode).
+        if not isinstance(value, str):
             raise ProtocolError(ErrorCode.WRONG_TYPE, f"{name}: expected string")
         if not _is_valid_unicode(value):
             raise ProtocolError(ErrorCode.MALFORMED_FRAME, f"{name}: not valid UTF-8")
