@@ -1,0 +1,364 @@
+"""A load-generator process: its own event loop (uvloop when installed), many members.
+
+The parent talks to each worker over a pipe, in this order:
+  worker -> ("ready", info)          all members connected and joined (or the errors)
+  parent -> ("go", t0)               start sending at monotonic time t0 (shared by all workers)
+  worker -> ("progress", counters)   every PROGRESS_S while running
+  worker -> ("sent", info)           sending stopped, every gift in flight answered or given up
+  parent -> ("final", {room: seq})   the last seq of each room; wait for members to reach it
+  worker -> ("done", WorkerResult)
+  parent -> ("stop",)                at any time: give up now and send what was recorded
+Every wait is bounded: a dead server or parent never leaves a worker hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from loadtest.client import ConnSpec, Member, RoomLog, SessionError, Shared
+from protocol import MsgpackCodec
+
+PROGRESS_S = 0.5
+CONNECT_PARALLEL = 100
+TICK_S = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class GiftMix:
+    cheap: tuple[str, int]  # (gift id, price)
+    streak: tuple[str, int] | None
+    big: tuple[str, int]
+    combo_share: float
+    big_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    index: int
+    urls: tuple[str, ...]
+    conns: tuple[ConnSpec, ...]
+    mix: GiftMix
+    rate: float  # this worker's share of gifts/s; 0: closed loop (next gift on each answer)
+    duration_s: float
+    warmup_s: float
+    settle_s: float
+    reconnect: bool
+    connect_timeout_s: float = 20.0
+
+
+@dataclass(slots=True)
+class MemberResult:
+    user: str
+    room: str
+    overlay: bool
+    sender: bool
+    slow: bool
+    joined_seq: int
+    connected: bool
+    gap: bool
+    closes: list[int | None]
+    recv_seq: bytes
+    recv_t: bytes
+    send_t: bytes
+    send_ack: bytes
+    send_code: bytes
+    send_kind: bytes
+
+
+@dataclass(slots=True)
+class WorkerResult:
+    index: int
+    members: list[MemberResult]
+    rooms: dict[str, RoomLog]
+    errors: dict[str, int]
+    connect_errors: dict[str, int] = field(default_factory=dict)
+    reconnects: int = 0
+    aborted: str | None = None
+
+
+class Worker:
+    def __init__(self, plan: WorkerPlan, pipe: Connection) -> None:
+        self.plan = plan
+        self.pipe = pipe
+        self.counters = dict.fromkeys(
+            ("sent", "accepted", "rejected", "received", "closed", "other_errors"), 0
+        )
+        rooms = {spec.room: RoomLog() for spec in plan.conns}
+        self.shared = Shared(MsgpackCodec(), rooms, {}, self.counters, self._changed)
+        self.members = [
+            Member(spec, plan.urls[i % len(plan.urls)], self.shared)
+            for i, spec in enumerate(plan.conns)
+        ]
+        self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=16)
+        self.connect_errors: dict[str, int] = {}
+        self.reconnects = 0
+        self.reconnecting: dict[Member, asyncio.Task[None]] = {}
+        self.stopping = False
+        self.changed = asyncio.Event()
+        self.rng = random.Random(plan.index)
+
+    def _changed(self) -> None:
+        self.changed.set()
+
+    # -- parent pipe --
+
+    def _read_pipe(self) -> None:
+        while self.pipe.poll():
+            try:
+                msg = self.pipe.recv()
+            except EOFError:
+                msg = ("stop",)
+            if msg[0] == "stop":
+                self.stopping = True
+                self.changed.set()
+            with contextlib.suppress(asyncio.QueueFull):
+                self.inbox.put_nowait(msg)
+            if msg[0] == "stop":
+                return
+
+    async def _expect(self, kind: str, timeout: float) -> tuple[Any, ...]:
+        msg = await asyncio.wait_for(self.inbox.get(), timeout)
+        if msg[0] != kind:
+            raise _Stop(f"expected {kind!r} from the parent, got {msg[0]!r}")
+        return msg
+
+    # -- phases --
+
+    async def run(self) -> WorkerResult:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.pipe.fileno(), self._read_pipe)
+        aborted: str | None = None
+        try:
+            await self._connect_all()
+            self.pipe.send(("ready", {"connected": sum(m.connected for m in self.members),
+                                      "errors": self.connect_errors}))
+            (_, t0) = await self._expect("go", 600)
+            await self._run_load(t0)
+            self.pipe.send(("sent", dict(self.counters)))
+            (_, finals) = await self._expect("final", 600)
+            await self._settle(finals)
+        except _Stop as stop:
+            aborted = str(stop)
+        except TimeoutError:
+            aborted = "the parent did not answer in time"
+        finally:
+            loop.remove_reader(self.pipe.fileno())
+            for m in self.members:
+                m.close()
+        return self._result(aborted)
+
+    async def _connect_all(self) -> None:
+        sem = asyncio.Semaphore(CONNECT_PARALLEL)
+
+        async def one(m: Member) -> None:
+            async with sem:
+                if self.stopping:
+                    return
+                try:
+                    await m.open(self.plan.connect_timeout_s)
+                except (OSError, TimeoutError, SessionError, Exception) as exc:
+                    key = str(exc)[:160] or type(exc).__name__
+                    self.connect_errors[key] = self.connect_errors.get(key, 0) + 1
+                    m.close()
+
+        await asyncio.gather(*(one(m) for m in self.members))
+        if self.stopping:
+            raise _Stop("stopped by the parent while connecting")
+
+    async def _run_load(self, t0: float) -> None:
+        plan = self.plan
+        await asyncio.sleep(max(0.0, t0 - time.monotonic()))
+        end = t0 + plan.duration_s
+        reporter = asyncio.create_task(self._report(end))
+        slow_task = asyncio.create_task(self._go_slow(t0 + plan.warmup_s))
+        watcher = asyncio.create_task(self._watch_drops(end + plan.settle_s))
+        senders = [m for m in self.members if m.spec.sender and m.connected]
+        try:
+            if plan.rate > 0:
+                await self._open_loop(senders, t0, end)
+            else:
+                await asyncio.gather(*(self._closed_loop(m, end) for m in senders))
+            # Let the last answers arrive; a sender whose server died gives up after the bound.
+            await asyncio.wait_for(
+                asyncio.gather(*(self._finish(m) for m in senders)), plan.settle_s
+            )
+        except TimeoutError:
+            pass
+        finally:
+            for task in (reporter, slow_task, watcher):
+                task.cancel()
+            await asyncio.gather(reporter, slow_task, watcher, return_exceptions=True)
+        if self.stopping:
+            raise _Stop("stopped by the parent")
+
+    async def _go_slow(self, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.monotonic()))
+        for m in self.members:
+            if m.spec.slow and m.conn is not None:
+                m.conn.pause()
+
+    async def _report(self, end: float) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_S)
+            self.pipe.send(("progress", time.monotonic(), dict(self.counters)))
+
+    async def _open_loop(self, senders: list[Member], t0: float, end: float) -> None:
+        """Gifts at a fixed rate, handed to whichever sender has nothing in flight."""
+        idle: deque[Member] = deque(senders)
+        busy: set[asyncio.Task[None]] = set()
+        issued = 0
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= end:
+                break
+            due = int((now - t0) * self.plan.rate) - issued
+            while due > 0 and idle:
+                m = idle.popleft()
+                task = asyncio.create_task(self._one_gift(m, end))
+                busy.add(task)
+                task.add_done_callback(lambda t, m=m: (busy.discard(t), idle.append(m)))
+                issued += 1
+                due -= 1
+            if due > 0:
+                self.counters["behind"] = self.counters.get("behind", 0) + due
+                issued += due  # no idle sender: the server is slower than the target rate
+            await asyncio.sleep(TICK_S)
+        if busy:
+            await asyncio.gather(*busy, return_exceptions=True)
+
+    async def _closed_loop(self, m: Member, end: float) -> None:
+        while not self.stopping and time.monotonic() < end and m.connected:
+            await self._one_gift(m, end)
+
+    async def _one_gift(self, m: Member, end: float) -> None:
+        """One click: a plain gift, a big one, or the next click of this sender's streak."""
+        mix = self.plan.mix
+        if m.combo is None and mix.streak is not None and self.rng.random() < mix.combo_share:
+            m.combo = (f"c{m.spec.user}.{len(m.send_t)}", mix.streak[0], self.rng.randint(3, 8))
+        if m.combo is not None:
+            combo, gift, left = m.combo
+            m.send_gift(gift, 1, 1, combo)
+            await self._await_answer(m, end)
+            if left <= 1:
+                m.end_combo(combo)
+                m.combo = None
+            else:
+                m.combo = (combo, gift, left - 1)
+            return
+        big = self.rng.random() < mix.big_share
+        gift = mix.big[0] if big else mix.cheap[0]
+        m.send_gift(gift, 1, 2 if big else 0)
+        await self._await_answer(m, end)
+
+    async def _await_answer(self, m: Member, end: float) -> None:
+        await m.wait_ack()
+        if m.pending is None or not self.plan.reconnect:
+            return
+        # The connection dropped with a gift in flight: reconnect, resume, send the same tx again.
+        await self._ensure_connected(m, end + self.plan.settle_s)
+        if m.connected:
+            m.resend_pending()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(m.wait_ack(), self.plan.settle_s)
+
+    async def _watch_drops(self, deadline: float) -> None:
+        """Chaos: a member whose server went away reconnects at once and resumes from history."""
+        if not self.plan.reconnect:
+            return
+        while True:
+            await self.changed.wait()
+            self.changed.clear()
+            for m in self.members:
+                if not m.connected and not m.spec.slow and m not in self.reconnecting:
+                    self._start_reconnect(m, deadline)
+
+    def _start_reconnect(self, m: Member, deadline: float) -> asyncio.Task[None]:
+        task = self.reconnecting.get(m)
+        if task is None:
+            task = asyncio.create_task(self._reconnect(m, deadline))
+            self.reconnecting[m] = task
+            task.add_done_callback(lambda _t, m=m: self.reconnecting.pop(m, None))
+        return task
+
+    async def _ensure_connected(self, m: Member, deadline: float) -> None:
+        if not m.connected:
+            await asyncio.shield(self._start_reconnect(m, deadline))
+
+    async def _reconnect(self, m: Member, deadline: float) -> None:
+        urls = self.plan.urls
+        attempt = 0
+        while not m.connected and time.monotonic() < deadline and not self.stopping:
+            m.url = urls[(urls.index(m.url) + 1) % len(urls)] if m.url in urls else urls[0]
+            try:
+                await m.open(5.0)
+                self.reconnects += 1
+                return
+            except Exception:
+                attempt += 1
+                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))  # backoff against a dead server
+
+    async def _finish(self, m: Member) -> None:
+        if m.pending is not None and m.connected:
+            await m.wait_ack()
+        if m.combo is not None:
+            m.end_combo(m.combo[0])
+            m.combo = None
+
+    async def _settle(self, finals: dict[str, int]) -> None:
+        """Wait until every reading member has the room's last event, or the bound passes."""
+        deadline = time.monotonic() + self.plan.settle_s
+        while time.monotonic() < deadline and not self.stopping:
+            if self.plan.reconnect:
+                dropped = [m for m in self.members if not m.connected and not m.spec.slow]
+                await asyncio.gather(*(self._ensure_connected(m, deadline) for m in dropped))
+            behind = [
+                m for m in self.members
+                if m.connected and not m.spec.slow and m.last_seq < finals.get(m.spec.room, 0)
+            ]
+            if not behind:
+                return
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), 0.05)
+
+    def _result(self, aborted: str | None) -> WorkerResult:
+        members = [
+            MemberResult(
+                user=m.spec.user, room=m.spec.room, overlay=m.spec.overlay,
+                sender=m.spec.sender, slow=m.spec.slow, joined_seq=m.joined_seq,
+                connected=m.connected, gap=m.gap, closes=m.closes,
+                recv_seq=m.recv_seq.tobytes(), recv_t=m.recv_t.tobytes(),
+                send_t=m.send_t.tobytes(), send_ack=m.send_ack.tobytes(),
+                send_code=m.send_code.tobytes(), send_kind=m.send_kind.tobytes(),
+            )
+            for m in self.members
+        ]
+        return WorkerResult(
+            self.plan.index, members, self.shared.rooms, self.shared.errors,
+            self.connect_errors, self.reconnects, aborted,
+        )
+
+
+class _Stop(Exception):
+    pass
+
+
+def worker_main(plan: WorkerPlan, pipe: Connection) -> None:
+    """Entry point of a worker process."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    result = runner(Worker(plan, pipe).run())
+    with contextlib.suppress(BrokenPipeError, OSError):
+        pipe.send(("done", result))
+    pipe.close()
