@@ -1,0 +1,131 @@
+"""The Redis pub/sub broker against a real Redis: bytes in, same bytes out; confirmed subscribes;
+re-subscription by itself after its connection is killed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from server.broker_redis import RedisBroker
+from server.config import Config
+
+
+@pytest.fixture
+async def broker(config: Config, redis: Redis) -> AsyncIterator[RedisBroker]:
+    assert config.redis_url
+    b = RedisBroker(
+        config.redis_url, redis, name=f"{config.key_prefix}pubsub", ping_interval_s=0.1
+    )
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, bytes]] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, channel: str, data: bytes) -> None:
+        self.items.append((channel, data))
+        self._changed.set()
+
+    async def wait_for(self, n: int) -> list[tuple[str, bytes]]:
+        while len(self.items) < n:
+            self._changed.clear()
+            await self._changed.wait()
+        return self.items
+
+
+async def test_every_byte_value_crosses_the_broker_unchanged(
+    broker: RedisBroker, config: Config
+) -> None:
+    inbox = Inbox()
+    broker.on_message = inbox
+    channel = f"{config.key_prefix}bytes"
+    await broker.subscribe(channel)
+    payloads = [
+        bytes(range(256)),
+        bytes(range(255, -1, -1)) * 3,
+        b"\x00",
+        b"\xff\xfe\x80\xc0\xc1",  # never valid UTF-8
+        b"\r\n$3\r\n*1\r\n",  # looks like RESP framing
+        b"",
+    ] + [bytes([i]) for i in range(256)]
+    for p in payloads:
+        assert await broker.publish(channel, p) == 1
+    got = await inbox.wait_for(len(payloads))
+    assert got == [(channel, p) for p in payloads]
+    assert all(type(data) is bytes for _, data in got)
+
+
+async def test_publish_refuses_str(broker: RedisBroker, config: Config) -> None:
+    with pytest.raises(TypeError):
+        await broker.publish(f"{config.key_prefix}x", "text")  # type: ignore[arg-type]
+
+
+async def test_a_bad_handler_does_not_kill_the_listener(
+    broker: RedisBroker, config: Config
+) -> None:
+    inbox = Inbox()
+
+    def handler(channel: str, data: bytes) -> None:
+        if data == b"boom":
+            raise ValueError("bad payload")
+        inbox(channel, data)
+
+    broker.on_message = handler
+    channel = f"{config.key_prefix}c"
+    await broker.subscribe(channel)
+    await broker.publish(channel, b"boom")
+    await broker.publish(channel, b"after")
+    assert await inbox.wait_for(1) == [(channel, b"after")]
+
+
+async def test_subscribe_returns_after_confirmation_under_churn(
+    broker: RedisBroker, config: Config, redis: Redis
+) -> None:
+    """Subscribe/unsubscribe/subscribe the same channel in flight: once subscribe returns, a
+    message published right away is always received."""
+    inbox = Inbox()
+    broker.on_message = inbox
+    channel = f"{config.key_prefix}churn"
+    for i in range(50):
+        await broker.subscribe(channel)
+        await broker.unsubscribe(channel)
+        await broker.subscribe(channel)
+        assert await redis.publish(channel, b"%d" % i) == 1
+        await inbox.wait_for(i + 1)
+    assert [d for _, d in inbox.items] == [b"%d" % i for i in range(50)]
+
+
+async def test_resubscribes_after_client_kill_and_survives_idle(
+    broker: RedisBroker, config: Config, redis: Redis
+) -> None:
+    inbox = Inbox()
+    broker.on_message = inbox
+    resubscribed = asyncio.Event()
+    broker.on_resubscribed = resubscribed.set
+    channels = [f"{config.key_prefix}room{i}" for i in range(20)]
+    for ch in channels:
+        await broker.subscribe(ch)
+    generation = broker.generation
+    # Scoped to our connection: other suites may share this Redis.
+    killed = await redis.execute_command("CLIENT", "KILL", "ID", broker.client_id, "TYPE", "pubsub")
+    assert killed == 1
+    await resubscribed.wait()
+    assert broker.generation == generation + 1
+    assert broker.reconnects >= 1
+    # Idle across many of its own health-check intervals: still the same live connection.
+    pings = broker.pings
+    await broker.wait_until(lambda: broker.pings >= pings + 5)
+    assert broker.generation == generation + 1
+    for ch in channels:
+        assert await redis.publish(ch, ch.encode()) == 1
+    got = await inbox.wait_for(len(channels))
+    assert sorted(got) == sorted((ch, ch.encode()) for ch in channels)
