@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from server.config import Config
 from server.health import healthz, readyz
@@ -47,7 +47,7 @@ def create_app(config: Config) -> Starlette:
                 yield
             log.info("giftwire stopped")
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", _metrics),
@@ -64,6 +64,11 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     """Start the wallet, flusher and hub; the stack stops them in reverse order."""
 
 
-def _component_routes(config: Config) -> list[Route]:
+def _component_routes(config: Config) -> list[BaseRoute]:
     """HTTP API and WebSocket routes of the components."""
-    return []
+    found: list[BaseRoute] = []
+    # -- pages (overlay, demo, static files) --
+    from server import pages
+
+    found += pages.routes(config)
+    return found

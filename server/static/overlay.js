@@ -1,0 +1,397 @@
+// The creator overlay: gift alerts one at a time, combo counters, the goal bar and top gifters.
+//
+// Query options (docs/overlay.md): token, room, widgets=alerts,goal,top,combo, duration (ms),
+// gap (ms), order=value|fifo, max (queue bound), test=1 (local fake gifts, no server),
+// auto=0 (test mode without the generator), bg (CSS background), status=1 (show connection).
+// `window.giftwireOverlay` is a small read-mostly hook for browser tests and debugging.
+
+import { AlertQueue } from "./alert-queue.js";
+import { artFor, giftName, loadCatalog, tierOf } from "./gifts.js";
+import { defaultSocketUrl, RoomClient, tokenClaims } from "./gw-client.js";
+import { startFakeGifts } from "./overlay-test-mode.js";
+
+const WIDGETS = ["alerts", "goal", "top", "combo"];
+const SHOWN_HISTORY = 1000; // the hook's record of shown alerts; older entries fall off
+const MAX_COMBO_ROWS = 5;
+const COMBO_STALE_MS = 15000; // a combo whose settled event never came (missed in a gap)
+const TIER_DURATION = [1, 1, 1, 1, 1.5, 2]; // bigger gifts stay on screen longer
+
+function readOptions(search) {
+  const q = new URLSearchParams(search);
+  const num = (name, dflt, lo, hi) => {
+    const v = Number(q.get(name));
+    return q.has(name) && Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : dflt;
+  };
+  const widgets = new Set(
+    (q.get("widgets") || WIDGETS.join(",")).split(",").map((w) => w.trim()).filter(Boolean),
+  );
+  return {
+    token: q.get("token") || "",
+    room: q.get("room") || "",
+    widgets,
+    duration: num("duration", 5000, 1, 60000),
+    gap: num("gap", 600, 0, 60000),
+    order: q.get("order") === "fifo" ? "fifo" : "value",
+    max: num("max", 50, 1, 1000),
+    test: q.get("test") === "1",
+    auto: q.get("auto") !== "0",
+    bg: q.get("bg") || "",
+    status: q.get("status") === "1",
+    backoff: num("backoff", 250, 10, 60000),
+  };
+}
+
+const opts = readOptions(location.search);
+const $ = (id) => document.getElementById(id);
+const el = (tag, cls, text) => {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+
+const stage = $("gw-stage");
+const comboBox = $("gw-combos");
+const goalBox = $("gw-goal");
+const topBox = $("gw-top");
+const statusBox = $("gw-status");
+
+for (const name of WIDGETS) {
+  const box = { alerts: stage, goal: goalBox, top: topBox, combo: comboBox }[name];
+  box.hidden = !opts.widgets.has(name);
+}
+if (opts.bg) document.body.style.background = opts.bg;
+
+const queue = new AlertQueue({ order: opts.order, max: opts.max });
+const combos = new Map(); // combo id -> {row, count, touched}
+let client = null;
+
+const hook = {
+  options: { ...opts, widgets: [...opts.widgets], token: opts.token ? "(set)" : "" },
+  state: "idle",
+  detail: "",
+  shown: [], // {eids, seq, gift, count, coins, sender, name, combo, tier}, oldest first
+  shownTotal: 0,
+  comboUpdates: 0,
+  current: null,
+  goal: null,
+  top: [],
+  errors: [],
+  paused: false,
+  get lastSeq() {
+    return client ? client.lastSeq : 0;
+  },
+  get stats() {
+    return client ? { ...client.stats } : { connects: 0, received: 0, duplicates: 0 };
+  },
+  get queued() {
+    return queue.length;
+  },
+  get dropped() {
+    return queue.dropped;
+  },
+  get merged() {
+    return queue.merged;
+  },
+  get activeCombos() {
+    return combos.size;
+  },
+  pause() {
+    this.paused = true;
+  },
+  resume() {
+    this.paused = false;
+    player.kick();
+  },
+  // Simulate a network blip: drop the socket and stay away until release().
+  hold() {
+    client?.hold();
+  },
+  release() {
+    client?.release();
+  },
+  inject: null, // test mode only: feed a room event or state message as if from the server
+};
+window.giftwireOverlay = hook;
+
+// -- alerts --------------------------------------------------------------------------------
+
+function alertFromGift(msg) {
+  const unit = msg.count > 0 ? msg.coins / msg.count : msg.coins;
+  return {
+    eids: [msg.eid],
+    events: 1,
+    seq: msg.seq,
+    gift: msg.gift,
+    count: msg.count,
+    coins: msg.coins,
+    sender: msg.sender,
+    name: msg.name,
+    combo: msg.combo || null,
+    tier: tierOf(unit),
+  };
+}
+
+function confetti(n) {
+  const fx = el("div", "gw-confetti");
+  for (let i = 0; i < n; i++) {
+    const p = el("i");
+    const angle = (i / n) * Math.PI * 2 + Math.random() * 0.4;
+    const dist = 120 + Math.random() * 260;
+    p.style.setProperty("--x", `${Math.cos(angle) * dist}px`);
+    p.style.setProperty("--y", `${Math.sin(angle) * dist}px`);
+    p.style.setProperty("--r", `${Math.round(Math.random() * 720 - 360)}deg`);
+    p.style.setProperty("--h", `${Math.round((i * 360) / n)}`);
+    fx.append(p);
+  }
+  return fx;
+}
+
+function renderAlert(alert, durationMs) {
+  const root = el("div", `gw-alert gw-tier-${alert.tier}`);
+  root.style.setProperty("--gw-dur", `${durationMs}ms`);
+  root.dataset.eids = alert.eids.join(" ");
+  root.dataset.gift = alert.gift;
+  if (alert.tier >= 3) root.append(el("div", "gw-rays"));
+  if (alert.tier >= 4) root.append(confetti(alert.tier === 5 ? 48 : 24));
+  if (alert.tier === 5) {
+    const cosmos = el("div", "gw-cosmos");
+    cosmos.append(el("div", "gw-stars"), el("div", "gw-galaxy"));
+    for (let i = 0; i < 3; i++) cosmos.append(el("div", `gw-shock gw-shock-${i}`));
+    const orbit = el("div", "gw-orbit");
+    orbit.append(el("div", "gw-planet"), el("div", "gw-moon"));
+    cosmos.append(orbit);
+    root.prepend(cosmos);
+    root.append(el("div", "gw-headline", giftName(alert.gift)));
+  }
+  const card = el("div", "gw-card");
+  const icon = el("div", "gw-icon");
+  icon.innerHTML = artFor(alert.gift); // our own static SVG, never user input
+  const text = el("div", "gw-text");
+  text.append(el("div", "gw-sender", alert.name));
+  const line = el("div", "gw-line");
+  line.append("sent ", el("b", "gw-gift", giftName(alert.gift)));
+  line.append(" ", el("span", "gw-count", `x ${alert.count}`));
+  text.append(line);
+  card.append(icon, text);
+  root.append(card);
+  return root;
+}
+
+const player = {
+  current: null,
+  node: null,
+  gapTimer: null,
+  kick() {
+    if (this.current || this.gapTimer || hook.paused) return;
+    const alert = queue.shift();
+    if (!alert) return;
+    const dur = Math.round(opts.duration * TIER_DURATION[alert.tier]);
+    // Anything still leaving goes now: at most one alert is ever in the DOM.
+    stage.replaceChildren();
+    this.node = renderAlert(alert, dur);
+    stage.append(this.node);
+    this.current = alert;
+    hook.current = alert;
+    hook.shownTotal++;
+    hook.shown.push(alert);
+    if (hook.shown.length > SHOWN_HISTORY) hook.shown.splice(0, hook.shown.length - SHOWN_HISTORY);
+    setTimeout(() => this.finish(), dur);
+  },
+  finish() {
+    const node = this.node;
+    this.current = null;
+    hook.current = null;
+    if (node) {
+      node.classList.add("gw-leaving");
+      // The exit animation plays during the gap; with no gap there is nothing to wait for.
+      setTimeout(() => node.remove(), Math.min(400, opts.gap));
+    }
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = null;
+      this.kick();
+    }, opts.gap);
+  },
+};
+
+// -- combos --------------------------------------------------------------------------------
+
+function comboRow(msg) {
+  const row = el("div", "gw-combo");
+  const icon = el("div", "gw-combo-icon");
+  icon.innerHTML = artFor(msg.gift);
+  const who = el("span", "gw-combo-name", msg.name);
+  const what = el("span", "gw-combo-count");
+  row.append(icon, who, what);
+  comboBox.append(row);
+  return row;
+}
+
+function setComboCount(entry, gift, count) {
+  entry.count = count;
+  entry.row.querySelector(".gw-combo-count").textContent = `${giftName(gift)} x ${count}`;
+  entry.row.dataset.count = String(count);
+  entry.row.animate?.(
+    [{ transform: "scale(1.18)" }, { transform: "scale(1)" }],
+    { duration: 180, easing: "ease-out" },
+  );
+}
+
+function onComboProgress(msg) {
+  hook.comboUpdates++;
+  let entry = combos.get(msg.combo);
+  if (!entry) {
+    if (combos.size >= MAX_COMBO_ROWS) dropCombo(combos.keys().next().value);
+    entry = { row: comboRow(msg), count: 0, touched: 0, settled: false };
+    entry.row.dataset.combo = msg.combo;
+    combos.set(msg.combo, entry);
+  }
+  entry.touched = Date.now();
+  // Progress can only grow; a replayed older count must not move the counter back.
+  if (!entry.settled && msg.count > entry.count) setComboCount(entry, msg.gift, msg.count);
+}
+
+function onComboSettled(msg) {
+  const entry = combos.get(msg.combo);
+  if (!entry) return;
+  entry.settled = true;
+  entry.touched = Date.now();
+  setComboCount(entry, msg.gift, msg.count);
+  entry.row.classList.add("gw-settled");
+  // The settled total stays a moment where the counter was, then the alert takes over.
+  setTimeout(() => dropCombo(msg.combo), 1200);
+}
+
+function dropCombo(id) {
+  const entry = combos.get(id);
+  if (!entry) return;
+  entry.row.remove();
+  combos.delete(id);
+}
+
+setInterval(() => {
+  const now = Date.now();
+  for (const [id, entry] of combos) if (now - entry.touched > COMBO_STALE_MS) dropCombo(id);
+}, 2000);
+
+// -- goal and top --------------------------------------------------------------------------
+
+function renderGoal(goal) {
+  hook.goal = goal ? { title: goal.title, target: goal.target, progress: goal.progress } : null;
+  goalBox.classList.toggle("gw-empty", !goal);
+  if (!goal) return;
+  const pct = Math.min(100, (goal.progress / Math.max(1, goal.target)) * 100);
+  $("gw-goal-title").textContent = goal.title;
+  $("gw-goal-fill").style.width = `${pct}%`;
+  $("gw-goal-numbers").textContent =
+    `${goal.progress.toLocaleString("en-US")} / ${goal.target.toLocaleString("en-US")}`;
+  goalBox.classList.toggle("gw-done", goal.progress >= goal.target);
+  goalBox.dataset.progress = String(goal.progress);
+  goalBox.dataset.target = String(goal.target);
+}
+
+function renderTop(top) {
+  const three = (top || []).slice(0, 3);
+  hook.top = three.map((t) => ({ user: t.user, name: t.name, coins: t.coins }));
+  const list = $("gw-top-list");
+  list.replaceChildren(
+    ...three.map((t, i) => {
+      const li = el("li", `gw-rank-${i + 1}`);
+      li.dataset.user = t.user;
+      li.append(el("span", "gw-top-name", t.name), el("span", "gw-top-coins",
+        t.coins.toLocaleString("en-US")));
+      return li;
+    }),
+  );
+  topBox.classList.toggle("gw-empty", three.length === 0);
+}
+
+// -- wiring --------------------------------------------------------------------------------
+
+function onRoomEvent(msg) {
+  if (msg.type === "combo") {
+    if (opts.widgets.has("combo")) onComboProgress(msg);
+    return;
+  }
+  if (msg.type !== "gift") return;
+  if (msg.combo) onComboSettled(msg);
+  if (!opts.widgets.has("alerts")) return;
+  queue.push(alertFromGift(msg));
+  player.kick();
+}
+
+function onSnapshot(joined) {
+  renderGoal(joined.goal || null);
+  renderTop(joined.top || []);
+  document.body.dataset.live = String(Boolean(joined.live));
+}
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "goal":
+      renderGoal(msg);
+      break;
+    case "leaderboard":
+      renderTop(msg.top);
+      break;
+    case "room":
+      document.body.dataset.live = String(Boolean(msg.live));
+      break;
+    case "error":
+      hook.errors.push(msg.code);
+      if (hook.errors.length > 20) hook.errors.shift();
+      break;
+    default:
+  }
+}
+
+function onStatus(state, detail) {
+  hook.state = state;
+  hook.detail = detail || "";
+  document.body.dataset.state = state;
+  const text = {
+    connecting: "connecting…",
+    hello: "connecting…",
+    joining: "joining…",
+    reconnecting: "reconnecting…",
+    held: "offline",
+    failed: `cannot connect: ${detail || "error"}`,
+  }[state];
+  statusBox.textContent = text || "";
+  statusBox.hidden = !text || !(opts.status || state === "failed");
+}
+
+function start() {
+  if (opts.test) {
+    onStatus("test");
+    const feed = (msg) => {
+      if (msg.type === "gift" || msg.type === "combo") onRoomEvent(msg);
+      else if (msg.type === "joined") onSnapshot(msg);
+      else onMessage(msg);
+    };
+    hook.inject = feed;
+    if (opts.auto) startFakeGifts(feed, opts);
+    return;
+  }
+  const claims = opts.token ? tokenClaims(opts.token) : null;
+  const room = opts.room || claims?.room;
+  if (!opts.token || !room) {
+    onStatus("failed", opts.token ? "token names no room" : "missing ?token=");
+    return;
+  }
+  client = new RoomClient({
+    url: defaultSocketUrl(),
+    token: opts.token,
+    room,
+    client: "giftwire-overlay",
+    backoffMs: opts.backoff,
+    onEvent: onRoomEvent,
+    onSnapshot,
+    onMessage,
+    onStatus,
+  });
+  client.start();
+}
+
+loadCatalog();
+start();
