@@ -1,0 +1,251 @@
+"""The ledger flusher: wallet-shard streams -> Postgres, exactly once.
+
+Each shard's stream is read through one consumer group (`ledger`); every flusher (one per server
+process, or `giftwire flush`) is a consumer with a unique name, so they share the work. A batch is:
+read -> credit the creators of its gifts (idempotent, completes a spend whose own credit was lost)
+-> COPY + one INSERT ... ON CONFLICT DO NOTHING, commit -> XACK -> trim. A crash before COMMIT
+leaves the entries pending and they are written later; a crash after COMMIT and before XACK
+replays them and the unique ledger key drops them. Entries left pending by a dead flusher are
+taken over with XAUTOCLAIM once idle for `flush_claim_idle_ms`. While Postgres (or Redis) is down
+the batch is retried with capped exponential backoff; the stream holds everything meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from redis.exceptions import RedisError, ResponseError
+
+from server import ledger
+from server.runtime import Runtime
+from server.wallet import Wallet
+
+log = logging.getLogger("giftwire.flusher")
+
+GROUP = "ledger"
+_BACKOFF_MAX_S = 5.0
+Entries = list[tuple[int, str, dict[bytes, bytes] | None]]  # (shard, stream id, fields)
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Flusher:
+    def __init__(self, rt: Runtime, wallet: Wallet, *, database_url: str | None = None) -> None:
+        self._rt = rt
+        self._wallet = wallet
+        self._cfg = rt.config
+        self._dsn = database_url or rt.config.database_url
+        self._streams = rt.keys.ledger_streams()
+        self._shard_of = {s: i for i, s in enumerate(self._streams)}
+        self.name = consumer_name()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._groups_ready = False
+        self.written = 0  # new ledger transactions written by this flusher
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="ledger-flusher")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self._close()
+
+    async def run(self) -> None:
+        """Flush forever (until cancelled)."""
+        next_claim = 0.0
+        claim_every = max(self._cfg.flush_claim_idle_ms / 2000, 0.05)
+        while True:
+            if time.monotonic() >= next_claim:
+                await self._retrying(self._claim_and_flush, self._cfg.flush_claim_idle_ms)
+                next_claim = time.monotonic() + claim_every
+            await self._retrying(self._read_and_flush, self._cfg.flush_block_ms)
+
+    async def drain(self, *, claim_all: bool = False) -> int:
+        """Flush until the streams hold nothing new (CLI, tests); return entries processed.
+        `claim_all` also takes over entries pending on any other consumer, however recent."""
+        total = 0
+        if claim_all:
+            total += await self._retrying(self._claim_and_flush, 0)
+        while (n := await self._retrying(self._read_and_flush, None)) > 0:
+            total += n
+        return total
+
+    # -- one step ---------------------------------------------------------------------------
+    async def _retrying(self, step: Any, arg: Any) -> int:
+        delay = 0.05
+        while True:
+            try:
+                return int(await step(arg))
+            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("flusher: %s: %s; retrying in %.2fs", type(exc).__name__, exc, delay)
+                await self._close()
+                await asyncio.sleep(delay)  # backoff while a backend is down
+                delay = min(delay * 2, _BACKOFF_MAX_S)
+
+    async def _read_and_flush(self, block_ms: int | None) -> int:
+        await self._ensure_groups()
+        reply = await self._rt.redis.xreadgroup(
+            GROUP, self.name, dict.fromkeys(self._streams, ">"),
+            count=self._cfg.flush_batch, block=block_ms,
+        )
+        entries: Entries = []
+        for stream, items in reply or []:
+            shard = self._shard_of[_s(stream)]
+            entries += [(shard, _s(sid), fields) for sid, fields in items]
+        # A batch in hand is retried as it is: once read it is pending on this consumer and
+        # would otherwise wait for a claim.
+        await self._retrying(self._flush, entries)
+        await self.report_lag()
+        return len(entries)
+
+    async def _claim_and_flush(self, min_idle_ms: int) -> int:
+        await self._ensure_groups()
+        total = 0
+        for stream, shard in self._shard_of.items():
+            start = "0-0"
+            while True:
+                reply = await self._rt.redis.xautoclaim(
+                    stream, GROUP, self.name, min_idle_ms, start_id=start,
+                    count=self._cfg.flush_batch,
+                )
+                start = _s(reply[0])
+                entries: Entries = [
+                    (shard, _s(sid), fields) for sid, fields in reply[1] if sid is not None
+                ]
+                if entries:
+                    log.info("flusher %s claimed %d idle entries of shard %d",
+                             self.name, len(entries), shard)
+                    await self._retrying(self._flush, entries)
+                    total += len(entries)
+                if start == "0-0":
+                    break
+        return total
+
+    async def _flush(self, entries: Entries) -> int:
+        if not entries:
+            return 0
+        staged: list[ledger.StagedTx] = []
+        done: list[tuple[int, str]] = []
+        for shard, sid, fields in entries:
+            if not fields:  # trimmed while pending (cannot happen with our trim rule)
+                done.append((shard, sid))
+                continue
+            try:
+                staged.append(ledger.parse_entry(shard, sid, fields))
+                done.append((shard, sid))
+            except (KeyError, ValueError):
+                # Left pending (never trimmed, claimed again later) and shouted about.
+                log.error("flusher: malformed ledger entry %s on shard %d: %r", sid, shard, fields)
+        await self._credit(staged)
+        if staged:
+            conn = await self._connection()
+            new = await ledger.write_batch(conn, staged)
+            self.written += new
+            self._rt.metrics.flushed.inc(new)
+        await self._ack_and_trim(done)
+        return len(entries)
+
+    async def _credit(self, staged: Sequence[ledger.StagedTx]) -> None:
+        calls = []
+        for t in staged:
+            f = t.fields
+            if t.kind == "gift" and f.get("o"):
+                calls.append(self._wallet.credit(
+                    f["o"], f["u"], f["t"], int(f["a"]), f.get("r", ""), f.get("g", ""),
+                    int(f.get("n") or 1),
+                ))
+        if calls:
+            for result in await asyncio.gather(*calls, return_exceptions=True):
+                if isinstance(result, BaseException):
+                    raise result
+
+    async def _ack_and_trim(self, done: Sequence[tuple[int, str]]) -> None:
+        by_shard: dict[int, list[str]] = {}
+        for shard, sid in done:
+            by_shard.setdefault(shard, []).append(sid)
+        redis = self._rt.redis
+        async with redis.pipeline(transaction=False) as pipe:
+            for shard, ids in by_shard.items():
+                pipe.xack(self._streams[shard], GROUP, *ids)
+            await pipe.execute()
+        for shard in by_shard:
+            await self._trim(self._streams[shard])
+
+    async def _trim(self, stream: str) -> None:
+        # Only what every consumer has acknowledged may go: below the oldest pending entry, and
+        # never beyond what the group has delivered (undelivered entries are not yet flushed).
+        redis = self._rt.redis
+        pending = await redis.xpending(stream, GROUP)
+        if pending["pending"]:
+            minid = _s(pending["min"])
+        else:
+            groups = await redis.xinfo_groups(stream)
+            last = next(_s(g["last-delivered-id"]) for g in groups if _s(g["name"]) == GROUP)
+            ms, seq = last.split("-")
+            minid = f"{ms}-{int(seq) + 1}"
+        await redis.xtrim(stream, minid=minid, approximate=False)
+
+    async def report_lag(self) -> int:
+        """Entries in the streams not yet in Postgres (acknowledged entries are trimmed)."""
+        async with self._rt.redis.pipeline(transaction=False) as pipe:
+            for stream in self._streams:
+                pipe.xlen(stream)
+            lag = sum(await pipe.execute())
+        self._rt.metrics.flusher_lag.set(lag)
+        return int(lag)
+
+    # -- connections ------------------------------------------------------------------------
+    async def _ensure_groups(self) -> None:
+        if self._groups_ready:
+            return
+        await ensure_groups(self._rt)
+        self._groups_ready = True
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            conn = await asyncpg.connect(
+                self._dsn, timeout=10, command_timeout=60,
+                server_settings={"search_path": self._cfg.db_schema,
+                                 "application_name": "giftwire-flusher"},
+            )
+            await ledger.prepare(conn)
+            self._conn = conn
+        return self._conn
+
+    async def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+            if not conn.is_closed():
+                conn.terminate()
+
+
+async def ensure_groups(rt: Runtime) -> None:
+    """Create each shard stream's consumer group (from the start of the stream) if missing."""
+    for stream in rt.keys.ledger_streams():
+        try:
+            await rt.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise

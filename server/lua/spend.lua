@@ -1,0 +1,43 @@
+-- spend: a viewer spends coins on `count` of a gift in a live room. One atomic step, one slot.
+-- KEYS[1] wallet hash ({w<N>}:wallet:<user>)   KEYS[2] tx record ({w<N>}:tx:<user>:<tx>)
+-- KEYS[3] shard ledger stream                   KEYS[4] shard catalog hash (gift -> "coins s")
+-- KEYS[5] shard live-rooms hash (room -> creator)
+-- ARGV[1] user  ARGV[2] tx  ARGV[3] room  ARGV[4] gift  ARGV[5] count (1..1000, checked by caller)
+-- ARGV[6] combo id or ''  ARGV[7] daily limit in coins (0 = none)  ARGV[8] tx record TTL seconds
+-- Returns {status, balance, coins, creator}; status 'ok', 'dup' (the first result, unchanged) or
+-- an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
+-- The tx record is "<balance> <coins> <creator> <room> <gift> <count> <combo>": the first result,
+-- then the parameters' fingerprint. Refusals record nothing, so the tx id may be retried.
+local fp = ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6]
+local rec = redis.call('GET', KEYS[2])
+if rec then
+  local bal, coins, creator, seen = string.match(rec, '^(%d+) (%d+) (%S+) (.*)$')
+  if seen ~= fp then
+    return {'tx_conflict', tonumber(redis.call('HGET', KEYS[1], 'coins') or '0'), 0, ''}
+  end
+  return {'dup', tonumber(bal), tonumber(coins), creator}
+end
+local w = redis.call('HMGET', KEYS[1], 'coins', 'frozen', 'day', 'day_spent')
+local balance = tonumber(w[1] or '0')
+local item = redis.call('HGET', KEYS[4], ARGV[4])
+if not item then return {'unknown_gift', balance, 0, ''} end
+local price, streakable = string.match(item, '^(%d+) (%d)$')
+if ARGV[6] ~= '' and streakable ~= '1' then return {'not_streakable', balance, 0, ''} end
+local creator = redis.call('HGET', KEYS[5], ARGV[3])
+if not creator then return {'room_not_live', balance, 0, ''} end
+if w[2] == '1' then return {'wallet_frozen', balance, 0, creator} end
+local coins = tonumber(price) * tonumber(ARGV[5])
+if coins > balance then return {'insufficient_funds', balance, 0, creator} end
+local limit = tonumber(ARGV[7])
+if limit > 0 then
+  local day = tostring(math.floor(tonumber(redis.call('TIME')[1]) / 86400))
+  local spent = 0
+  if w[3] == day then spent = tonumber(w[4] or '0') end
+  if spent + coins > limit then return {'daily_limit_exceeded', balance, 0, creator} end
+  redis.call('HSET', KEYS[1], 'day', day, 'day_spent', spent + coins)
+end
+balance = redis.call('HINCRBY', KEYS[1], 'coins', -coins)
+redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. creator .. ' ' .. fp, 'EX', ARGV[8])
+redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
+  'g', ARGV[4], 'n', ARGV[5], 'cb', ARGV[6], 'a', coins, 'b', balance, 'o', creator)
+return {'ok', balance, coins, creator}

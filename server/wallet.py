@@ -1,0 +1,236 @@
+"""The wallet: coin spends, purchases, grants, chargebacks, diamonds and redemption.
+
+Every change to a balance is one Lua script on the wallet's shard (server/lua/): it checks,
+changes the wallet, records the operation's id with its result (idempotency) and appends the
+ledger entry to the shard's stream, atomically. Nothing here reads a balance and then writes it.
+A gift's diamonds are credited by `credit.lua` on the creator's shard (another slot) right after
+the spend, and again, idempotently, by the flusher for every gift it writes to Postgres: so a
+crash between the two is always completed (docs/ledger.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.errors import ErrorCode
+from protocol.limits import IDENTIFIER_PATTERN, MAX_GIFT_COUNT, MAX_SAFE_INT, MAX_TX_ID_LEN
+from server import ledger, streams
+from server.catalog import Catalog, load_catalog
+from server.runtime import Runtime
+from server.scripts import ScriptRunner
+
+log = logging.getLogger("giftwire.wallet")
+
+# Gift and credit records live this long: far beyond any client retry, and `rebuild` restores
+# those still inside the window from Postgres. Deposit, reversal and redemption records are kept.
+TX_TTL_S = 7 * 24 * 3600
+_ID = re.compile(IDENTIFIER_PATTERN)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRequest:
+    user: str
+    room: str
+    gift: str
+    count: int
+    tx: str
+    combo: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendResult:
+    ok: bool  # accepted (also True for a duplicate of an accepted tx)
+    balance: int  # the viewer's coin balance after (or current, when refused)
+    duplicate: bool  # this tx id was already processed; this is the first result
+    code: str | None  # ErrorCode value when refused
+    coins: int = 0  # total coin value of the gift(s)
+    creator: str | None = None
+    gift_name: str = ""
+    streakable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    """Outcome of a deposit, reversal or redemption."""
+
+    ok: bool
+    duplicate: bool
+    code: str | None
+    balance: int  # coins (deposit, reverse) or diamonds (redeem)
+    tx_key: str = ""  # the ledger transaction key
+    taken: int = 0  # reverse: coins taken back
+    shortfall: int = 0  # reverse: coins the wallet could not cover (it is frozen)
+
+
+@dataclass(frozen=True, slots=True)
+class WalletState:
+    user: str
+    coins: int
+    diamonds: int
+    carry: int
+    frozen: bool
+
+
+def valid_ident(value: str, max_len: int = MAX_TX_ID_LEN) -> bool:
+    return 0 < len(value) <= max_len and _ID.fullmatch(value) is not None
+
+
+def _int(value: Any) -> int:
+    return int(value) if value not in (None, b"", "") else 0
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Wallet:
+    def __init__(self, rt: Runtime, runner: ScriptRunner, catalog: Catalog | None = None) -> None:
+        self._rt = rt
+        self._runner = runner
+        self._keys = rt.keys
+        self.catalog = catalog if catalog is not None else load_catalog()
+
+    # -- spending ---------------------------------------------------------------------------
+    async def spend(self, req: SpendRequest) -> SpendResult:
+        gift = self.catalog.gifts.get(req.gift)
+        name, streakable = (gift.name, gift.streakable) if gift else ("", False)
+        code = self._check_spend(req)
+        if code is not None:
+            self._count(code)
+            return SpendResult(False, await self.balance(req.user), False, code,
+                               gift_name=name, streakable=streakable)
+        k, shard = self._keys, self._keys.shard_of(req.user)
+        status, balance, coins, creator = await self._runner.call(
+            "spend",
+            [k.wallet(req.user), k.tx(req.user, req.tx), k.ledger_stream(shard), k.catalog(shard),
+             k.live_rooms(shard)],
+            [req.user, req.tx, req.room, req.gift, req.count, req.combo or "",
+             self._rt.config.daily_spend_limit, TX_TTL_S],
+        )
+        status, creator = _str(status), _str(creator) or None
+        if status == "room_not_live":
+            info = await streams.room_info(self._rt, req.room)
+            status = ErrorCode.ROOM_ENDED.value if info else ErrorCode.ROOM_NOT_FOUND.value
+        self._count(status)
+        if status not in ("ok", "dup"):
+            return SpendResult(False, int(balance), False, status, creator=creator,
+                               gift_name=name, streakable=streakable)
+        if status == "ok" and creator:
+            await self._credit_quietly(creator, req.user, req.tx, int(coins), req.room, req.gift,
+                                       req.count)
+        return SpendResult(True, int(balance), status == "dup", None, int(coins), creator,
+                           name, streakable)
+
+    def _check_spend(self, req: SpendRequest) -> str | None:
+        if type(req.count) is not int or not 1 <= req.count <= MAX_GIFT_COUNT:
+            return ErrorCode.OUT_OF_RANGE.value
+        ids = (req.tx, req.room, req.gift, req.combo or "x")
+        if not all(isinstance(v, str) and valid_ident(v) for v in ids) or not req.user:
+            return ErrorCode.INVALID_VALUE.value
+        return None
+
+    def _count(self, outcome: str) -> None:
+        self._rt.metrics.spends.labels(outcome=outcome).inc()
+
+    async def _credit_quietly(self, creator: str, viewer: str, tx: str, coins: int, room: str,
+                              gift: str, count: int) -> None:
+        # The spend is accepted already; a failed credit is completed by the flusher.
+        try:
+            await self.credit(creator, viewer, tx, coins, room, gift, count)
+        except Exception:
+            log.warning("credit of %s:%s deferred to the flusher", viewer, tx, exc_info=True)
+
+    async def credit(self, creator: str, viewer: str, tx: str, coins: int, room: str, gift: str,
+                     count: int) -> int:
+        """Credit the creator's diamonds for one accepted gift (idempotent); returns diamonds."""
+        k, shard, cfg = self._keys, self._keys.shard_of(creator), self._rt.config
+        _status, diamonds, _balance = await self._runner.call(
+            "credit",
+            [k.wallet(creator), k.tx(creator, f"c:{viewer}:{tx}"), k.ledger_stream(shard),
+             k.wallets_index(shard)],
+            [creator, viewer, tx, coins, cfg.diamonds_per_coin_num, cfg.diamonds_per_coin_den,
+             TX_TTL_S, room, gift, count],
+        )
+        return int(diamonds)
+
+    # -- reading ----------------------------------------------------------------------------
+    async def balance(self, user: str) -> int:
+        return _int(await self._rt.redis.hget(self._keys.wallet(user), "coins"))
+
+    async def state(self, user: str) -> WalletState:
+        coins, diamonds, carry, frozen = await self._rt.redis.hmget(
+            self._keys.wallet(user), ["coins", "diamonds", "carry", "frozen"]
+        )
+        return WalletState(user, _int(coins), _int(diamonds), _int(carry), frozen == b"1")
+
+    # -- money in ---------------------------------------------------------------------------
+    async def purchase(self, user: str, package: str, receipt_id: str) -> OpResult:
+        pkg = self.catalog.packages.get(package)
+        if pkg is None:
+            return OpResult(False, False, ErrorCode.INVALID_VALUE.value, await self.balance(user))
+        return await self._deposit(user, "purchase", receipt_id, pkg.coins, pkg.id,
+                                   pkg.price_cents, pkg.currency)
+
+    async def grant(self, user: str, coins: int, grant_id: str, admin: str) -> OpResult:
+        if type(coins) is not int or not 1 <= coins <= MAX_SAFE_INT // 1024:
+            return OpResult(False, False, ErrorCode.OUT_OF_RANGE.value, await self.balance(user))
+        return await self._deposit(user, "grant", grant_id, coins, admin, 0, "")
+
+    async def _deposit(self, user: str, kind: str, ref: str, coins: int, counterparty: str,
+                       price_cents: int, currency: str) -> OpResult:
+        if not valid_ident(ref) or not user:
+            return OpResult(False, False, ErrorCode.INVALID_VALUE.value, await self.balance(user))
+        k, shard = self._keys, self._keys.shard_of(user)
+        tag = "p" if kind == "purchase" else "a"
+        status, balance = await self._runner.call(
+            "deposit",
+            [k.wallet(user), k.tx(user, f"{tag}:{ref}"), k.ledger_stream(shard),
+             k.wallets_index(shard)],
+            [user, kind, ref, coins, counterparty, price_cents, currency],
+        )
+        return _op(_str(status), int(balance), ledger.tx_key(kind, user, ref))
+
+    # -- chargebacks ------------------------------------------------------------------------
+    async def reverse(self, original_key: str, admin: str) -> OpResult:
+        """Take back the coins of a purchase or grant (by ledger key) from the ledger."""
+        original = await ledger.find_tx(self._rt.pool, original_key)
+        if original is None or original.kind not in ("purchase", "grant"):
+            return OpResult(False, False, "not_found", 0)
+        user, k = original.user, self._keys
+        shard = k.shard_of(user)
+        status, balance, taken, short = await self._runner.call(
+            "reverse",
+            [k.wallet(user), k.tx(user, f"r:{original_key}"), k.ledger_stream(shard),
+             k.wallets_index(shard)],
+            [user, original_key, original.coins, admin],
+        )
+        res = _op(_str(status), int(balance), ledger.tx_key("reverse", user, original_key))
+        return OpResult(res.ok, res.duplicate, res.code, res.balance, res.tx_key, int(taken),
+                        int(short))
+
+    # -- diamonds out -----------------------------------------------------------------------
+    async def redeem(self, user: str, diamonds: int, request_id: str) -> OpResult:
+        state = None
+        if type(diamonds) is not int or not 1 <= diamonds <= MAX_SAFE_INT:
+            state = ErrorCode.OUT_OF_RANGE.value
+        elif not valid_ident(request_id):
+            state = ErrorCode.INVALID_VALUE.value
+        if state is not None:
+            return OpResult(False, False, state, (await self.state(user)).diamonds)
+        k, shard = self._keys, self._keys.shard_of(user)
+        status, balance = await self._runner.call(
+            "redeem",
+            [k.wallet(user), k.tx(user, f"d:{request_id}"), k.ledger_stream(shard),
+             k.wallets_index(shard)],
+            [user, request_id, diamonds, self._rt.config.redeem_min_diamonds],
+        )
+        return _op(_str(status), int(balance), ledger.tx_key("redeem", user, request_id))
+
+
+def _op(status: str, balance: int, tx_key: str) -> OpResult:
+    if status in ("ok", "dup"):
+        return OpResult(True, status == "dup", None, balance, tx_key)
+    return OpResult(False, False, status, balance, tx_key)
