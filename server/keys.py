@@ -113,6 +113,15 @@ class Keys:
     def room_channel(self, room: str) -> str:
         return f"{self._r(room)}:events"
 
+    # Hub additions (server/hub.py, roomstate.py).
+    def room_names(self, room: str) -> str:
+        """Hash user -> display name of the room's gifters (the leaderboard shows names)."""
+        return f"{self._r(room)}:names"
+
+    def room_combo_due(self, room: str) -> str:
+        """Zset: running combo -> deadline ms (the server-side combo timeout)."""
+        return f"{self._r(room)}:combodue"
+
     # -- auth ---------------------------------------------------------------------------------
     def revoked(self, token_id: str) -> str:
         return f"{self.prefix}revoked:{_safe(token_id)}"

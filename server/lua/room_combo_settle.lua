@@ -1,0 +1,35 @@
+-- room_combo_settle: settle combos into one `gift` event each: one combo, or every one due.
+-- KEYS[1] room seq  KEYS[2] room history  KEYS[3] room combos  KEYS[4] room combo deadlines
+-- KEYS[5] room channel
+-- ARGV[1] room  ARGV[2] combo key (sender NUL combo id) or '' for "every combo past its deadline"
+-- ARGV[3] history maxlen  ARGV[4] history max age ms  ARGV[5] most combos to settle
+-- Returns the number of combos settled. HDEL decides: across processes, a combo settles once.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local room = ARGV[1]
+
+local due
+if ARGV[2] ~= '' then
+  due = {ARGV[2]}
+else
+  due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))
+end
+
+local settled = 0
+for _, key in ipairs(due) do
+  local raw = redis.call('HGET', KEYS[3], key)
+  redis.call('ZREM', KEYS[4], key)
+  if raw then
+    redis.call('HDEL', KEYS[3], key)
+    local c = cmsgpack.unpack(raw)
+    local seq = redis.call('INCR', KEYS[1])
+    local ev = {type = 'gift', room = room, seq = seq, eid = room .. '-' .. seq,
+                sender = c.sender, name = c.name, gift = c.gift, count = c.count,
+                coins = c.coins, combo = c.combo, ts = now}
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 's', seq, 'e', cmsgpack.pack(ev))
+    redis.call('XTRIM', KEYS[2], 'MINID', '~', now - tonumber(ARGV[4]))
+    redis.call('PUBLISH', KEYS[5], cmsgpack.pack({k = 'ev', ev = ev}))
+    settled = settled + 1
+  end
+end
+return settled

@@ -1,0 +1,68 @@
+-- room_event: publish the room event of one accepted spend, at most once per transaction.
+-- KEYS[1] room seq          KEYS[2] room history (stream)   KEYS[3] room published (zset)
+-- KEYS[4] room leaderboard  KEYS[5] room names (hash)       KEYS[6] room goal (hash)
+-- KEYS[7] room combos       KEYS[8] room combo deadlines    KEYS[9] room channel
+-- ARGV[1] dedup member (user:tx)  ARGV[2] room  ARGV[3] sender  ARGV[4] sender name
+-- ARGV[5] gift  ARGV[6] count  ARGV[7] coins  ARGV[8] combo id ('' for a plain send)
+-- ARGV[9] history maxlen  ARGV[10] history max age ms  ARGV[11] dedup window ms
+-- ARGV[12] combo timeout ms  ARGV[13] leaderboard size
+-- Returns {1, seq} when published, {0, 0} when this transaction had already been published.
+-- One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH are one
+-- atomic step, so a retried tx can never produce a second event.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[11]))
+if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
+  return {0, 0}
+end
+redis.call('ZADD', KEYS[3], now, ARGV[1])
+
+local room, sender, name, gift = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local count, coins, combo = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+
+redis.call('ZINCRBY', KEYS[4], coins, sender)
+redis.call('HSET', KEYS[5], sender, name)
+local goal = nil
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  local progress = redis.call('HINCRBY', KEYS[6], 'progress', coins)
+  local g = redis.call('HMGET', KEYS[6], 'title', 'target')
+  goal = {title = g[1] or '', target = tonumber(g[2]) or 1, progress = progress}
+end
+
+local seq = redis.call('INCR', KEYS[1])
+local ev
+if combo == '' then
+  ev = {type = 'gift', room = room, seq = seq, eid = room .. '-' .. seq, sender = sender,
+        name = name, gift = gift, count = count, coins = coins, ts = now}
+else
+  -- A streak click: the combo's running totals live in the room slot until it settles.
+  local key = sender .. '\0' .. combo
+  local total, total_coins = count, coins
+  local raw = redis.call('HGET', KEYS[7], key)
+  if raw then
+    local c = cmsgpack.unpack(raw)
+    if c.gift == gift then
+      total, total_coins = c.count + count, c.coins + coins
+    end
+    -- A different gift under a running combo id restarts the combo (its clicks stay debited
+    -- and counted in the leaderboard; only the streak display restarts).
+  end
+  redis.call('HSET', KEYS[7], key, cmsgpack.pack({combo = combo, sender = sender, name = name,
+    gift = gift, count = total, coins = total_coins}))
+  redis.call('ZADD', KEYS[8], now + tonumber(ARGV[12]), key)
+  ev = {type = 'combo', room = room, seq = seq, eid = room .. '-' .. seq, combo = combo,
+        sender = sender, name = name, gift = gift, count = total, ts = now}
+end
+
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[9], '*', 's', seq, 'e', cmsgpack.pack(ev))
+redis.call('XTRIM', KEYS[2], 'MINID', '~', now - tonumber(ARGV[10]))
+
+local top = {}
+local rows = redis.call('ZREVRANGE', KEYS[4], 0, tonumber(ARGV[13]) - 1, 'WITHSCORES')
+for i = 1, #rows, 2 do
+  top[#top + 1] = {user = rows[i], name = redis.call('HGET', KEYS[5], rows[i]) or rows[i],
+                   coins = tonumber(rows[i + 1])}
+end
+redis.call('PUBLISH', KEYS[9], cmsgpack.pack({k = 'ev', ev = ev, top = top, goal = goal}))
+return {1, seq}

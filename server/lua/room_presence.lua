@@ -1,0 +1,18 @@
+-- room_presence: refresh this process's viewers of a room and count every process's viewers.
+-- KEYS[1] room presence (zset: connection id -> expiry ms)
+-- ARGV[1] ttl ms  ARGV[2..] connection ids to refresh (none: just count)
+-- Returns the number of unexpired members. Expiry, not bookkeeping, removes a crashed process's
+-- connections; Redis's clock scores them, so processes need not agree on the time.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiry = now + tonumber(ARGV[1])
+for i = 2, #ARGV, 200 do
+  local batch = {}
+  for j = i, math.min(i + 199, #ARGV) do
+    batch[#batch + 1] = expiry
+    batch[#batch + 1] = ARGV[j]
+  end
+  redis.call('ZADD', KEYS[1], unpack(batch))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZCARD', KEYS[1])
