@@ -1,0 +1,116 @@
+"""CPU accounting per group of processes (servers, Redis, Postgres, load generator).
+
+CPU seconds are read with psutil at every `sample()`; a process that dies mid-run (chaos) keeps the
+last reading it had, and a process that starts mid-run counts from zero. Shares are in cores: 1.0
+is one core busy for the whole window, so on a 2-core machine the groups add up to at most 2.0.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+# A worker at or above this share of one core is saturated: the load generator is the limit.
+SATURATED_CORE_SHARE = 0.9
+
+
+@dataclass
+class _Proc:
+    proc: psutil.Process
+    base: float  # cpu seconds at the start of the window (0 for processes born after it)
+    last: float
+
+
+@dataclass
+class CpuMeter:
+    groups: dict[str, Callable[[], list[int]]]
+    started: float = 0.0
+    ended: float = 0.0
+    _procs: dict[str, dict[int, _Proc]] = field(default_factory=dict)
+    machine_start: float = 0.0
+    machine_end: float = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.machine_start = _machine_busy()
+        for name in self.groups:
+            self._procs[name] = {}
+        self.sample(first=True)
+
+    def sample(self, *, first: bool = False) -> None:
+        for name, finder in self.groups.items():
+            known = self._procs[name]
+            for pid in finder():
+                entry = known.get(pid)
+                try:
+                    if entry is None:
+                        proc = psutil.Process(pid)
+                        cpu = _cpu(proc)
+                        known[pid] = _Proc(proc, cpu if first else 0.0, cpu)
+                    else:
+                        entry.last = _cpu(entry.proc)
+                except psutil.Error:
+                    continue
+
+    def stop(self) -> None:
+        self.sample()
+        self.ended = time.monotonic()
+        self.machine_end = _machine_busy()
+
+    def report(self) -> dict[str, Any]:
+        wall = max(1e-9, self.ended - self.started)
+        cores = psutil.cpu_count() or 1
+        groups: dict[str, dict[str, float]] = {}
+        for name, procs in self._procs.items():
+            seconds = sum(max(0.0, p.last - p.base) for p in procs.values())
+            per_proc = [max(0.0, p.last - p.base) / wall for p in procs.values()]
+            groups[name] = {
+                "cpu_s": round(seconds, 3),
+                "cores": round(seconds / wall, 3),
+                "share_of_machine": round(seconds / wall / cores, 3),
+                "max_process_cores": round(max(per_proc, default=0.0), 3),
+                "processes": len(procs),
+            }
+        machine = (self.machine_end - self.machine_start) / wall / cores
+        return {"wall_s": round(wall, 3), "machine_cores": cores,
+                "machine_busy": round(machine, 3), "groups": groups}
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return float(t.user + t.system)
+
+
+def _machine_busy() -> float:
+    t = psutil.cpu_times()
+    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
+                 + getattr(t, "softirq", 0.0))
+
+
+def limit_verdict(cpu: dict[str, Any], generator_group: str = "load_generator") -> str:
+    """Who held the figure back, in one sentence the report prints as is."""
+    groups: dict[str, dict[str, float]] = cpu["groups"]
+    gen = groups.get(generator_group, {})
+    machine_busy = float(cpu["machine_busy"])
+    worker_max = float(gen.get("max_process_cores", 0.0))
+    if worker_max >= SATURATED_CORE_SHARE:
+        return (f"load generator: one of its processes used {worker_max:.0%} of a core; "
+                "the server may have had more to give")
+    busiest = max(groups.items(), key=lambda kv: kv[1].get("cores", 0.0), default=None)
+    if machine_busy >= SATURATED_CORE_SHARE and busiest is not None:
+        name, g = busiest
+        if name == generator_group:
+            return (f"machine: all cores busy ({machine_busy:.0%}) and the load generator used "
+                    f"the most ({g['cores']:.2f} cores): it, not the server, is the limit")
+        return (f"machine: all cores busy ({machine_busy:.0%}); {name} used the most "
+                f"({g['cores']:.2f} cores)")
+    return f"not CPU-bound (machine {machine_busy:.0%} busy): latency or the target rate set it"
+
+
+def own_pids() -> list[int]:
+    return [os.getpid()]
