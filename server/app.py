@@ -62,6 +62,18 @@ def create_app(config: Config) -> Starlette:
 
 async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     """Start the wallet, flusher and hub; the stack stops them in reverse order."""
+    # -- Lua script runner (shared by wallet and hub) and the wallet + ledger flusher --
+    from server import wallet
+    from server.scripts import ScriptRunner
+
+    runner = ScriptRunner(
+        rt.redis, on_latency=lambda name, s: rt.metrics.lua_seconds.labels(script=name).observe(s)
+    )
+    await runner.load()
+    runner.start()
+    stack.push_async_callback(runner.stop)
+    rt.components["scripts"] = runner
+    await wallet.start(rt, runner, stack)
 
 
 def _component_routes(config: Config) -> list[BaseRoute]:

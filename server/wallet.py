@@ -10,6 +10,7 @@ crash between the two is always completed (docs/ledger.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from protocol.errors import ErrorCode
 from protocol.limits import IDENTIFIER_PATTERN, MAX_GIFT_COUNT, MAX_SAFE_INT, MAX_TX_ID_LEN
+from server import catalog as catalog_mod
 from server import ledger, streams
 from server.catalog import Catalog, load_catalog
 from server.runtime import Runtime
@@ -234,3 +236,19 @@ def _op(status: str, balance: int, tx_key: str) -> OpResult:
     if status in ("ok", "dup"):
         return OpResult(True, status == "dup", None, balance, tx_key)
     return OpResult(False, False, status, balance, tx_key)
+
+
+async def start(rt: Runtime, runner: ScriptRunner, stack: contextlib.AsyncExitStack) -> Wallet:
+    """App start-up: publish the catalog to every shard, attach the wallet, start the flusher."""
+    from server.flusher import Flusher, ensure_groups  # the flusher itself uses the wallet
+
+    wallet = Wallet(rt, runner)
+    await catalog_mod.publish(rt.redis, rt.keys, wallet.catalog)
+    await ensure_groups(rt)
+    rt.components["wallet"] = wallet
+    if rt.config.run_flusher:
+        flusher = Flusher(rt, wallet)
+        flusher.start()
+        stack.push_async_callback(flusher.stop)
+        rt.components["flusher"] = flusher
+    return wallet
