@@ -8,7 +8,8 @@ Encoding is the fan-out hot path: the server encodes each event once with `encod
 already-encoded messages per connection with `frame`, which concatenates bytes instead of encoding
 again. A server frame is either one message (a map) or an array of messages.
 
-A codec keeps a reusable msgpack packer, so use one codec instance per thread.
+A codec keeps a reusable msgpack packer: share one instance per thread (`codec_for`), never one
+per connection.
 """
 
 import json
@@ -197,7 +198,8 @@ class MsgpackCodec(Codec[bytes]):
         )
 
     def _dump(self, value: dict[str, Any]) -> bytes:
-        return self._packer.pack(value)
+        packed: bytes = self._packer.pack(value)
+        return packed
 
     def frame(self, encoded: Sequence[bytes]) -> bytes:
         n = len(encoded)
@@ -244,13 +246,20 @@ class JsonCodec(Codec[str]):
         return "[" + ",".join(encoded) + "]"
 
 
+# Shared, because codecs hold no per-connection state and each msgpack packer owns a buffer that
+# would otherwise be paid per connection; the server encodes each event once per codec anyway.
+_SHARED: Final[dict[str, MsgpackCodec | JsonCodec]] = {
+    SUBPROTOCOL_MSGPACK: MsgpackCodec(),
+    SUBPROTOCOL_JSON: JsonCodec(),
+}
+
+
 def codec_for(subprotocol: str) -> MsgpackCodec | JsonCodec:
-    """A new codec for a negotiated subprotocol; `KeyError` if it is not one of ours."""
-    if subprotocol == SUBPROTOCOL_MSGPACK:
-        return MsgpackCodec()
-    if subprotocol == SUBPROTOCOL_JSON:
-        return JsonCodec()
-    raise KeyError(subprotocol)
+    """The shared codec of a negotiated subprotocol; `KeyError` if it is not one of ours.
+
+    Shared instances are for one thread (the event loop); other threads construct their own.
+    """
+    return _SHARED[subprotocol]
 
 
 def select_subprotocol(offered: Sequence[str]) -> str | None:

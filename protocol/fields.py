@@ -66,22 +66,22 @@ class FieldReader:
         return value
 
     def _ident(self, name: str, value: Any, max_len: int) -> str:
-        value = self._str(name, value)
+        text = self._str(name, value)
         if self.strict:
-            if len(value) > max_len:
+            if len(text) > max_len:
                 raise ProtocolError(ErrorCode.TOO_LONG, f"{name}: longer than {max_len}")
-            if _IDENTIFIER.fullmatch(value) is None:
+            if _IDENTIFIER.fullmatch(text) is None:
                 raise ProtocolError(
                     ErrorCode.INVALID_VALUE, f"{name}: must be 1+ of A-Z a-z 0-9 - . _ ~"
                 )
-        return value
+        return text
 
     def _text(self, name: str, value: Any, max_len: int) -> str:
-        value = self._str(name, value)
+        text = self._str(name, value)
         # Byte length, not code points: the limit protects storage and frames, which count bytes.
-        if self.strict and len(value) > max_len // 4 and len(value.encode()) > max_len:
+        if self.strict and len(text) > max_len // 4 and len(text.encode()) > max_len:
             raise ProtocolError(ErrorCode.TOO_LONG, f"{name}: longer than {max_len} bytes")
-        return value
+        return text
 
     # -- required fields --
 

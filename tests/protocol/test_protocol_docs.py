@@ -108,7 +108,7 @@ def test_every_field_is_in_its_message_table(prefix: str, table: dict[str, type[
     for type_, sub in message_sections(prefix).items():
         cls = table[type_]
         # The first table of a section is the message's own; later ones describe nested maps.
-        own = []
+        own: list[list[str]] = []
         for row in sub.rows:
             if row[0] == "field" and own:
                 break
@@ -190,8 +190,8 @@ def test_example_decodes_and_matches_its_msgpack(
         msgs = JS.decode_server(text)
         assert msgs, "a server example must hold at least one known message"
         # Strict mode: the doc's examples must obey every limit, not just parse.
-        for msg in msgs:
-            assert type(msg).from_dict(msg.to_dict(), strict=True) == msg
+        for item in msgs:
+            assert type(item).from_dict(item.to_dict(), strict=True) == item
         assert MP.decode_server(data) == msgs
         assert JS.encode_frame(msgs) == text
         assert MP.encode_frame(msgs) == data
@@ -203,3 +203,11 @@ def test_subprotocols_are_documented() -> None:
     text = DOC.read_text(encoding="utf-8")
     for name in SUBPROTOCOLS:
         assert f"`{name}`" in text
+
+
+def test_session_ending_errors_name_their_close_code() -> None:
+    from protocol import CLOSE_ON_ERROR
+
+    rows = {row[0].strip("`"): " | ".join(row[1:]) for row in section("Error codes").rows}
+    for code, close in CLOSE_ON_ERROR.items():
+        assert f"({int(close)})" in rows[code.value], code

@@ -123,7 +123,8 @@ def raw(codec: AnyCodec, value: Any) -> bytes | str:
 
 @pytest.fixture(params=CODECS, ids=lambda c: c.subprotocol)
 def codec(request: pytest.FixtureRequest) -> AnyCodec:
-    return request.param
+    chosen: AnyCodec = request.param
+    return chosen
 
 
 def test_samples_cover_every_message_type() -> None:
