@@ -79,6 +79,10 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
 def _component_routes(config: Config) -> list[BaseRoute]:
     """HTTP API and WebSocket routes of the components."""
     found: list[BaseRoute] = []
+    # -- wallet, ledger and room lifecycle HTTP API --
+    from server import api
+
+    found += api.routes(config)
     # -- pages (overlay, demo, static files) --
     from server import pages
 

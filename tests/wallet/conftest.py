@@ -1,0 +1,50 @@
+"""Wallet fixtures: a started script runner, the wallet with its catalog published, a flusher,
+a live room, and helpers to fund wallets and wait for the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from server import catalog, streams
+from server.flusher import Flusher, ensure_groups
+from server.runtime import Runtime
+from server.scripts import ScriptRunner
+from server.wallet import Wallet
+
+
+@pytest.fixture
+async def runner(runtime: Runtime) -> AsyncIterator[ScriptRunner]:
+    r = ScriptRunner(runtime.redis)
+    await r.load()
+    r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+@pytest.fixture
+async def wallet(runtime: Runtime, runner: ScriptRunner) -> Wallet:
+    w = Wallet(runtime, runner)
+    await catalog.publish(runtime.redis, runtime.keys, w.catalog)
+    await ensure_groups(runtime)
+    runtime.components["wallet"] = w
+    return w
+
+
+@pytest.fixture
+async def flusher(runtime: Runtime, wallet: Wallet) -> AsyncIterator[Flusher]:
+    """A flusher that is not running: tests call `drain()` to flush deterministically."""
+    f = Flusher(runtime, wallet)
+    try:
+        yield f
+    finally:
+        await f.stop()
+
+
+@pytest.fixture
+async def live_room(runtime: Runtime) -> str:
+    await streams.go_live(runtime, "room1", "creator1", "a test stream")
+    return "room1"
