@@ -150,4 +150,6 @@ class FieldReader:
             return
         for key in self._data:
             if key not in allowed:
-                raise ProtocolError(ErrorCode.UNKNOWN_FIELD, f"{key}: not a field of this message")
+                raise ProtocolError(
+                    ErrorCode.UNKNOWN_FIELD, f"{key[:40]!r} is not a field of this message"
+                )
