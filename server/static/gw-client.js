@@ -242,8 +242,10 @@ export class RoomClient {
     } else {
       if (msg.resume === "gap") this.stats.gaps++;
       // Fresh snapshot: what happened up to its seq is in the snapshot, not an alert to show.
+      // A gap can also mean the room's history restarted (its seq went backwards), so the
+      // snapshot's seq replaces ours rather than being merged with it.
       this.floorSeq = msg.seq;
-      this.lastSeq = Math.max(this.lastSeq, msg.seq);
+      this.lastSeq = msg.seq;
     }
     this.setState("joined", msg.resume);
     this.onSnapshot(msg);

@@ -63,7 +63,9 @@ for (const name of WIDGETS) {
 if (opts.bg) document.body.style.background = opts.bg;
 
 const queue = new AlertQueue({ order: opts.order, max: opts.max });
-const combos = new Map(); // combo id -> {row, count, touched}
+const combos = new Map(); // comboKey -> {row, count, touched, settled}
+// Combo ids are scoped to their sender (docs/protocol.md section 3).
+const comboKey = (msg) => `${msg.sender}\u0000${msg.combo}`;
 let client = null;
 
 const hook = {
@@ -239,12 +241,13 @@ function setComboCount(entry, gift, count) {
 
 function onComboProgress(msg) {
   hook.comboUpdates++;
-  let entry = combos.get(msg.combo);
+  const key = comboKey(msg);
+  let entry = combos.get(key);
   if (!entry) {
     if (combos.size >= MAX_COMBO_ROWS) dropCombo(combos.keys().next().value);
     entry = { row: comboRow(msg), count: 0, touched: 0, settled: false };
     entry.row.dataset.combo = msg.combo;
-    combos.set(msg.combo, entry);
+    combos.set(key, entry);
   }
   entry.touched = Date.now();
   // Progress can only grow; a replayed older count must not move the counter back.
@@ -252,14 +255,15 @@ function onComboProgress(msg) {
 }
 
 function onComboSettled(msg) {
-  const entry = combos.get(msg.combo);
+  const key = comboKey(msg);
+  const entry = combos.get(key);
   if (!entry) return;
   entry.settled = true;
   entry.touched = Date.now();
   setComboCount(entry, msg.gift, msg.count);
   entry.row.classList.add("gw-settled");
   // The settled total stays a moment where the counter was, then the alert takes over.
-  setTimeout(() => dropCombo(msg.combo), 1200);
+  setTimeout(() => dropCombo(key), 1200);
 }
 
 function dropCombo(id) {
