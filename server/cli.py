@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands contributed by other modules (ledger: flush, reconcile, rebuild)."""
-    return []
+    from server import ledger_cli
+
+    return [ledger_cli.register]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,113 @@
+"""`giftwire flush`, `giftwire reconcile`, `giftwire rebuild`: the ledger's operations commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from server import config as config_mod
+from server.config import Config
+from server.flusher import Flusher, ensure_groups
+from server.logsetup import configure
+from server.runtime import open_runtime
+from server.scripts import ScriptRunner
+from server.wallet import Wallet
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("flush", help="run the ledger flusher alone (Redis streams -> Postgres)")
+    p.set_defaults(func=_flush)
+    p = sub.add_parser(
+        "reconcile", help="compare Redis wallets with the ledger; exit 1 on any difference"
+    )
+    p.add_argument("--no-flush", action="store_true", help="compare without draining first")
+    p.set_defaults(func=_reconcile)
+    p = sub.add_parser("rebuild", help="restore wallets and tx records into Redis from the ledger")
+    p.add_argument("--force", action="store_true", help="overwrite a Redis that has wallets")
+    p.set_defaults(func=_rebuild)
+
+
+def _config() -> Config:
+    cfg = config_mod.from_env()
+    configure(cfg.log_level, cfg.log_json)
+    if cfg.embedded:
+        raise config_mod.ConfigError("REDIS_URL and DATABASE_URL must be set for this command")
+    return cfg
+
+
+@contextlib.asynccontextmanager
+async def _parts(cfg: Config) -> AsyncIterator[tuple[Any, Wallet, Flusher]]:
+    async with open_runtime(cfg) as rt:
+        runner = ScriptRunner(rt.redis)
+        await runner.load()
+        runner.start()
+        try:
+            wallet = Wallet(rt, runner)
+            await ensure_groups(rt)
+            yield rt, wallet, Flusher(rt, wallet)
+        finally:
+            await runner.stop()
+
+
+def _flush(args: argparse.Namespace) -> int:
+    cfg = _config()
+
+    async def main() -> None:
+        async with _parts(cfg) as (_rt, _wallet, flusher):
+            task = asyncio.current_task()
+            assert task is not None
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, task.cancel)
+            print(f"flusher {flusher.name} running", file=sys.stderr, flush=True)
+            try:
+                await flusher.run()
+            except asyncio.CancelledError:
+                pass  # SIGTERM: the batch in hand was either committed or stays pending
+            finally:
+                await flusher.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from server.reconcile import reconcile
+
+    cfg = _config()
+
+    async def main() -> int:
+        async with _parts(cfg) as (rt, _wallet, flusher):
+            try:
+                diffs = await reconcile(rt, None if args.no_flush else flusher)
+            finally:
+                await flusher.stop()
+        for d in diffs:
+            print(d)
+        print(f"{len(diffs)} difference(s)", file=sys.stderr)
+        return 1 if diffs else 0
+
+    return asyncio.run(main())
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from server.reconcile import RebuildRefused, rebuild
+
+    cfg = _config()
+
+    async def main() -> int:
+        async with _parts(cfg) as (rt, wallet, _flusher):
+            try:
+                report = await rebuild(rt, wallet, force=args.force)
+            except RebuildRefused as exc:
+                print(f"giftwire rebuild: {exc}", file=sys.stderr)
+                return 1
+        print(f"rebuilt {report.wallets} wallet(s) and {report.records} record(s)")
+        return 0
+
+    return asyncio.run(main())
