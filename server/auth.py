@@ -10,28 +10,21 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 
 import jwt
 from redis.asyncio import Redis
 
+from protocol import ErrorCode, Role
 from server.keys import Keys
 
 ALGORITHM = "HS256"
 ISSUER = "giftwire"
 
 
-class Role(StrEnum):
-    VIEWER = "viewer"
-    CREATOR = "creator"
-    OVERLAY = "overlay"
-    ADMIN = "admin"
-
-
 class AuthError(Exception):
-    """A token was refused. `code` is one of the protocol's error codes."""
+    """A token was refused, with the protocol's error code (unauthorized, token_expired, ...)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -99,26 +92,26 @@ class TokenIssuer:
                 options={"require": ["exp", "iat", "sub", "jti", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise AuthError("token_expired", "the token has expired") from None
+            raise AuthError(ErrorCode.TOKEN_EXPIRED, "the token has expired") from None
         except jwt.PyJWTError as exc:
-            raise AuthError("unauthorized", f"invalid token: {exc}") from None
+            raise AuthError(ErrorCode.UNAUTHORIZED, f"invalid token: {exc}") from None
         try:
             role = Role(claims.get("role"))
         except ValueError:
-            raise AuthError("unauthorized", "invalid token: unknown role") from None
+            raise AuthError(ErrorCode.UNAUTHORIZED, "invalid token: unknown role") from None
         sub, name, room = claims["sub"], claims.get("name", claims["sub"]), claims.get("room")
         if not isinstance(sub, str) or not isinstance(name, str) or not (
             room is None or isinstance(room, str)
         ):
-            raise AuthError("unauthorized", "invalid token: malformed claims")
+            raise AuthError(ErrorCode.UNAUTHORIZED, "invalid token: malformed claims")
         if role is Role.OVERLAY and not room:
-            raise AuthError("unauthorized", "invalid token: overlay token without a room")
+            raise AuthError(ErrorCode.UNAUTHORIZED, "invalid token: overlay token without a room")
         return Principal(sub, role, name, str(claims["jti"]), int(claims["exp"]), room)
 
     async def verify(self, token: str, redis: Redis) -> Principal:
         principal = self.decode(token)
         if await redis.exists(self._keys.revoked(principal.token_id)):
-            raise AuthError("token_revoked", "the token has been revoked")
+            raise AuthError(ErrorCode.TOKEN_REVOKED, "the token has been revoked")
         return principal
 
     async def revoke(self, token: str, redis: Redis) -> Principal:
