@@ -56,6 +56,7 @@ class Flusher:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._groups_ready = False
+        self._caught_up = asyncio.Event()
         self.written = 0  # new ledger transactions written by this flusher
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -212,7 +213,16 @@ class Flusher:
                 pipe.xlen(stream)
             lag = sum(await pipe.execute())
         self._rt.metrics.flusher_lag.set(lag)
+        if lag == 0:
+            self._caught_up.set()
+        else:
+            self._caught_up.clear()
         return int(lag)
+
+    async def wait_caught_up(self) -> None:
+        """Until a pass of this (running) flusher finds every stream empty."""
+        self._caught_up.clear()
+        await self._caught_up.wait()
 
     # -- connections ------------------------------------------------------------------------
     async def _ensure_groups(self) -> None:

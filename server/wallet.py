@@ -29,6 +29,8 @@ log = logging.getLogger("giftwire.wallet")
 # Gift and credit records live this long: far beyond any client retry, and `rebuild` restores
 # those still inside the window from Postgres. Deposit, reversal and redemption records are kept.
 TX_TTL_S = 7 * 24 * 3600
+# The scripts (server/lua/<name>.lua) this module calls; tests check each stays in one slot.
+WALLET_SCRIPTS = frozenset({"spend", "credit", "deposit", "reverse", "redeem"})
 _ID = re.compile(IDENTIFIER_PATTERN)
 
 
