@@ -11,12 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from server import demo
 from server.auth import AuthError, Role
 from server.config import Config
+from server.demo import DemoState
 from server.problem import HTTPProblem
 from server.runtime import Runtime
 
@@ -63,11 +65,59 @@ async def demo_page(request: Request) -> Response:
     return page("demo.html")
 
 
+def _demo(request: Request) -> tuple[Runtime, DemoState]:
+    rt: Runtime = request.app.state.runtime
+    state = rt.components.get("demo")
+    if not isinstance(state, DemoState):
+        raise HTTPProblem(503, "unavailable", "the demo is still starting")
+    return rt, state
+
+
+async def demo_session(request: Request) -> Response:
+    """The demo room, its viewers and a fresh overlay link (demo mode only)."""
+    rt, state = _demo(request)
+    return JSONResponse(
+        {
+            "room": state.room,
+            "creator": state.creator,
+            "viewers": [{"user": v.user, "name": v.name} for v in state.viewers],
+            "overlay_url": demo.overlay_url(rt, state),
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def demo_token(request: Request) -> Response:
+    """A viewer token for one of the demo viewers, and only for them (demo mode only)."""
+    rt, state = _demo(request)
+    if int(request.headers.get("content-length") or 0) > 1024:
+        raise HTTPProblem(413, "frame_too_large", "the body must be under 1 KiB")
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPProblem(400, "malformed_frame", "the body must be JSON") from None
+    user = body.get("user") if isinstance(body, dict) else None
+    if not isinstance(user, str):
+        raise HTTPProblem(400, "missing_field", "user: required")
+    viewer = state.viewer(user)
+    if viewer is None:
+        raise HTTPProblem(403, "forbidden", "only demo viewers get tokens here")
+    token = rt.issuer.mint(viewer.user, Role.VIEWER, name=viewer.name, ttl_s=3600)
+    return JSONResponse(
+        {"user": viewer.user, "name": viewer.name, "token": token},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 def routes(config: Config) -> list[BaseRoute]:
     found: list[BaseRoute] = [
         Route("/overlay", overlay_page, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     if config.demo:
-        found.append(Route("/demo", demo_page, methods=["GET"]))
+        found += [
+            Route("/demo", demo_page, methods=["GET"]),
+            Route("/demo/api/session", demo_session, methods=["GET"]),
+            Route("/demo/api/token", demo_token, methods=["POST"]),
+        ]
     return found

@@ -3,11 +3,15 @@
 // The server's catalog is the source of truth for names and prices; when it cannot be loaded the
 // overlay still works from the event alone (`coins / count` gives the unit price, hence the tier).
 
-// Unit price (coins) at which each tier starts: tier 5 is the Universe class.
-export const TIER_FLOORS = [0, 10, 100, 1000, 10000];
-export const TIER_NAMES = ["", "tiny", "small", "medium", "large", "epic"];
+const catalog = new Map(); // gift id -> {id, name, coins, streakable, animation, tier}
 
-export function tierOf(unitCoins) {
+// Unit price (coins) at which each tier starts, matching server/data/catalog.json's tiers; used
+// for gifts the catalog does not know. Tier 5 is the Universe class.
+export const TIER_FLOORS = [0, 10, 200, 1000, 20000];
+
+export function tierOf(giftId, unitCoins) {
+  const known = catalog.get(giftId)?.tier;
+  if (Number.isInteger(known) && known >= 1 && known <= 5) return known;
   let tier = 1;
   for (let i = 1; i < TIER_FLOORS.length; i++) if (unitCoins >= TIER_FLOORS[i]) tier = i + 1;
   return tier;
@@ -16,16 +20,18 @@ export function tierOf(unitCoins) {
 // Names for the demo catalog's ids, used until (or unless) the server's catalog answers.
 const FALLBACK_NAMES = {
   rose: "Rose",
-  heart: "Heart",
   finger_heart: "Finger Heart",
+  ice_cream: "Ice Cream Cone",
   doughnut: "Doughnut",
-  star: "Star",
-  crown: "Crown",
+  hand_hearts: "Hand Hearts",
+  corgi: "Corgi",
+  money_gun: "Money Gun",
+  sports_car: "Sports Car",
+  interstellar: "Interstellar",
   lion: "Lion",
   universe: "Universe",
 };
 
-const catalog = new Map(); // gift id -> {name, price, streakable, animation}
 
 export function titleCase(id) {
   return id.replace(/[_.~-]+/g, " ").replace(/\b\w/g, (c) => c.toUpperCase());
@@ -79,6 +85,14 @@ const ART = {
     fill="url(#gwp)"/><path d="M3 34 C14 44 50 44 61 34" stroke="#ffd76a" stroke-width="3"
     fill="none"/><circle cx="10" cy="10" r="1.6" fill="#fff"/><circle cx="54" cy="8" r="1.2"
     fill="#fff"/><circle cx="56" cy="54" r="1.6" fill="#fff"/></svg>`,
+  doughnut: `<svg viewBox="0 0 64 64"><circle cx="32" cy="34" r="24" fill="#d9904a"/><circle
+    cx="32" cy="32" r="22" fill="#ff7eb6"/><circle cx="32" cy="32" r="8" fill="#d9904a"/><circle
+    cx="32" cy="32" r="6" fill="var(--gw-hole, #1a1030)"/><path d="M18 22l4 2M42 18l3 3M46 36l3-2
+    M20 40l2 3M30 48l4-1" stroke="#fff" stroke-width="2.5" stroke-linecap="round"/></svg>`,
+  car: `<svg viewBox="0 0 64 64"><path d="M4 40 C6 30 14 28 22 27 L30 20 C34 18 44 18 48 22 L54
+    28 C60 29 62 33 62 40Z" fill="#ff3b30"/><path d="M31 22 L28 28 L46 28 L44 22Z" fill="#bfe6ff"/>
+    <circle cx="16" cy="42" r="7" fill="#222"/><circle cx="16" cy="42" r="3" fill="#ccc"/><circle
+    cx="50" cy="42" r="7" fill="#222"/><circle cx="50" cy="42" r="3" fill="#ccc"/></svg>`,
   box: `<svg viewBox="0 0 64 64"><rect x="8" y="26" width="48" height="32" rx="3"
     fill="var(--gw-accent, #7c5cff)"/><rect x="4" y="18" width="56" height="12" rx="3"
     fill="var(--gw-accent-2, #a48bff)"/><rect x="29" y="18" width="6" height="40" fill="#ffd23f"/>
@@ -87,6 +101,7 @@ const ART = {
 
 const ART_KEYWORDS = [
   ["universe", "universe"], ["galaxy", "universe"], ["planet", "universe"],
+  ["interstellar", "universe"], ["doughnut", "doughnut"], ["car", "car"],
   ["rose", "rose"], ["flower", "rose"], ["heart", "heart"], ["star", "star"],
   ["crown", "crown"], ["lion", "crown"],
 ];

@@ -5,13 +5,15 @@
 const SENDERS = ["Mira", "Jonas", "Aiko", "Ravi", "Lena", "Tomás", "Zoe", "Kwame"];
 // [gift id, unit price, weight, streakable]
 const MIX = [
-  ["rose", 1, 40, true],
-  ["heart", 5, 20, true],
-  ["doughnut", 30, 14, true],
-  ["star", 99, 10, false],
-  ["crown", 1500, 7, false],
-  ["lion", 5000, 5, false],
-  ["universe", 34999, 4, false],
+  ["rose", 1, 36, true],
+  ["finger_heart", 5, 18, true],
+  ["doughnut", 30, 12, true],
+  ["hand_hearts", 100, 9, true],
+  ["corgi", 299, 8, false],
+  ["money_gun", 500, 6, false],
+  ["sports_car", 7000, 5, false],
+  ["lion", 29999, 3, false],
+  ["universe", 44999, 3, false],
 ];
 const TOTAL_WEIGHT = MIX.reduce((sum, m) => sum + m[2], 0);
 

@@ -130,7 +130,7 @@ function alertFromGift(msg) {
     sender: msg.sender,
     name: msg.name,
     combo: msg.combo || null,
-    tier: tierOf(unit),
+    tier: tierOf(msg.gift, unit),
   };
 }
 
