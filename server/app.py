@@ -74,6 +74,11 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     stack.push_async_callback(runner.stop)
     rt.components["scripts"] = runner
     await wallet.start(rt, runner, stack)
+    # -- demo (`make run`): a live room and gift bots; keep it last, it uses everything above --
+    if rt.config.demo:
+        from server import demo
+
+        await demo.start(rt, stack)
 
 
 def _component_routes(config: Config) -> list[BaseRoute]:
