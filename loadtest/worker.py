@@ -23,11 +23,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from loadtest.client import ConnSpec, Member, RoomLog, SessionError, Shared
-from protocol import MsgpackCodec
+from protocol import MsgpackCodec, Ping
 
 PROGRESS_S = 0.5
 CONNECT_PARALLEL = 100
 TICK_S = 0.002
+HEARTBEAT_S = 5.0  # the server's default interval is 20 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.pipe.fileno(), self._read_pipe)
         aborted: str | None = None
+        beat = asyncio.create_task(self._heartbeat())
         try:
             await self._connect_all()
             self.pipe.send(("ready", {"connected": sum(m.connected for m in self.members),
@@ -149,10 +151,22 @@ class Worker:
         except TimeoutError:
             aborted = "the parent did not answer in time"
         finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
             loop.remove_reader(self.pipe.fileno())
             for m in self.members:
                 m.close()
         return self._result(aborted)
+
+    async def _heartbeat(self) -> None:
+        """A ping from every member well within the server's heartbeat interval (even the slow
+        ones: a stalled reader that still pings is the case D2 must handle)."""
+        frame = self.shared.codec.encode_client(Ping())
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for m in self.members:
+                if m.conn is not None:
+                    m.conn.send(frame)
 
     async def _connect_all(self) -> None:
         sem = asyncio.Semaphore(CONNECT_PARALLEL)

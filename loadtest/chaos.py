@@ -1,0 +1,42 @@
+"""The chaos scenario's faults: SIGKILL the flusher and one of two servers mid-run, restart both.
+
+Times are fractions of the run's duration, so a shorter `--duration` keeps the same shape. Every
+event lands in the report with the moment it happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from loadtest.scenarios import Plan
+
+if TYPE_CHECKING:
+    from loadtest.runner import Target
+
+SCHEDULE = (
+    (0.25, "kill", "flusher"),
+    (0.35, "kill", "server"),
+    (0.55, "restart", "flusher"),
+    (0.65, "restart", "server"),
+)
+
+
+async def run(plan: Plan, target: Target, t0: float, events: list[dict[str, Any]]) -> None:
+    for fraction, action, what in SCHEDULE:
+        await asyncio.sleep(max(0.0, t0 + fraction * plan.duration_s - time.monotonic()))
+        proc = target.flusher if what == "flusher" else target.servers[-1]
+        if proc is None:
+            continue
+        at = round(time.monotonic() - t0, 3)
+        if action == "kill":
+            pid = proc.pid
+            await asyncio.to_thread(proc.kill)
+            events.append({"t": at, "event": f"SIGKILL {what}", "pid": pid})
+        else:
+            proc.start()
+            if what == "server":
+                await asyncio.to_thread(proc.wait_ready)
+            events.append({"t": at, "event": f"restarted {what}", "pid": proc.pid,
+                           "ready_after_s": round(time.monotonic() - t0 - at, 3)})

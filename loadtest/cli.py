@@ -1,0 +1,224 @@
+"""`python -m loadtest run --scenario NAME` / `giftwire-loadtest`: run a scenario, report it.
+
+Exit status: 0 the promises held (no loss, no duplicate, no reordering, ledger consistent),
+1 they did not, 2 the arguments were refused, 3 the run was aborted (a server died, nothing
+connected, a worker failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
+import secrets
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from loadtest.scenarios import SCENARIOS, Plan, PlanError, build_plan
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        print(f"giftwire-loadtest: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="giftwire-loadtest", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("run", help="run one scenario and report it")
+    p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--spawn", type=_int, metavar="N",
+                       help="start N server processes (default: the scenario's; embedded "
+                            "Redis/Postgres unless REDIS_URL/DATABASE_URL are set)")
+    where.add_argument("--url", help="test a running server (http://127.0.0.1:PORT); needs "
+                                     "GIFTWIRE_JWT_SECRET, and REDIS_URL/DATABASE_URL for the "
+                                     "ledger check")
+    p.add_argument("--duration", type=_positive_float, metavar="S", dest="duration_s")
+    p.add_argument("--rate", type=_positive_float, help="target gifts/s in all rooms (0: as fast "
+                                                         "as acks return)")
+    p.add_argument("--deliveries-rate", type=_positive_float, dest="deliveries_rate",
+                   help="target deliveries/s (sets the gift rate from the room sizes)")
+    p.add_argument("--rooms", type=_int)
+    p.add_argument("--connections", type=_int, help="connections in all rooms together")
+    p.add_argument("--senders", type=_int, help="viewers that also send gifts")
+    p.add_argument("--slow-fraction", type=_positive_float, dest="slow_fraction")
+    p.add_argument("--workers", type=_int, help="load-generator processes")
+    p.add_argument("--baselines", action="store_true",
+                   help="also measure the raw evalsha and websockets.broadcast baselines")
+    p.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
+    p.add_argument("--html", type=Path, metavar="PATH", help="write plots as one HTML file")
+    p.add_argument("--quiet", action="store_true", help="no live progress display")
+    return parser
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    spawn = 0 if args.url else args.spawn
+    plan = build_plan(
+        args.scenario, duration_s=args.duration_s, rate=args.rate,
+        deliveries_rate=args.deliveries_rate, rooms=args.rooms, connections=args.connections,
+        senders=args.senders, slow_fraction=args.slow_fraction, workers=args.workers,
+        spawn=spawn,
+    )
+    if args.url:
+        if not args.url.startswith(("http://127.", "http://localhost")):
+            raise PlanError("--url must be http://127.0.0.1:PORT (load only goes to this machine)")
+        if not os.environ.get("GIFTWIRE_JWT_SECRET"):
+            raise PlanError("--url needs GIFTWIRE_JWT_SECRET: the harness mints its own tokens")
+        if plan.chaos:
+            raise PlanError("the chaos scenario kills servers: it needs --spawn, not --url")
+    for path in (args.json, args.html):
+        if path is not None and not path.parent.is_dir():
+            raise PlanError(f"{path.parent} is not a directory")
+    return plan
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        plan = plan_from(args)
+    except PlanError as exc:
+        print(f"giftwire-loadtest: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    console = Console(stderr=False, highlight=False)
+    try:
+        out = asyncio.run(_run(plan, args, console))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if not _is_setup_failure(exc):
+            raise
+        print(f"giftwire-loadtest: aborted: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
+    if out is None:
+        return EXIT_ABORTED
+    if out.get("aborted"):
+        return EXIT_ABORTED
+    return EXIT_OK if out["ok"] else EXIT_FAILED
+
+
+def _is_setup_failure(exc: BaseException) -> bool:
+    from loadtest.provision import ProvisionError
+    from loadtest.spawn import ServerDied
+    from server.config import ConfigError
+    from server.embedded import EmbeddedUnavailable
+
+    return isinstance(exc, ServerDied | ProvisionError | EmbeddedUnavailable | ConfigError
+                      | TimeoutError | ConnectionError)
+
+
+@contextlib.contextmanager
+def _target(plan: Plan, args: argparse.Namespace, run_id: str) -> Iterator[Any]:
+    from loadtest import runner, spawn
+    from server.config import from_env
+
+    if args.url:
+        cfg = from_env()
+        yield runner.Target([args.url.rstrip("/")], cfg, None)
+        return
+    with spawn.services() as services:
+        cfg = runner.base_config(run_id, plan)
+        cfg = dataclasses.replace(cfg, redis_url=services.redis_url,
+                                  database_url=services.database_url)
+        target = runner.Target([], cfg, services)
+        try:
+            target = runner.start_servers(plan, services, cfg)
+            yield target
+        finally:
+            runner.stop_servers(target)
+            if not services.embedded:
+                # Called from inside the running loop: the clean-up gets a loop of its own.
+                with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                    pool.submit(asyncio.run, _drop(cfg)).result(timeout=120)
+
+
+async def _drop(cfg: Any) -> None:
+    """Machine Redis/Postgres: remove the run's keys and schema (embedded ones are discarded)."""
+    import asyncpg
+
+    from server.runtime import redis_client
+
+    redis = redis_client(cfg.redis_url)
+    try:
+        batch: list[bytes] = []
+        async for key in redis.scan_iter(match=cfg.key_prefix + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                await redis.unlink(*batch)
+                batch.clear()
+        if batch:
+            await redis.unlink(*batch)
+    finally:
+        await redis.aclose()
+    conn = await asyncpg.connect(cfg.database_url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{cfg.db_schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[str, Any] | None:
+    from loadtest import report
+    from loadtest.live import Progress
+
+    run_id = secrets.token_hex(4)
+    baselines: dict[str, Any] = {}
+    if args.baselines:
+        from loadtest.baselines import measure
+
+        console.print("[bold]baselines[/bold]: raw evalsha and websockets.broadcast ...")
+        baselines = await asyncio.to_thread(measure, plan, run_id)
+    progress = Progress(plan, console, enabled=not args.quiet)
+    with _target_in_thread(plan, args, run_id) as target:
+        from loadtest import runner
+
+        console.print(f"[bold]running[/bold] {plan.scenario}: {plan.connections} connections, "
+                      f"{plan.rooms} rooms, {len(target.base_urls)} server(s), run {run_id}")
+        with progress:
+            data = await runner.execute(plan, target, run_id, progress.tick)
+    out = report.build(data, baselines, len(target.base_urls))
+    report.print_table(out, console)
+    if args.json:
+        report.write_json(out, args.json)
+    if args.html:
+        from loadtest.html import write_html
+
+        write_html(out, data, args.html)
+    return out
+
+
+@contextlib.contextmanager
+def _target_in_thread(plan: Plan, args: argparse.Namespace, run_id: str) -> Iterator[Any]:
+    # Starting servers blocks (readiness polling); it happens before any load, so blocking the
+    # loop here costs nothing measurable.
+    with _target(plan, args, run_id) as target:
+        yield target
