@@ -1,0 +1,229 @@
+// The viewer demo (`/demo`, demo mode only): pick a demo viewer, buy coins through the sandbox
+// payment provider, send gifts into the demo room over the WebSocket protocol, hold a streakable
+// gift to send a combo. `window.giftwireDemo` exposes what the browser tests check.
+
+import { artFor, giftName, loadCatalog } from "./gifts.js";
+import { defaultSocketUrl, RoomClient } from "./gw-client.js";
+
+const FEED_SIZE = 12;
+const STREAK_EVERY_MS = 150;
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, cls, text) => {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+};
+
+const hook = { ready: false, balance: null, acks: 0, errors: [], feed: 0, user: null };
+window.giftwireDemo = hook;
+
+let session = null;
+let token = null;
+let client = null;
+
+function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  // Plain-http LAN addresses are not secure contexts, and randomUUID needs one.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function status(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+  if (isError) {
+    hook.errors.push(text);
+    if (hook.errors.length > 20) hook.errors.shift();
+  }
+}
+
+function setBalance(coins) {
+  hook.balance = coins;
+  $("balance").textContent = coins.toLocaleString("en-US");
+}
+
+async function api(path, { method = "GET", body, auth = true } = {}) {
+  const headers = { accept: "application/json" };
+  if (auth) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body && JSON.stringify(body) });
+  const data = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(data.code || `HTTP ${res.status}`);
+  return data;
+}
+
+// -- the room feed ---------------------------------------------------------------------------
+
+const comboItems = new Map(); // sender/combo -> <li>, only while the combo runs
+
+function addFeed(node) {
+  const feed = $("feed");
+  feed.prepend(node);
+  while (feed.childElementCount > FEED_SIZE) feed.lastElementChild.remove();
+  hook.feed++;
+}
+
+function feedItem(msg, text) {
+  const li = el("li");
+  const icon = el("span", "feed-icon");
+  icon.innerHTML = artFor(msg.gift); // our own static SVG
+  li.append(icon, el("b", "", msg.name), ` ${text}`);
+  return li;
+}
+
+function onEvent(msg) {
+  const key = `${msg.sender}\u0000${msg.combo}`;
+  if (msg.type === "combo") {
+    const existing = comboItems.get(key);
+    const li = feedItem(msg, `is streaking ${giftName(msg.gift)} x ${msg.count}…`);
+    li.classList.add("streaking");
+    if (existing?.isConnected) existing.replaceWith(li);
+    else addFeed(li);
+    comboItems.set(key, li);
+    return;
+  }
+  const li = feedItem(msg, `sent ${giftName(msg.gift)} x ${msg.count} (${msg.coins} coins)`);
+  const running = msg.combo && comboItems.get(key);
+  if (running?.isConnected) running.replaceWith(li);
+  else addFeed(li);
+  if (msg.combo) comboItems.delete(key);
+}
+
+function onMessage(msg) {
+  if (msg.type === "balance") setBalance(msg.balance);
+  else if (msg.type === "error" && msg.code) status(`refused: ${msg.code}`, true);
+}
+
+// -- actions ---------------------------------------------------------------------------------
+
+async function sendGift(gift, combo) {
+  const msg = { type: "gift", room: session.room, gift, count: 1, tx: newId() };
+  if (combo) msg.combo = combo;
+  try {
+    const reply = await client.request(msg);
+    if (reply.type === "ack") {
+      hook.acks++;
+      setBalance(reply.balance);
+      return true;
+    }
+    status(`refused: ${reply.code}${reply.code === "insufficient_funds" ? " (buy coins)" : ""}`,
+      true);
+  } catch (err) {
+    status(`not sent: ${err.message}`, true);
+  }
+  return false;
+}
+
+function holdToStreak(button, gift) {
+  let combo = null;
+  let timer = null;
+  const stop = () => {
+    if (!combo) return;
+    clearInterval(timer);
+    client.send({ type: "combo_end", room: session.room, combo });
+    combo = null;
+    button.classList.remove("holding");
+  };
+  button.addEventListener("pointerdown", (ev) => {
+    ev.preventDefault();
+    if (combo) return;
+    combo = `c-${newId()}`;
+    const mine = combo;
+    button.classList.add("holding");
+    sendGift(gift.id, mine);
+    timer = setInterval(async () => {
+      if (combo !== mine) return;
+      if (!(await sendGift(gift.id, mine))) stop();
+    }, STREAK_EVERY_MS);
+  });
+  for (const type of ["pointerup", "pointerleave", "pointercancel"]) {
+    button.addEventListener(type, stop);
+  }
+}
+
+async function buy(pkg) {
+  try {
+    const { receipt } = await api("/api/sandbox/receipts", { method: "POST",
+      body: { package: pkg.id } });
+    const res = await api("/api/purchases", { method: "POST",
+      body: { package: pkg.id, receipt } });
+    setBalance(res.balance);
+    status(`bought ${pkg.coins.toLocaleString("en-US")} coins`);
+  } catch (err) {
+    status(`purchase failed: ${err.message}`, true);
+  }
+}
+
+// -- setup -----------------------------------------------------------------------------------
+
+function renderCatalog(catalog) {
+  $("packages").replaceChildren(...catalog.packages.map((pkg) => {
+    const b = el("button", "package");
+    b.dataset.package = pkg.id;
+    b.append(el("strong", "", `${pkg.coins.toLocaleString("en-US")} coins`),
+      el("span", "", `$${(pkg.price_cents / 100).toFixed(2)}`));
+    b.addEventListener("click", () => buy(pkg));
+    return b;
+  }));
+  $("gifts").replaceChildren(...catalog.gifts.map((gift) => {
+    const b = el("button", `gift tier-${gift.tier}`);
+    b.dataset.gift = gift.id;
+    const icon = el("span", "gift-icon");
+    icon.innerHTML = artFor(gift.id);
+    b.append(icon, el("span", "gift-name", gift.name),
+      el("span", "gift-price", `${gift.coins.toLocaleString("en-US")} coins`));
+    if (gift.streakable) {
+      b.append(el("span", "streak-badge", "streak"));
+      holdToStreak(b, gift);
+    } else {
+      b.addEventListener("click", () => sendGift(gift.id, null));
+    }
+    return b;
+  }));
+}
+
+async function login(user) {
+  hook.ready = false;
+  client?.stop();
+  const viewer = await api("/demo/api/token", { method: "POST", body: { user }, auth: false });
+  token = viewer.token;
+  hook.user = viewer.user;
+  const wallet = await api("/api/me/balance");
+  setBalance(wallet.coins);
+  client = new RoomClient({
+    url: defaultSocketUrl(),
+    token,
+    room: session.room,
+    client: "giftwire-demo",
+    onEvent,
+    onMessage,
+    onStatus: (state, detail) => {
+      document.body.dataset.state = state;
+      hook.ready = state === "joined";
+      if (state === "joined") status(`${viewer.name} is in room ${session.room}`);
+      else if (state === "failed") status(`cannot connect: ${detail}`, true);
+      else status(`${state}…`);
+    },
+  });
+  client.start();
+}
+
+async function main() {
+  session = await api("/demo/api/session", { auth: false });
+  $("room-name").textContent = session.room;
+  $("overlay-link").href = session.overlay_url;
+  const select = $("viewer");
+  select.replaceChildren(...session.viewers.map((v) => {
+    const opt = el("option", "", v.name);
+    opt.value = v.user;
+    return opt;
+  }));
+  select.addEventListener("change", () => login(select.value));
+  await loadCatalog();
+  renderCatalog(await api("/api/catalog", { auth: false }));
+  await login(select.value);
+}
+
+main().catch((err) => status(`demo failed to start: ${err.message}`, true));
