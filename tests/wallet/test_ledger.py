@@ -1,0 +1,112 @@
+"""The ledger in Postgres: double entry, exactly once on replay, consumer-group hand-over, trim."""
+
+from __future__ import annotations
+
+from server import ledger
+from server.flusher import GROUP, Flusher
+from server.runtime import Runtime
+from server.wallet import SpendRequest, Wallet
+from tests.wallet.test_spend import fund, stream_total
+
+
+async def _every_kind(wallet: Wallet, room: str) -> None:
+    await fund(wallet, "v1", 5000)
+    assert (await wallet.purchase("v1", "coins_350", "r-1")).ok
+    for i in range(5):
+        assert (await wallet.spend(SpendRequest("v1", room, "doughnut", 2, f"t{i}"))).ok
+    await fund(wallet, "creator1", 2000)
+    assert (await wallet.spend(SpendRequest("creator1", room, "rose", 1, "self"))).ok
+    assert (await wallet.redeem("creator1", 300, "payout-1")).code == "out_of_range"
+    assert (await wallet.spend(SpendRequest("v1", room, "money_gun", 1, "big"))).ok
+
+
+async def test_every_transaction_sums_to_zero_per_currency(
+    wallet: Wallet, live_room: str, flusher: Flusher, runtime: Runtime
+) -> None:
+    await _every_kind(wallet, live_room)
+    assert (await wallet.state("creator1")).diamonds == 801
+    assert (await wallet.spend(SpendRequest("v1", live_room, "money_gun", 1, "big2"))).ok
+    assert (await wallet.redeem("creator1", 1000, "p-3")).ok
+    await flusher.drain()  # a reversal finds its original in the ledger
+    assert (await wallet.reverse("p:v1:r-1", "admin")).ok
+    rt = runtime
+    await flusher.drain()
+    kinds = {r[0] for r in await rt.pool.fetch("SELECT DISTINCT kind FROM ledger_tx")}
+    assert kinds == set(ledger.KINDS)
+    unbalanced = await rt.pool.fetch(
+        """SELECT tx_id, currency FROM ledger_entries GROUP BY tx_id, currency
+           HAVING sum(amount) <> 0""")
+    assert unbalanced == []
+    without_entries = await rt.pool.fetchval(
+        """SELECT count(*) FROM ledger_tx t WHERE NOT EXISTS
+           (SELECT 1 FROM ledger_entries e WHERE e.tx_id = t.id)""")
+    assert without_entries == 0
+    total = await rt.pool.fetch(
+        "SELECT currency, sum(amount) FROM ledger_entries GROUP BY currency")
+    assert {r[1] for r in total} == {0}
+
+
+async def test_replaying_a_written_batch_inserts_nothing_twice(
+    wallet: Wallet, live_room: str, runtime: Runtime
+) -> None:
+    await fund(wallet, "v2", 100)
+    for i in range(10):
+        assert (await wallet.spend(SpendRequest("v2", live_room, "rose", 1, f"t{i}"))).ok
+    batch = []
+    for shard, stream in enumerate(runtime.keys.ledger_streams()):
+        for sid, fields in await runtime.redis.xrange(stream):
+            batch.append(ledger.parse_entry(shard, sid.decode(), fields))
+    assert len(batch) == 1 + 10 + 10  # grant, gifts, credits
+    async with runtime.pool.acquire() as conn:
+        await ledger.prepare(conn)
+        assert await ledger.write_batch(conn, batch) == 21
+        # As after a crash between COMMIT and XACK, and with the batch holding itself twice.
+        assert await ledger.write_batch(conn, batch + batch) == 0
+    assert await runtime.pool.fetchval("SELECT count(*) FROM ledger_tx") == 21
+    assert await runtime.pool.fetchval("SELECT count(*) FROM ledger_entries") == 42
+
+
+async def test_entries_pending_on_a_dead_consumer_are_kept_then_claimed(
+    wallet: Wallet, live_room: str, runtime: Runtime, flusher: Flusher
+) -> None:
+    await fund(wallet, "v3", 100)
+    r = runtime.redis
+    stream = runtime.keys.ledger_stream(runtime.keys.shard_of("v3"))
+    # A consumer that reads and dies without acknowledging.
+    taken = await r.xreadgroup(GROUP, "dead-consumer", {stream: ">"}, count=10)
+    dead_ids = [sid for sid, _ in taken[0][1]]
+    assert len(dead_ids) == 1
+    for i in range(5):
+        assert (await wallet.spend(SpendRequest("v3", live_room, "rose", 1, f"t{i}"))).ok
+    await flusher.drain()
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM ledger_tx WHERE kind = 'grant'") == 0
+    # The trim kept the unacknowledged entry, and the metric counts it.
+    assert [sid for sid, _ in await r.xrange(stream, min=dead_ids[0], max=dead_ids[0])] == dead_ids
+    assert await flusher.report_lag() >= 1
+    assert (runtime.metrics.registry.get_sample_value("giftwire_flusher_lag") or 0) >= 1
+    await flusher.drain(claim_all=True)
+    assert await runtime.pool.fetchval(
+        "SELECT count(*) FROM ledger_tx WHERE kind = 'grant'") == 1
+    assert (await r.xpending(stream, GROUP))["pending"] == 0
+    assert await stream_total(runtime) == 0
+    assert await flusher.report_lag() == 0
+
+
+async def test_history_pages_newest_first(
+    wallet: Wallet, live_room: str, runtime: Runtime, flusher: Flusher
+) -> None:
+    await fund(wallet, "v4", 100)
+    for i in range(7):
+        assert (await wallet.spend(SpendRequest("v4", live_room, "rose", 1, f"t{i}"))).ok
+    await flusher.drain()
+    seen, before = [], None
+    while True:
+        page = await ledger.history(runtime.pool, "v4", before=before, limit=3)
+        seen += page
+        if len(page) < 3:
+            break
+        before = page[-1].id
+    assert [t.kind for t in seen] == ["gift"] * 7 + ["grant"]
+    assert [t.ref for t in seen[:7]] == [f"t{i}" for i in reversed(range(7))]
+    assert [t.balance_after for t in seen[:7]] == list(range(93, 100))

@@ -1,0 +1,41 @@
+"""Every wallet script keeps all its KEYS in one Redis Cluster slot (survives Cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from server.flusher import Flusher
+from server.keys import cluster_slot
+from server.runtime import Runtime
+from server.scripts import LUA_DIR, ScriptRunner
+from server.wallet import WALLET_SCRIPTS, SpendRequest, Wallet
+
+
+async def test_every_wallet_script_touches_one_slot_and_every_one_is_exercised(
+    wallet: Wallet, runner: ScriptRunner, live_room: str, flusher: Flusher, runtime: Runtime
+) -> None:
+    calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def observe(name: str, keys: Sequence[str]) -> None:
+        calls.append((name, tuple(keys)))
+
+    runner.observer = observe
+    # Many users so that viewer and creator wallets land on many different shards.
+    for i in range(40):
+        user = f"user{i}"
+        assert (await wallet.grant(user, 1000, f"g{i}", "admin")).ok
+        assert (await wallet.purchase(user, "coins_70", f"rcpt{i}")).ok
+        assert (await wallet.spend(SpendRequest(user, live_room, "rose", 1, f"s{i}"))).ok
+        assert not (await wallet.spend(SpendRequest(user, "nowhere", "rose", 1, f"n{i}"))).ok
+    await flusher.drain()  # the flusher's credits go through the runner too
+    assert (await wallet.reverse("a:user0:g0", "admin")).ok
+    await wallet.grant("creator1", 1, "c", "admin")
+    assert (await wallet.redeem("creator1", 40, "payout1")).code == "out_of_range"
+
+    exercised = {name for name, _ in calls}
+    assert exercised == WALLET_SCRIPTS
+    assert {p.stem for p in LUA_DIR.glob("*.lua")} >= WALLET_SCRIPTS
+    for name, keys in calls:
+        slots = {cluster_slot(k) for k in keys}
+        assert len(slots) == 1, f"{name} touches slots {slots} with keys {keys}"
+    assert len({cluster_slot(keys[0]) for _, keys in calls}) > 4  # really spread over shards
