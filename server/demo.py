@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -38,9 +39,11 @@ from protocol import (
 )
 from server import streams
 from server.catalog import Gift
-from server.roomstate import RoomState
 from server.runtime import Runtime
 from server.wallet import Wallet
+
+if TYPE_CHECKING:
+    from server.roomstate import RoomState
 
 log = logging.getLogger("giftwire.demo")
 
@@ -105,6 +108,8 @@ def overlay_url(rt: Runtime, state: DemoState, **options: str) -> str:
 
 
 def room_state(rt: Runtime) -> RoomState:
+    from server.roomstate import RoomState
+
     cfg = rt.config
     return RoomState(
         rt.keys, rt.components["scripts"], rt.redis,

@@ -9,18 +9,20 @@ instead of showing an empty overlay; the page then uses the same token for its W
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server import demo
 from server.auth import AuthError, Role
 from server.config import Config
-from server.demo import DemoState
 from server.problem import HTTPProblem
 from server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from server.demo import DemoState
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -66,6 +68,8 @@ async def demo_page(request: Request) -> Response:
 
 
 def _demo(request: Request) -> tuple[Runtime, DemoState]:
+    from server.demo import DemoState
+
     rt: Runtime = request.app.state.runtime
     state = rt.components.get("demo")
     if not isinstance(state, DemoState):
@@ -75,13 +79,15 @@ def _demo(request: Request) -> tuple[Runtime, DemoState]:
 
 async def demo_session(request: Request) -> Response:
     """The demo room, its viewers and a fresh overlay link (demo mode only)."""
+    from server.demo import overlay_url
+
     rt, state = _demo(request)
     return JSONResponse(
         {
             "room": state.room,
             "creator": state.creator,
             "viewers": [{"user": v.user, "name": v.name} for v in state.viewers],
-            "overlay_url": demo.overlay_url(rt, state),
+            "overlay_url": overlay_url(rt, state),
         },
         headers={"Cache-Control": "no-store"},
     )
