@@ -137,15 +137,21 @@ def _is_setup_failure(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _target(plan: Plan, args: argparse.Namespace, run_id: str) -> Iterator[Any]:
+def _target(
+    plan: Plan, args: argparse.Namespace, run_id: str, baselines: dict[str, Any], console: Console
+) -> Iterator[Any]:
     from loadtest import runner, spawn
     from server.config import from_env
 
     if args.url:
         cfg = from_env()
+        if args.baselines:
+            baselines.update(_baselines(plan, cfg.redis_url, console))
         yield runner.Target([args.url.rstrip("/")], cfg, None)
         return
     with spawn.services() as services:
+        if args.baselines:
+            baselines.update(_baselines(plan, services.redis_url, console))
         cfg = runner.base_config(run_id, plan)
         cfg = dataclasses.replace(cfg, redis_url=services.redis_url,
                                   database_url=services.database_url)
@@ -192,13 +198,10 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
 
     run_id = secrets.token_hex(4)
     baselines: dict[str, Any] = {}
-    if args.baselines:
-        from loadtest.baselines import measure
-
-        console.print("[bold]baselines[/bold]: raw evalsha and websockets.broadcast ...")
-        baselines = await asyncio.to_thread(measure, plan, run_id)
     progress = Progress(plan, console, enabled=not args.quiet)
-    with _target_in_thread(plan, args, run_id) as target:
+    # Starting servers and measuring baselines block; that happens before any load, so blocking
+    # the loop here costs nothing measurable.
+    with _target(plan, args, run_id, baselines, console) as target:
         from loadtest import runner
 
         console.print(f"[bold]running[/bold] {plan.scenario}: {plan.connections} connections, "
@@ -216,9 +219,8 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
     return out
 
 
-@contextlib.contextmanager
-def _target_in_thread(plan: Plan, args: argparse.Namespace, run_id: str) -> Iterator[Any]:
-    # Starting servers blocks (readiness polling); it happens before any load, so blocking the
-    # loop here costs nothing measurable.
-    with _target(plan, args, run_id) as target:
-        yield target
+def _baselines(plan: Plan, redis_url: str | None, console: Console) -> dict[str, Any]:
+    from loadtest.baselines import measure
+
+    console.print("[bold]baselines[/bold]: raw evalsha of spend.lua, raw websockets.broadcast ...")
+    return measure(plan, redis_url)
