@@ -27,16 +27,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - one stat at session start
         pytest.fail(
             f"Chromium is missing ({CHROMIUM}): install Debian's package with "
             "`sudo apt-get update && sudo apt-get install -y chromium` (`make test` does this "

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
+import pytest
 from playwright.async_api import Page
 
-from server.auth import TokenIssuer
 from tests.support.servers import RunningServer
+
+pytestmark = pytest.mark.browser
 
 ROOM = "test-room"
 
@@ -68,7 +69,7 @@ async def test_a_universe_takes_the_whole_screen_and_a_rose_does_not(
                  {"user": "aiko", "name": "Aiko", "coins": 120}],
          "goal": {"title": "New camera", "target": 50000, "progress": 37620},
          "seq": 0, "resume": "none"},
-        gift(1, "universe", 1, 34999, "Mira"),
+        gift(1, "universe", 1, 44999, "Mira"),
         {"type": "combo", "room": ROOM, "seq": 2, "eid": "e2", "combo": "c1", "sender": "ravi",
          "name": "Ravi", "gift": "rose", "count": 37, "ts": 0},
     )
