@@ -43,6 +43,7 @@ def create_app(config: Config) -> Starlette:
             app.state.runtime = rt
             async with contextlib.AsyncExitStack() as stack:
                 await _start_components(rt, stack)
+                app.state.drain = rt.components.get("drain")  # awaited by serve.DrainingServer
                 log.info("giftwire ready on %s:%s", config.host, config.port)
                 yield
             log.info("giftwire stopped")
@@ -74,6 +75,12 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     stack.push_async_callback(runner.stop)
     rt.components["scripts"] = runner
     await wallet.start(rt, runner, stack)
+    # -- real-time hub: broker, rooms, fan-out; `/ws` sessions; drain on SIGTERM --
+    from server import drain
+
+    realtime = await drain.start_realtime(rt, stack)
+    rt.components["drain"] = drain.drain_callable(rt)
+    rt.components["on_room_change"] = realtime.on_room_change
     # -- demo (`make run`): a live room and gift bots; keep it last, it uses everything above --
     if rt.config.demo:
         from server import demo
@@ -92,4 +99,14 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from server import pages
 
     found += pages.routes(config)
+    # -- real-time hub: the WebSocket endpoint and the room goal --
+    from starlette.routing import WebSocketRoute
+
+    from server.connection import ws_endpoint
+    from server.roomstate import post_goal
+
+    found += [
+        WebSocketRoute("/ws", ws_endpoint),
+        Route("/api/rooms/{room}/goal", post_goal, methods=["POST"]),
+    ]
     return found

@@ -49,8 +49,9 @@ class Broker(ABC):
         """Subscribe, returning once the server has confirmed the subscription."""
 
     @abstractmethod
-    async def unsubscribe(self, channel: str) -> None:
-        """Stop receiving a channel (idempotent)."""
+    def unsubscribe(self, channel: str) -> None:
+        """Stop receiving a channel (idempotent). Synchronous so that a subscribe right after it
+        is ordered after it."""
 
     @abstractmethod
     async def publish(self, channel: str, data: bytes) -> int:

@@ -145,7 +145,7 @@ class RedisBroker(Broker):
             # Not connected: the reconnect subscribes every wanted channel.
         await asyncio.shield(fut)
 
-    async def unsubscribe(self, channel: str) -> None:
+    def unsubscribe(self, channel: str) -> None:
         fut = self._wanted.pop(channel, None)
         if fut is None:
             return

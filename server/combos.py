@@ -1,0 +1,132 @@
+"""Sending gifts from a connection, and combos (streaks).
+
+A gift: the wallet's spend script debits (idempotent per tx), then `room_event.lua` publishes the
+room event (idempotent per tx, in the room's slot), then the client gets its ack. The two steps
+are two slots, so not one atomic step; the guarantee (docs/hub.md): the room event is published
+at least once per accepted tx and deduplicated by tx id, because a client that saw no ack retries
+the same tx, the wallet answers "duplicate" without debiting, and the room script publishes if it
+had not. A publish failure after a debit is reported as `unavailable` with the tx, never silently.
+
+A combo: each click is its own debited tx and its own `combo` progress event (count so far);
+`combo_end`, or the server-side timeout after the last click, settles it into exactly one `gift`
+event with the combo id and the total (HDEL in the room slot decides; see room_combo_settle.lua).
+Timeouts are swept by every process that serves the room or took clicks for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from protocol import Ack, ComboEnd, ErrorCode, SendGift
+from server.ratelimit import UserBuckets
+from server.roomstate import RoomState
+
+if TYPE_CHECKING:
+    from server.connection import Connection
+
+log = logging.getLogger("giftwire.gifts")
+
+
+class ComboSweeper:
+    """Which rooms may hold running combos, as far as this process knows."""
+
+    def __init__(self, state: RoomState) -> None:
+        self.state = state
+        self._noted: dict[str, float] = {}  # room -> when this process last took a click
+
+    def note(self, room: str) -> None:
+        self._noted[room] = time.monotonic()
+
+    async def sweep(self, rooms_with_open_combos: set[str]) -> int:
+        now = time.monotonic()
+        horizon = self.state.combo_timeout_ms / 1000 * 3 + 5
+        rooms = set(rooms_with_open_combos)
+        for name, since in list(self._noted.items()):
+            if now - since > horizon:
+                del self._noted[name]
+            else:
+                rooms.add(name)
+        settled = 0
+        for name in rooms:
+            settled += await self.state.settle_combos(name)
+        return settled
+
+
+class Gifts:
+    def __init__(self, rt: Any, state: RoomState, sweeper: ComboSweeper) -> None:
+        self.rt = rt
+        self.state = state
+        self.sweeper = sweeper
+        cfg = rt.config
+        self.users = UserBuckets(cfg.rate_per_s, cfg.rate_burst)
+
+    async def send(self, conn: Connection, msg: SendGift) -> None:
+        principal = conn.principal
+        assert principal is not None
+        if not principal.can_spend:
+            conn.error(ErrorCode.FORBIDDEN, "this token cannot send gifts", msg.id, tx=msg.tx,
+                       room=msg.room)
+            return
+        if msg.room not in conn.rooms:
+            conn.error(ErrorCode.NOT_JOINED, "join the room before sending gifts", msg.id,
+                       tx=msg.tx, room=msg.room)
+            return
+        retry = self.users.take(principal.user)
+        if retry:
+            conn.error(ErrorCode.RATE_LIMITED, "too many gifts", msg.id, tx=msg.tx, room=msg.room,
+                       retry_ms=retry)
+            return
+        wallet = self.rt.components.get("wallet")
+        if wallet is None:
+            conn.error(ErrorCode.UNAVAILABLE, "gifting is not available", msg.id, tx=msg.tx,
+                       room=msg.room, retry_ms=1000)
+            return
+        from server.wallet import SpendRequest
+
+        try:
+            result = await wallet.spend(
+                SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
+            )
+        except Exception:
+            log.exception("spend %s failed", msg.tx)
+            conn.error(ErrorCode.UNAVAILABLE, "the wallet is unavailable; retry with the same tx",
+                       msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
+            return
+        if not result.ok:
+            conn.error(result.code or ErrorCode.INTERNAL_ERROR, "gift refused", msg.id,
+                       tx=msg.tx, room=msg.room)
+            return
+        combo = msg.combo if result.streakable else None
+        try:
+            await self.state.publish_gift(
+                msg.room, sender=principal.user, name=principal.name, tx=msg.tx, gift=msg.gift,
+                count=msg.count, coins=result.coins, combo=combo,
+            )
+        except Exception:
+            # Debited but not yet shown: the same tx retried completes the publish, once.
+            log.exception("publishing %s failed after the debit", msg.tx)
+            conn.error(ErrorCode.UNAVAILABLE, "accepted but not yet delivered; retry the same tx",
+                       msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
+            return
+        if combo is not None:
+            self.sweeper.note(msg.room)
+        conn.ack(msg, result.balance, result.duplicate)
+
+    async def end_combo(self, conn: Connection, msg: ComboEnd) -> None:
+        principal = conn.principal
+        assert principal is not None
+        if not principal.can_spend:
+            conn.error(ErrorCode.FORBIDDEN, "this token cannot send gifts", msg.id, room=msg.room)
+            return
+        settled = await self.state.settle_combos(msg.room, sender=principal.user, combo=msg.combo)
+        if not settled:
+            conn.error(ErrorCode.COMBO_NOT_FOUND, "no running combo with that id", msg.id,
+                       room=msg.room)
+            return
+        # Replied with an ack naming the combo (the protocol's replies are joined, left, ack,
+        # pong, error); the settled `gift` event itself reaches the room.
+        wallet = self.rt.components.get("wallet")
+        balance = await wallet.balance(principal.user) if wallet is not None else 0
+        conn.reply(Ack(id=msg.id, tx=msg.combo, balance=balance, duplicate=False))

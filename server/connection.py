@@ -1,0 +1,319 @@
+"""The `/ws` endpoint: one `Connection` per WebSocket, as a raw ASGI app (no per-frame wrappers).
+
+Session: subprotocol picks the codec (refused before the handshake if none fits); the first message
+must be `hello` (token in it or in `?token=`) within `hello_timeout_s`; then join/leave, gift,
+combo_end and ping until the client leaves, idles past `idle_timeout_s` (4010), floods (4009),
+sends garbage too often (4002), reads too slowly (4008, see server/writer.py), or the server
+drains (going_away, 1001). Every request gets exactly one reply carrying its id: its result or an
+`error` with a stable code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from protocol import (
+    CLOSE_ON_ERROR,
+    PROTOCOL_VERSION,
+    Ack,
+    CloseCode,
+    ComboEnd,
+    ErrorCode,
+    ErrorReply,
+    Hello,
+    Join,
+    Leave,
+    Left,
+    Ping,
+    Pong,
+    ProtocolError,
+    SendGift,
+    ServerMessage,
+    Welcome,
+    codec_for,
+    select_subprotocol,
+)
+from protocol.limits import MAX_PROTOCOL_ERRORS, MAX_TOKEN_LEN
+from server.auth import AuthError, Principal, Role
+from server.drain import Realtime
+from server.hub import HubError
+from server.ratelimit import TokenBucket
+from server.writer import Writer
+
+log = logging.getLogger("giftwire.ws")
+
+_ids = itertools.count(1)
+_PROCESS_TAG = f"{os.getpid():x}.{int(time.time()) & 0xFFFFFF:x}"
+# How long a close may wait for a stalled client's transport before the socket is cut.
+SLOW_CLOSE_TIMEOUT_S = 2.0
+
+
+class _Closing(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+
+
+class Connection:
+    def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str) -> None:
+        self.rt = rt
+        self.realtime = realtime
+        self.hub = realtime.hub
+        self._send = send
+        self.codec = codec_for(subprotocol)
+        self.binary = self.codec.binary
+        self.conn_id = f"{_PROCESS_TAG}.{next(_ids)}"
+        self.counted = True
+        self.principal: Principal | None = None
+        self.rooms: set[str] = set()
+        cfg = rt.config
+        self.writer: Writer[Any] = Writer(
+            self._send_frame, self.codec.frame, realtime.scheduler,
+            max_bytes=cfg.writer_max_bytes, on_overflow=self._overflowed,
+        )
+        self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
+        self.errors = 0
+        self.rate_strikes = 0
+        self.close_code: int | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def _send_frame(self, frame: bytes | str) -> None:
+        if isinstance(frame, bytes):
+            await self._send({"type": "websocket.send", "bytes": frame})
+        else:
+            await self._send({"type": "websocket.send", "text": frame})
+
+    def reply(self, msg: ServerMessage) -> None:
+        data = self.codec.encode(msg)  # type: ignore[arg-type]
+        self.writer.push_control(data, len(data))
+
+    def error(self, code: ErrorCode | str, message: str, request_id: str | None, *,
+              tx: str | None = None, room: str | None = None, retry_ms: int | None = None
+              ) -> None:
+        code = str(code)
+        self.rt.metrics.protocol_errors.labels(code=code).inc()
+        self.reply(ErrorReply(id=request_id, code=code, message=message, tx=tx, room=room,
+                              retry_ms=retry_ms))
+
+    # -- closing --------------------------------------------------------------------------------
+
+    def _overflowed(self) -> None:
+        self.rt.metrics.slow_disconnects.inc()
+        self.kill(CloseCode.TOO_SLOW, "too slow: reconnect and resume")
+
+    def kill(self, code: int, reason: str) -> None:
+        """Close from outside the receive loop (slow client, drain, lost history)."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        self.writer.close()
+        self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str, *, flush_s: float = 0.0) -> None:
+        if flush_s > 0 and not self.writer.overflowed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.writer.drained(), flush_s)
+        try:
+            await asyncio.wait_for(
+                self._send({"type": "websocket.close", "code": int(code), "reason": reason}),
+                SLOW_CLOSE_TIMEOUT_S,
+            )
+        except TimeoutError:
+            self._abort()  # the client does not read: it cannot see a close frame either
+        except Exception:
+            self._abort()
+
+    def _abort(self) -> None:
+        # uvicorn's ASGI `send` is a method of its protocol object, which owns the transport; a
+        # stalled client is cut at the socket so its buffers are freed.
+        transport = getattr(getattr(self._send, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.abort()
+
+    async def going_away(self, reason: str, reconnect_ms: int, flush_s: float) -> None:
+        """Drain: tell the client to reconnect elsewhere, flush, close with 1001."""
+        if self.close_code is not None:
+            return
+        self.close_code = CloseCode.GOING_AWAY
+        from protocol import GoingAway
+
+        self.reply(GoingAway(reason=reason, reconnect_ms=reconnect_ms))
+        self.writer.close()
+        await self._close(CloseCode.GOING_AWAY, reason, flush_s=flush_s)
+
+    # -- session --------------------------------------------------------------------------------
+
+    async def run(self, receive: Any, query_token: str | None) -> None:
+        writer_task = asyncio.get_running_loop().create_task(self.writer.run())
+        cfg = self.rt.config
+        try:
+            await self._hello(receive, query_token, cfg.hello_timeout_s)
+            while self.close_code is None:
+                try:
+                    async with asyncio.timeout(cfg.idle_timeout_s):
+                        message = await receive()
+                except TimeoutError:
+                    raise _Closing(CloseCode.IDLE_TIMEOUT, "idle timeout") from None
+                if message["type"] != "websocket.receive":
+                    return
+                await self._on_frame(message)
+        except _Closing as c:
+            if self.close_code is None:
+                self.close_code = c.code
+                self.writer.close()
+                await self._close(c.code, c.reason, flush_s=1.0)
+        finally:
+            await self.hub.leave_all(self)
+            self.writer.close()
+            if self._close_task is not None:
+                await asyncio.gather(self._close_task, return_exceptions=True)
+            writer_task.cancel()
+            await asyncio.gather(writer_task, return_exceptions=True)
+
+    async def _hello(self, receive: Any, query_token: str | None, timeout_s: float) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                message = await receive()
+        except TimeoutError:
+            raise _Closing(CloseCode.HELLO_TIMEOUT, "no hello in time") from None
+        if message["type"] != "websocket.receive":
+            raise _Closing(CloseCode.NORMAL, "bye")
+        try:
+            hello = self.codec.decode_client(_payload(message))
+        except ProtocolError as exc:
+            self._fatal(exc.code, exc.message, exc.request_id)
+        if not isinstance(hello, Hello):
+            self._fatal(ErrorCode.HELLO_REQUIRED, "the first message must be hello", None)
+        token = hello.token or query_token
+        if not token:
+            self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
+        try:
+            principal = await self.rt.issuer.verify(token, self.rt.redis)
+        except AuthError as exc:
+            self._fatal(exc.code, exc.message, hello.id)
+        self.principal = principal
+        self.counted = principal.role is not Role.OVERLAY
+        self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
+                           heartbeat_s=self.rt.config.heartbeat_s,
+                           server_time=int(time.time() * 1000)))
+
+    def _fatal(self, code: ErrorCode | str, message: str, request_id: str | None) -> Any:
+        self.error(code, message, request_id)
+        close = CLOSE_ON_ERROR.get(ErrorCode(code), CloseCode.PROTOCOL_VIOLATION)
+        raise _Closing(close, str(code))
+
+    async def _on_frame(self, message: dict[str, Any]) -> None:
+        try:
+            msg = self.codec.decode_client(_payload(message))
+        except ProtocolError as exc:
+            self.errors += 1
+            self.error(exc.code, exc.message, exc.request_id)
+            if self.errors >= MAX_PROTOCOL_ERRORS:
+                raise _Closing(CloseCode.PROTOCOL_VIOLATION, "too many invalid frames") from None
+            return
+        retry = self.bucket.take()
+        if retry:
+            self.rate_strikes += 1
+            self.error(ErrorCode.RATE_LIMITED, "too many requests", msg.id, retry_ms=retry,
+                       tx=getattr(msg, "tx", None), room=getattr(msg, "room", None))
+            if self.rate_strikes >= MAX_PROTOCOL_ERRORS:
+                raise _Closing(CloseCode.RATE_LIMITED, "flood")
+            return
+        self.rate_strikes = 0
+        if isinstance(msg, Ping):
+            self.reply(Pong(id=msg.id, t=msg.t, server_time=int(time.time() * 1000)))
+        elif isinstance(msg, Join):
+            await self._join(msg)
+        elif isinstance(msg, Leave):
+            await self._leave(msg)
+        elif isinstance(msg, SendGift):
+            await self.realtime.gifts.send(self, msg)
+        elif isinstance(msg, ComboEnd):
+            await self.realtime.gifts.end_combo(self, msg)
+        elif isinstance(msg, Hello):
+            self.error(ErrorCode.INVALID_MESSAGE, "hello was already received", msg.id)
+
+    async def _join(self, msg: Join) -> None:
+        assert self.principal is not None
+        if not self.principal.may_read(msg.room):
+            self.error(ErrorCode.FORBIDDEN, "this token may not read that room", msg.id,
+                       room=msg.room)
+            return
+        if msg.room in self.rooms:
+            self.error(ErrorCode.ALREADY_JOINED, "already in this room", msg.id, room=msg.room)
+            return
+        if len(self.rooms) >= self.rt.config.max_rooms_per_connection:
+            self.error(ErrorCode.TOO_MANY_ROOMS, "room limit reached", msg.id, room=msg.room)
+            return
+        self.rooms.add(msg.room)
+        try:
+            await self.hub.join(self, msg.room, msg.after, msg.id)
+        except HubError as exc:
+            self.rooms.discard(msg.room)
+            self.error(exc.code, exc.message, msg.id, room=msg.room)
+        except Exception:
+            self.rooms.discard(msg.room)
+            log.exception("join %s failed", msg.room)
+            self.error(ErrorCode.UNAVAILABLE, "could not join now", msg.id, room=msg.room,
+                       retry_ms=1000)
+
+    async def _leave(self, msg: Leave) -> None:
+        if msg.room not in self.rooms:
+            self.error(ErrorCode.NOT_JOINED, "not in this room", msg.id, room=msg.room)
+            return
+        self.rooms.discard(msg.room)
+        await self.hub.leave(self, msg.room)
+        self.reply(Left(id=msg.id, room=msg.room))
+
+    def ack(self, msg: SendGift, balance: int, duplicate: bool) -> None:
+        self.reply(Ack(id=msg.id, tx=msg.tx, balance=balance, duplicate=duplicate))
+
+
+def _payload(message: dict[str, Any]) -> bytes | str:
+    data = message.get("bytes")
+    return data if data is not None else message.get("text") or ""
+
+
+class _WsEndpoint:
+    """A raw ASGI app (a class, so Starlette's route passes scope/receive/send through)."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await _serve_socket(scope, receive, send)
+
+
+ws_endpoint = _WsEndpoint()
+
+
+async def _serve_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    rt = scope["app"].state.runtime
+    realtime: Realtime | None = rt.components.get("realtime")
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    subprotocol = select_subprotocol(scope.get("subprotocols") or [])
+    if realtime is None or rt.draining or subprotocol is None:
+        # Refused before the handshake: HTTP 403. No subprotocol means no codec to explain in.
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    conn = Connection(rt, realtime, send, subprotocol)
+    query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
+    token = (query.get("token") or [None])[0]
+    if token is not None and len(token) > MAX_TOKEN_LEN:
+        token = None
+    realtime.connections.add(conn)
+    rt.metrics.connections.inc()
+    try:
+        await conn.run(receive, token)
+    finally:
+        realtime.connections.discard(conn)
+        rt.metrics.connections.dec()

@@ -1,0 +1,464 @@
+"""The hub: rooms with local members, one broker subscription per room, fan-out, recovery.
+
+Per process, a room exists while it has local members (or joins in flight): the first join
+subscribes to its channel, the last leave unsubscribes. Each event from the broker is decoded once,
+encoded at most once per codec, and the same bytes are pushed to every member's writer (see
+server/writer.py); nothing here awaits a client.
+
+Ordering and recovery (docs/hub.md): events carry the room's seq. The hub remembers the last seq it
+delivered per room; a seq that skips ahead (only possible when pub/sub lost messages, e.g. around a
+reconnect) or a broker resubscription makes the room fetch what it missed from the room history,
+holding live events back meanwhile, then deliver both in order without duplicates. A join reads its
+snapshot only after the subscription is confirmed and buffers live events until the snapshot is
+sent, so it neither misses nor repeats an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgpack
+
+from protocol import (
+    SERVER_MESSAGES,
+    CloseCode,
+    ComboProgress,
+    GiftEvent,
+    Goal,
+    GoalUpdate,
+    Joined,
+    JsonCodec,
+    Leaderboard,
+    MsgpackCodec,
+    ProtocolError,
+    RoomStatus,
+    ServerMessage,
+    TopEntry,
+    ViewerCount,
+)
+from server.broker import Broker
+from server.combos import ComboSweeper
+from server.metrics import Metrics
+from server.roomstate import RoomState, decode_event
+from server.writer import Writer
+
+log = logging.getLogger("giftwire.hub")
+
+RoomEvent = GiftEvent | ComboProgress
+
+
+class Member(Protocol):
+    """What the hub needs of a connection."""
+
+    conn_id: str
+    binary: bool
+    counted: bool  # counts as a viewer (overlays do not)
+    writer: Writer[Any]
+
+    def kill(self, code: int, reason: str) -> None:
+        """Close the connection soon (never re-enters the hub synchronously)."""
+
+
+class Outgoing:
+    """One server message, encoded lazily at most once per codec, shared by all recipients."""
+
+    __slots__ = ("_bin", "_hub", "_txt", "msg", "seq")
+
+    def __init__(self, hub: Hub, msg: ServerMessage, seq: int = 0) -> None:
+        self._hub = hub
+        self.msg = msg
+        self.seq = seq
+        self._bin: tuple[bytes, int] | None = None
+        self._txt: tuple[str, int] | None = None
+
+    def encoded(self, binary: bool) -> tuple[Any, int]:
+        if binary:
+            if self._bin is None:
+                data = self._hub.msgpack.encode(self.msg)
+                self._bin = (data, len(data))
+            return self._bin
+        if self._txt is None:
+            text = self._hub.json.encode(self.msg)
+            self._txt = (text, len(text.encode()))
+        return self._txt
+
+
+@dataclass(eq=False, slots=True)
+class _MemberState:
+    last_seq: int = 0
+    # Live events held while the join snapshot is read; None once the member is live.
+    buffer: list[Outgoing] | None = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class _Room:
+    name: str
+    channel: str
+    members: dict[Member, _MemberState] = field(default_factory=dict)
+    joining: int = 0
+    subscribed: asyncio.Future[None] | None = None
+    last_seq: int | None = None  # last seq delivered here; None before the first event
+    floor: int | None = None  # lowest snapshot seq handed out (recovery start before any event)
+    recovering: list[RoomEvent] | None = None
+    resync_after_join: bool = False
+    top: tuple[TopEntry, ...] | None = None
+    goal: Goal | None = None
+    state_timer: asyncio.TimerHandle | None = None
+    viewers: int = -1
+    open_combos: set[str] = field(default_factory=set)
+
+
+class HubError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    state_interval_s: float = 0.2  # leaderboard/goal pushes per room, at most this often
+    tick_s: float = 0.25  # combo sweep period
+    viewers_interval_s: float = 1.0
+    presence_refresh_s: float = 10.0
+    max_replay: int = 1000
+
+
+class Hub:
+    def __init__(
+        self,
+        broker: Broker,
+        state: RoomState,
+        metrics: Metrics,
+        sweeper: ComboSweeper,
+        settings: HubSettings | None = None,
+    ) -> None:
+        self.broker = broker
+        self.state = state
+        self.metrics = metrics
+        self.sweeper = sweeper
+        self.settings = settings or HubSettings()
+        self.msgpack = MsgpackCodec()
+        self.json = JsonCodec()
+        self._rooms: dict[str, _Room] = {}
+        self._by_channel: dict[str, _Room] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self.recoveries = 0
+        broker.on_message = self._on_message
+        broker.on_resubscribed = self._on_resubscribed
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._ticker = asyncio.create_task(self._tick_loop(), name="hub-ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for room in self._rooms.values():
+            if room.state_timer is not None:
+                room.state_timer.cancel()
+
+    @property
+    def rooms(self) -> dict[str, int]:
+        """Room -> local member count (tests, metrics)."""
+        return {name: len(r.members) for name, r in self._rooms.items()}
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- join / leave ---------------------------------------------------------------------------
+
+    async def join(self, member: Member, name: str, after: int | None, request_id: str | None
+                   ) -> None:
+        """Join a room: push `joined`, the replay, then live events. Raises HubError."""
+        room = self._rooms.get(name)
+        if room is None:
+            room = _Room(name, self.state.keys.room_channel(name))
+            self._rooms[name] = room
+            self._by_channel[room.channel] = room
+            room.subscribed = asyncio.ensure_future(self.broker.subscribe(room.channel))
+            self.metrics.rooms.set(len(self._rooms))
+        if member in room.members:
+            raise HubError("already_joined", f"already in room {name}")
+        room.joining += 1
+        st = _MemberState()
+        try:
+            assert room.subscribed is not None
+            await asyncio.shield(room.subscribed)
+            room.members[member] = st
+            snap = await self.state.join(
+                name, member=member.conn_id if member.counted else None, after=after
+            )
+            if not snap.exists:
+                raise HubError("room_not_found", f"no room {name}")
+        except BaseException:
+            if room.members.get(member) is st:
+                del room.members[member]
+            raise
+        finally:
+            room.joining -= 1
+            self._release_if_empty(room)
+        room.floor = snap.seq if room.floor is None else min(room.floor, snap.seq)
+        if room.top is None:
+            room.top, room.goal = snap.top, snap.goal
+        joined = Joined(
+            id=request_id, room=name, creator=snap.creator, live=snap.live,
+            viewers=snap.viewers, top=snap.top, goal=snap.goal, seq=snap.seq,
+            resume=snap.resume,
+        )
+        writer = member.writer
+        data, size = Outgoing(self, joined).encoded(member.binary)
+        if not writer.push_control(data, size):
+            return
+        last = snap.seq if snap.resume != "ok" or after is None else after
+        for ev in snap.events:
+            msg = self._event_message(ev)
+            if msg is not None and msg.seq > last:
+                data, size = Outgoing(self, msg).encoded(member.binary)
+                writer.push(data, size)
+                last = msg.seq
+        last = max(last, snap.seq)
+        for out in st.buffer or ():
+            if out.seq > last:
+                data, size = out.encoded(member.binary)
+                writer.push(data, size)
+                last = out.seq
+        st.buffer = None
+        st.last_seq = last
+        if room.resync_after_join:
+            room.resync_after_join = False
+            self._recover(room)
+
+    async def leave(self, member: Member, name: str) -> bool:
+        room = self._rooms.get(name)
+        if room is None or room.members.pop(member, None) is None:
+            return False
+        self._release_if_empty(room)
+        if member.counted:
+            with contextlib.suppress(Exception):
+                await self.state.remove_presence(name, member.conn_id)
+        return True
+
+    async def leave_all(self, member: Member) -> None:
+        for name in [n for n, r in self._rooms.items() if member in r.members]:
+            await self.leave(member, name)
+
+    def _release_if_empty(self, room: _Room) -> None:
+        if room.members or room.joining or self._rooms.get(room.name) is not room:
+            return
+        del self._rooms[room.name]
+        del self._by_channel[room.channel]
+        if room.state_timer is not None:
+            room.state_timer.cancel()
+        self.metrics.rooms.set(len(self._rooms))
+        self.broker.unsubscribe(room.channel)
+
+    # -- incoming -------------------------------------------------------------------------------
+
+    def _on_message(self, channel: str, data: bytes) -> None:
+        room = self._by_channel.get(channel)
+        if room is None:
+            return  # a message in flight for a room we just left
+        try:
+            env = msgpack.unpackb(data, raw=False)
+            kind = env.get("k") if type(env) is dict else None
+        except (ValueError, msgpack.UnpackException) as exc:
+            log.error("undecodable message on %s skipped (%s)", channel, type(exc).__name__)
+            return
+        if kind == "ev":
+            msg = self._event_message(env.get("ev"))
+            if msg is None:
+                return
+            self.metrics.events.inc()
+            self._event(room, msg)
+            if "top" in env or "goal" in env:
+                self._state_from(room, env)
+        elif kind == "st":
+            self._state_from(room, env)
+        else:
+            log.error("unknown envelope on %s skipped", channel)
+
+    def _event_message(self, ev: Any) -> RoomEvent | None:
+        try:
+            if type(ev) is not dict:
+                raise ValueError("not a map")
+            cls = SERVER_MESSAGES.get(ev.get("type", ""))
+            if cls is not GiftEvent and cls is not ComboProgress:
+                raise ValueError(f"not a room event: {ev.get('type')!r}")
+            msg = cls.from_dict(ev, strict=False)
+            assert isinstance(msg, GiftEvent | ComboProgress)
+            return msg
+        except (ValueError, ProtocolError) as exc:
+            log.error("invalid room event skipped: %s", exc)
+            return None
+
+    def _event(self, room: _Room, msg: RoomEvent) -> None:
+        if room.recovering is not None:
+            room.recovering.append(msg)
+            return
+        last = room.last_seq
+        if last is not None:
+            if msg.seq <= last:
+                return  # already delivered (recovered from history)
+            if msg.seq > last + 1:
+                room.recovering = [msg]  # pub/sub lost something: fetch the gap first
+                self._recover(room, started=True)
+                return
+        self._deliver(room, msg)
+
+    def _deliver(self, room: _Room, msg: RoomEvent) -> None:
+        started = time.perf_counter()
+        room.last_seq = msg.seq
+        self._track_combo(room, msg)
+        out = Outgoing(self, msg, msg.seq)
+        delivered = 0
+        for member, st in room.members.items():
+            if st.buffer is not None:
+                st.buffer.append(out)
+            elif msg.seq > st.last_seq:
+                st.last_seq = msg.seq
+                data, size = out.encoded(member.binary)
+                if member.writer.push(data, size):
+                    delivered += 1
+        self.metrics.deliveries.inc(delivered)
+        self.metrics.fanout_seconds.observe(time.perf_counter() - started)
+
+    def _track_combo(self, room: _Room, msg: RoomEvent) -> None:
+        if isinstance(msg, ComboProgress):
+            room.open_combos.add(f"{msg.sender}\0{msg.combo}")
+        elif msg.combo is not None:
+            room.open_combos.discard(f"{msg.sender}\0{msg.combo}")
+
+    def _broadcast(self, room: _Room, msg: ServerMessage) -> None:
+        out = Outgoing(self, msg)
+        for member, st in room.members.items():
+            if st.buffer is None:
+                data, size = out.encoded(member.binary)
+                member.writer.push(data, size)
+
+    # -- state updates (latest wins, throttled) -------------------------------------------------
+
+    def _state_from(self, room: _Room, env: dict[str, Any]) -> None:
+        try:
+            if "top" in env:
+                room.top = tuple(
+                    TopEntry(user=str(e["user"]), name=str(e["name"]), coins=int(e["coins"]))
+                    for e in env["top"]
+                )
+            if "goal" in env:
+                g = env["goal"]
+                room.goal = Goal(title=str(g["title"]), target=int(g["target"]),
+                                 progress=int(g["progress"]))
+            if env.get("nogoal"):
+                room.goal = None
+            if "live" in env:
+                self._broadcast(room, RoomStatus(room=room.name, live=bool(env["live"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("invalid state update on %s skipped: %s", room.name, exc)
+            return
+        if room.state_timer is None and ("top" in env or "goal" in env or "nogoal" in env):
+            room.state_timer = asyncio.get_running_loop().call_later(
+                self.settings.state_interval_s, self._push_state, room
+            )
+
+    def _push_state(self, room: _Room) -> None:
+        room.state_timer = None
+        if room.top is not None:
+            self._broadcast(room, Leaderboard(room=room.name, top=room.top))
+        if room.goal is not None:
+            g = room.goal
+            self._broadcast(
+                room,
+                GoalUpdate(room=room.name, title=g.title, target=g.target, progress=g.progress),
+            )
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def _on_resubscribed(self) -> None:
+        for room in list(self._rooms.values()):
+            self._recover(room)
+
+    def _recover(self, room: _Room, *, started: bool = False) -> None:
+        if room.recovering is not None and not started:
+            return  # already fetching; live events are being held
+        after = room.last_seq if room.last_seq is not None else room.floor
+        if after is None:
+            room.resync_after_join = True  # nothing handed out yet: the join will come back
+            return
+        if room.recovering is None:
+            room.recovering = []
+        self.recoveries += 1
+        self._spawn(self._fetch_missed(room, after), f"recover {room.name}")
+
+    async def _fetch_missed(self, room: _Room, after: int) -> None:
+        delay = 0.05
+        while True:
+            try:
+                _seq, complete, raw = await self.state.since(
+                    room.name, after, self.settings.max_replay
+                )
+                break
+            except Exception as exc:
+                log.warning("recovering %s failed (%s); retrying", room.name, exc)
+                await asyncio.sleep(delay)  # backoff while Redis is unreachable
+                delay = min(delay * 2, 2.0)
+        if self._rooms.get(room.name) is not room:
+            return
+        held, room.recovering = room.recovering or [], None
+        events: dict[int, RoomEvent] = {}
+        for item in raw:
+            with contextlib.suppress(ValueError, msgpack.UnpackException):
+                msg = self._event_message(decode_event(item))
+                if msg is not None:
+                    events[msg.seq] = msg
+        for msg in held:
+            events.setdefault(msg.seq, msg)
+        ordered = [events[s] for s in sorted(events) if s > after]
+        if not complete and (not ordered or ordered[0].seq > after + 1):
+            # The history no longer reaches back: these members cannot be made whole here.
+            log.warning("room %s lost events beyond its history; members must resume", room.name)
+            for member in list(room.members):
+                member.kill(CloseCode.TOO_SLOW, "missed events beyond the room history")
+        for msg in ordered:
+            if room.last_seq is None or msg.seq > room.last_seq:
+                self._deliver(room, msg)
+
+    # -- periodic: combos, presence, viewer counts ----------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        s = self.settings
+        last_viewers = last_presence = time.monotonic()
+        while True:
+            await asyncio.sleep(s.tick_s)  # the sweeper's period
+            now = time.monotonic()
+            try:
+                await self.sweeper.sweep({n for n, r in self._rooms.items() if r.open_combos})
+                if now - last_viewers >= s.viewers_interval_s:
+                    refresh = now - last_presence >= s.presence_refresh_s
+                    await self._update_viewers(refresh)
+                    last_viewers = now
+                    if refresh:
+                        last_presence = now
+            except Exception:
+                log.exception("hub tick failed")
+
+    async def _update_viewers(self, refresh: bool) -> None:
+        for room in list(self._rooms.values()):
+            ids = [m.conn_id for m in room.members if m.counted] if refresh else []
+            count = await self.state.refresh_presence(room.name, ids)
+            if count != room.viewers and self._rooms.get(room.name) is room:
+                room.viewers = count
+                self._broadcast(room, ViewerCount(room=room.name, count=count))

@@ -1,0 +1,55 @@
+"""Token buckets: per connection (every message) and per user (gifts), kept in process memory.
+
+Local, not in Redis: a limit check on every frame must not cost a round trip, and the spend path
+already has its own hard limits (balance, optional daily limit) in the wallet. The per-user budget
+is per process: a user whose connections land on N processes gets N times the gift rate, which
+the connection limit and the balance bound anyway (docs/hub.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+
+class TokenBucket:
+    __slots__ = ("_stamp", "_tokens", "burst", "rate")
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    def take(self, now: float | None = None) -> int:
+        """Take one token: 0 if allowed, else milliseconds until one is available."""
+        now = time.monotonic() if now is None else now
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0
+        if self.rate <= 0:
+            return 60_000
+        return max(1, int((1.0 - self._tokens) / self.rate * 1000 + 0.999))
+
+
+class UserBuckets:
+    """One bucket per user, at most `capacity` users remembered (least recently used go first;
+    a forgotten user starts again with a full burst, which is the bucket's resting state)."""
+
+    def __init__(self, rate_per_s: float, burst: int, capacity: int = 100_000) -> None:
+        self.rate = rate_per_s
+        self.burst = burst
+        self.capacity = capacity
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, user: str) -> int:
+        bucket = self._buckets.get(user)
+        if bucket is None:
+            bucket = self._buckets[user] = TokenBucket(self.rate, self.burst)
+            if len(self._buckets) > self.capacity:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(user)
+        return bucket.take()

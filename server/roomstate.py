@@ -1,0 +1,221 @@
+"""Room state in Redis, one slot per room: events, the join snapshot, presence, leaderboard, goal.
+
+Thin, typed wrappers around the `room_*.lua` scripts (see each script's header). Everything a
+room script touches shares the `{r:<room>}` hash tag, so each call is one atomic step in one slot.
+
+Pub/sub envelope (what `room_event`, `room_combo_settle`, `room_goal` and `room_status` publish on
+the room channel), a msgpack map:
+- `{k: "ev", ev: <event map>, top?: [...], goal?: {...}}`: a sequenced room event (`gift` or
+  `combo`, the wire message's own map) and, after a spend, the new leaderboard and goal;
+- `{k: "st", goal?: {...}, nogoal?: true, live?: bool}`: a state change without a sequence number.
+The history stream holds the event maps alone (fields `s` = seq, `e` = msgpack event).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from redis.asyncio import Redis
+
+from protocol import Goal, ProtocolError, TopEntry
+from server.keys import Keys
+from server.scripts import ScriptRunner
+
+TOP_SIZE = 10
+# How long a room remembers which transactions it already published (the same order as the
+# wallet's idempotency records: a retry after that is answered by the wallet as a duplicate).
+DEDUP_WINDOW_MS = 24 * 3600 * 1000
+MAX_SETTLE_PER_CALL = 100
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int
+    exists: bool
+    creator: str
+    live: bool
+    title: str
+    top: tuple[TopEntry, ...]
+    goal: Goal | None
+    viewers: int
+    resume: str  # "none" | "ok" | "gap"
+    events: list[dict[str, Any]]  # replayed events (decoded maps), oldest first
+
+
+def decode_event(raw: bytes) -> dict[str, Any]:
+    value = msgpack.unpackb(raw, raw=False)
+    if type(value) is not dict:
+        raise ValueError("an event must be a map")
+    return value
+
+
+class RoomState:
+    def __init__(
+        self,
+        keys: Keys,
+        runner: ScriptRunner,
+        redis: Redis,
+        *,
+        history_maxlen: int,
+        history_max_age_s: int,
+        combo_timeout_ms: int,
+        presence_ttl_s: int,
+    ) -> None:
+        self.keys = keys
+        self.runner = runner
+        self.redis = redis
+        self.history_maxlen = history_maxlen
+        self.history_max_age_ms = history_max_age_s * 1000
+        self.combo_timeout_ms = combo_timeout_ms
+        self.presence_ttl_ms = presence_ttl_s * 1000
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def publish_gift(
+        self,
+        room: str,
+        *,
+        sender: str,
+        name: str,
+        tx: str,
+        gift: str,
+        count: int,
+        coins: int,
+        combo: str | None = None,
+    ) -> int | None:
+        """Publish the event of one accepted spend; None if this tx was already published."""
+        k = self.keys
+        status, seq = await self.runner.call(
+            "room_event",
+            [
+                k.room_seq(room), k.room_history(room), k.room_published(room),
+                k.room_leaderboard(room), k.room_names(room), k.room_goal(room),
+                k.room_combos(room), k.room_combo_due(room), k.room_channel(room),
+            ],
+            [
+                f"{sender}:{tx}", room, sender, name, gift, count, coins, combo or "",
+                self.history_maxlen, self.history_max_age_ms, DEDUP_WINDOW_MS,
+                self.combo_timeout_ms, TOP_SIZE,
+            ],
+        )
+        return int(seq) if int(status) == 1 else None
+
+    async def settle_combos(self, room: str, *, sender: str = "", combo: str = "") -> int:
+        """Settle one combo (sender and combo given) or every combo past its deadline."""
+        k = self.keys
+        key = f"{sender}\0{combo}" if combo else ""
+        settled = await self.runner.call(
+            "room_combo_settle",
+            [
+                k.room_seq(room), k.room_history(room), k.room_combos(room),
+                k.room_combo_due(room), k.room_channel(room),
+            ],
+            [room, key, self.history_maxlen, self.history_max_age_ms, MAX_SETTLE_PER_CALL],
+        )
+        return int(settled)
+
+    async def since(self, room: str, after: int, limit: int) -> tuple[int, bool, list[bytes]]:
+        """(room seq, history complete back to after+1, encoded events after `after`)."""
+        seq, complete, events = await self.runner.call(
+            "room_since", [self.keys.room_seq(room), self.keys.room_history(room)], [after, limit]
+        )
+        return int(seq), bool(complete), list(events)
+
+    # -- snapshot and presence ------------------------------------------------------------------
+
+    async def join(self, room: str, *, member: str | None, after: int | None) -> Snapshot:
+        k = self.keys
+        seq, meta, top, goal, viewers, resume, events = await self.runner.call(
+            "room_join",
+            [
+                k.room_seq(room), k.room_history(room), k.room(room), k.room_leaderboard(room),
+                k.room_names(room), k.room_goal(room), k.room_presence(room),
+            ],
+            [member or "", self.presence_ttl_ms, -1 if after is None else after,
+             self.history_maxlen, TOP_SIZE],
+        )
+        fields = {_s(meta[i]): _s(meta[i + 1]) for i in range(0, len(meta), 2)}
+        return Snapshot(
+            seq=int(seq),
+            exists="creator" in fields,
+            creator=fields.get("creator", ""),
+            live=fields.get("live") == "1",
+            title=fields.get("title", ""),
+            top=tuple(
+                TopEntry(user=_s(top[i]), name=_s(top[i + 1]), coins=int(float(top[i + 2])))
+                for i in range(0, len(top), 3)
+            ),
+            goal=(
+                Goal(title=_s(goal[0]), target=int(goal[1]), progress=int(goal[2] or 0))
+                if goal else None
+            ),
+            viewers=int(viewers),
+            resume=_s(resume),
+            events=[decode_event(raw) for raw in events],
+        )
+
+    async def refresh_presence(self, room: str, members: list[str]) -> int:
+        """Extend these members' presence; returns the room's viewers across all processes."""
+        return int(
+            await self.runner.call(
+                "room_presence", [self.keys.room_presence(room)], [self.presence_ttl_ms, *members]
+            )
+        )
+
+    async def remove_presence(self, room: str, member: str) -> None:
+        await self.redis.zrem(self.keys.room_presence(room), member)
+
+    # -- goal and lifecycle ---------------------------------------------------------------------
+
+    async def set_goal(self, room: str, title: str, target: int) -> None:
+        """Set the room's goal (progress restarts at 0); target 0 clears it."""
+        await self.runner.call(
+            "room_goal", [self.keys.room_goal(room), self.keys.room_channel(room)], [title, target]
+        )
+
+    async def announce_status(self, room: str, live: bool) -> None:
+        flag = "1" if live else "0"
+        await self.runner.call("room_status", [self.keys.room_channel(room)], [flag])
+
+
+# -- HTTP: the creator sets the room's goal ---------------------------------------------------
+
+
+async def post_goal(request: Any) -> Any:
+    """`POST /api/rooms/{room}/goal` {title, target}: the room's creator sets (target 0 clears)
+    the gift goal; every member sees a `goal` update."""
+    from protocol.limits import MAX_ROOM_ID_LEN
+    from server import api, streams
+    from server.auth import Role
+    from server.problem import HTTPProblem
+
+    p = await api.principal(request)
+    if p.role not in (Role.CREATOR, Role.ADMIN):
+        raise HTTPProblem(403, "forbidden", "only the room's creator sets its goal")
+    room = request.path_params["room"]
+    from server.wallet import valid_ident
+
+    if not valid_ident(room, MAX_ROOM_ID_LEN):
+        raise HTTPProblem(400, "invalid_value", "room: must be 1+ of A-Z a-z 0-9 - . _ ~")
+    try:
+        r = await api._body(request, frozenset({"title", "target"}))
+        title = r.text("title", 128)
+        target = r.integer("target", 0, 2**53 - 1)
+    except ProtocolError as exc:
+        raise HTTPProblem(400, exc.code.value, exc.message) from None
+    rt = request.app.state.runtime
+    info = await streams.room_info(rt, room)
+    if info is None:
+        raise HTTPProblem(404, "room_not_found", "no such room")
+    if info.creator != p.user and p.role is not Role.ADMIN:
+        raise HTTPProblem(403, "forbidden", "the room belongs to another creator")
+    await rt.components["realtime"].state.set_goal(room, title, target)
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"room": room, "title": title, "target": target, "progress": 0})
