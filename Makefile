@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -21,9 +21,24 @@ run: $(STAMP)
 	$(PY) -m server serve --demo
 
 ## Install and run every test (embedded Redis/Postgres unless REDIS_URL/DATABASE_URL are set).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+## Debian's Chromium for the browser tests (tests/browser): installed when missing and root.
+CHROMIUM := $(or $(GIFTWIRE_CHROMIUM),/usr/bin/chromium)
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		else \
+			echo "The browser tests need Chromium at $(CHROMIUM); install Debian's package:"; \
+			echo "  sudo apt-get update && sudo apt-get install -y chromium"; \
+			echo "(or set GIFTWIRE_CHROMIUM to a Chromium binary)"; \
+			exit 1; \
+		fi; \
+	fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

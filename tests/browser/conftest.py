@@ -28,16 +28,21 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - one stat at session start
+def chromium() -> str:
+    if not Path(CHROMIUM).exists():
         pytest.fail(
             f"Chromium is missing ({CHROMIUM}): install Debian's package with "
             "`sudo apt-get update && sudo apt-get install -y chromium` (`make test` does this "
             "when run as root), or point GIFTWIRE_CHROMIUM at a Chromium binary.",
             pytrace=False,
         )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+async def browser(chromium: str) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        launched = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             yield launched
         finally:
