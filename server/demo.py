@@ -108,14 +108,8 @@ def overlay_url(rt: Runtime, state: DemoState, **options: str) -> str:
 
 
 def room_state(rt: Runtime) -> RoomState:
-    from server.roomstate import RoomState
-
-    cfg = rt.config
-    return RoomState(
-        rt.keys, rt.components["scripts"], rt.redis,
-        history_maxlen=cfg.history_maxlen, history_max_age_s=cfg.history_max_age_s,
-        combo_timeout_ms=cfg.combo_timeout_ms, presence_ttl_s=cfg.presence_ttl_s,
-    )
+    state: RoomState = rt.components["realtime"].state
+    return state
 
 
 async def fund(wallet: Wallet, user: str, *, floor: int = FLOOR_COINS) -> int:
