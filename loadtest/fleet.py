@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class Fleet:
             handle = WorkerHandle(plan, proc, parent, asyncio.Queue(maxsize=64))
             self.handles.append(handle)
             loop.add_reader(parent.fileno(), self._readable, handle)
+            # An event loop may make the descriptor non-blocking (uvloop does); a large result
+            # then arrives in pieces, and `recv` must wait for the rest instead of failing.
+            os.set_blocking(parent.fileno(), True)
 
     @property
     def pids(self) -> list[int]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import time
 from collections import deque
@@ -135,6 +136,8 @@ class Worker:
     async def run(self) -> WorkerResult:
         loop = asyncio.get_running_loop()
         loop.add_reader(self.pipe.fileno(), self._read_pipe)
+        # uvloop makes the descriptor non-blocking; a large `send` would then be cut short.
+        os.set_blocking(self.pipe.fileno(), True)
         aborted: str | None = None
         beat = asyncio.create_task(self._heartbeat())
         try:
@@ -154,6 +157,7 @@ class Worker:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             loop.remove_reader(self.pipe.fileno())
+            os.set_blocking(self.pipe.fileno(), True)
             for m in self.members:
                 m.close()
         return self._result(aborted)
