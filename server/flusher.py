@@ -57,6 +57,8 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self._groups_ready = False
         self._caught_up = asyncio.Event()
+        self._failing = asyncio.Event()
+        self.failures = 0  # failed attempts (a backend down), for logs and tests
         self.written = 0  # new ledger transactions written by this flusher
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -97,8 +99,17 @@ class Flusher:
         while True:
             try:
                 return int(await step(arg))
-            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("flusher: %s: %s; retrying in %.2fs", type(exc).__name__, exc, delay)
+            except Exception as exc:
+                # A backend down (the expected case) or a bug: either way the entries stay in
+                # the stream, so retrying is always safe; only the log level differs.
+                expected = isinstance(
+                    exc, OSError | RedisError | asyncpg.PostgresError | asyncpg.InterfaceError
+                )
+                log.log(logging.WARNING if expected else logging.ERROR,
+                        "flusher: %s: %s; retrying in %.2fs", type(exc).__name__, exc, delay,
+                        exc_info=not expected)
+                self.failures += 1
+                self._failing.set()
                 await self._close()
                 await asyncio.sleep(delay)  # backoff while a backend is down
                 delay = min(delay * 2, _BACKOFF_MAX_S)
@@ -218,6 +229,11 @@ class Flusher:
         else:
             self._caught_up.clear()
         return int(lag)
+
+    async def wait_failing(self) -> None:
+        """Until an attempt of this (running) flusher fails."""
+        self._failing.clear()
+        await self._failing.wait()
 
     async def wait_caught_up(self) -> None:
         """Until a pass of this (running) flusher finds every stream empty."""
