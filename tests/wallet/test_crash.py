@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -37,10 +38,10 @@ async def _ledger_gifts(pool: asyncpg.Pool) -> list[tuple[str, str]]:
     return [(r["user_id"], r["ref"]) for r in rows]
 
 
-async def _poll(what: str, check: object, timeout: float = 60) -> None:
+async def _poll(what: str, check: Callable[[], Awaitable[bool]], timeout: float = 60) -> None:
     """Wait for a condition on an external process (a poll with a deadline)."""
     deadline = time.monotonic() + timeout
-    while not await check():  # type: ignore[operator]
+    while not await check():
         if time.monotonic() > deadline:
             raise TimeoutError(what)
         await asyncio.sleep(0.05)  # polling a child process's effect on Postgres
