@@ -6,12 +6,15 @@ These tests never skip: without /usr/bin/chromium they fail and say how to insta
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from server.config import Config
 
 CHROMIUM = os.environ.get("GIFTWIRE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -25,6 +28,15 @@ CHROMIUM_ARGS = [
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
 ]
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """The suite's isolated config, with room for the test viewers' gift rate (they send as fast
+    as acks come back) and a short drain hint (reconnect after going_away)."""
+    return dataclasses.replace(
+        config, rate_per_s=1e6, rate_burst=1_000_000, reconnect_hint_ms=200
+    )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from playwright.async_api import Page
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -200,7 +201,7 @@ class CuttableProxy:
 
 async def open_overlay(page: Page, base_url: str, token: str, query: str = "") -> None:
     await page.goto(f"{base_url}/overlay?token={token}&{query}")
-    await page.wait_for_function("window.giftwireOverlay?.state === 'joined'")
+    await wait_page(page, "window.giftwireOverlay?.state === 'joined'")
 
 
 async def record_alerts(page: Page) -> None:
@@ -216,6 +217,21 @@ async def record_alerts(page: Page) -> None:
         }
       }).observe(document.getElementById('gw-stage'), {childList: true});
     }""")
+
+
+async def wait_page(page: Page, condition: str, timeout_ms: float = 30_000) -> None:
+    """wait_for_function, with the overlay's state in the failure message."""
+    try:
+        await page.wait_for_function(condition, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        state = await page.evaluate(
+            "(() => { const h = window.giftwireOverlay; return h && {state: h.state,"
+            " detail: h.detail, lastSeq: h.lastSeq, stats: h.stats, shownTotal: h.shownTotal,"
+            " queued: h.queued, dropped: h.dropped, merged: h.merged, errors: h.errors,"
+            " seqs: h.shown.map((a) => a.seq).join(','), dom: (window.domAlerts || []).length};"
+            " })()"
+        )
+        raise AssertionError(f"timed out waiting for {condition}; overlay: {state}") from None
 
 
 async def shown(page: Page) -> list[dict[str, Any]]:

@@ -1,0 +1,130 @@
+"""Network blips and server drains: the overlay reconnects, resumes, and shows every alert once.
+
+The page reaches the server through a TCP proxy the test can cut (an abrupt RST, as when a
+network drops), hold shut (the server unreachable for a while), or point at another server (a
+load balancer during a rolling deploy). Gifts keep flowing meanwhile from a viewer connected
+directly. The page must end up with exactly the room's gift events, each once, in room order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from playwright.async_api import Page
+from redis.asyncio import Redis
+
+from server.auth import TokenIssuer
+from server.config import Config
+from tests.browser.support import (
+    CuttableProxy,
+    Viewer,
+    fund,
+    live_room,
+    open_overlay,
+    record_alerts,
+    shown,
+    viewer,
+    wait_page,
+)
+from tests.support.servers import RunningServer, inprocess_server
+
+pytestmark = pytest.mark.browser
+
+ROOM = "blip"
+GIFTS = ("rose", "finger_heart", "doughnut", "ice_cream", "hand_hearts")
+
+
+async def send(v: Viewer, n: int, start: int = 0, *, cut_after: int = -1,
+               proxy: CuttableProxy | None = None) -> None:
+    for i in range(start, start + n):
+        await v.gift(GIFTS[i % len(GIFTS)], 1 + i % 3)
+        if i - start == cut_after and proxy is not None:
+            proxy.cut()
+
+
+async def assert_each_event_shown_once(page: Page, v: Viewer, total: int) -> None:
+    events = await v.wait_gifts(total)
+    assert len(events) == total
+    await wait_page(page, f"window.giftwireOverlay.shownTotal >= {total}")
+    alerts = await shown(page)
+    # Exactly the room's events, each once, in room order (fifo), nothing extra.
+    assert [a["eids"] for a in alerts] == [[e.eid] for e in events]
+    dom = await page.evaluate("window.domAlerts.map((d) => d.eids)")
+    assert dom == [e.eid for e in events]
+
+
+async def test_a_network_blip_loses_no_alert_and_shows_none_twice(
+    page: Page, server: RunningServer, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    await live_room(rt, ROOM)
+    await fund(rt, "dee", 100_000)
+    overlay = issuer.mint("creator1", "overlay", room=ROOM)
+    async with (
+        CuttableProxy(server.config.port) as proxy,
+        viewer(server.ws_url, issuer.mint("dee", "viewer", name="Dee"), ROOM) as dee,
+    ):
+        await open_overlay(page, proxy.base_url, overlay,
+                           "order=fifo&duration=15&gap=0&max=500&backoff=50")
+        await record_alerts(page)
+        await send(dee, 20)
+        await wait_page(page, "window.giftwireOverlay.stats.received === 20")
+
+        # Blip 1: the connection dies between two gifts while more keep coming; the page
+        # reconnects at once and resumes after the last seq it saw.
+        await send(dee, 30, 20, cut_after=4, proxy=proxy)
+        await wait_page(page, "window.giftwireOverlay.stats.joins === 2")
+
+        # Blip 2: the server is unreachable for a while, and gifts are sent meanwhile.
+        proxy.blocked = True
+        proxy.cut()
+        await wait_page(page, "window.giftwireOverlay.state !== 'joined'")
+        await send(dee, 15, 50)
+        proxy.blocked = False
+
+        await assert_each_event_shown_once(page, dee, 65)
+        stats = await page.evaluate("window.giftwireOverlay.stats")
+        assert stats["connects"] >= 3 and stats["joins"] >= 3
+        assert stats["gaps"] == 0 and stats["received"] == 65
+        assert proxy.accepted >= 3
+
+
+@pytest.fixture
+async def two_servers(
+    config: Config, redis: Redis, pool: asyncpg.Pool
+) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
+    """Two server processes' worth of app (in this process) sharing one Redis and Postgres."""
+    async with inprocess_server(config) as a, inprocess_server(config) as b:
+        yield a, b
+
+
+async def test_a_draining_server_sends_the_overlay_to_another_without_loss(
+    page: Page, two_servers: tuple[RunningServer, RunningServer], issuer: TokenIssuer
+) -> None:
+    a, b = two_servers
+    await live_room(a.runtime, ROOM)
+    await fund(a.runtime, "eve", 100_000)
+    overlay = issuer.mint("creator1", "overlay", room=ROOM)
+    async with (
+        CuttableProxy(a.config.port) as balancer,
+        viewer(b.ws_url, issuer.mint("eve", "viewer", name="Eve"), ROOM) as eve,
+    ):
+        await open_overlay(page, balancer.base_url, overlay,
+                           "order=fifo&duration=15&gap=0&max=500")
+        await record_alerts(page)
+        await send(eve, 10)
+        await wait_page(page, "window.giftwireOverlay.stats.received === 10")
+
+        # Deploy: the balancer sends new connections to b, then a drains (going_away, 1001).
+        balancer.upstream_port = b.config.port
+        drained = asyncio.create_task(a.runtime.components["drain"]())
+        await wait_page(page, "window.giftwireOverlay.state !== 'joined'")
+        await send(eve, 10, 10)
+        await drained
+
+        await assert_each_event_shown_once(page, eve, 20)
+        stats = await page.evaluate("window.giftwireOverlay.stats")
+        assert stats["connects"] == 2 and stats["gaps"] == 0
