@@ -50,8 +50,8 @@ class Client:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
-            self.closed_code = rcvd.code if rcvd is not None else 1006
+            code = self.ws.close_code
+            self.closed_code = code if code is not None else 1006
             self._changed.set()
 
     async def send(self, msg: ClientMessage) -> None:
