@@ -240,7 +240,11 @@ export class RoomClient {
     if (msg.resume === "ok") {
       this.floorSeq = this.lastSeq; // replay of everything after it follows
     } else {
-      if (msg.resume === "gap") this.stats.gaps++;
+      if (msg.resume === "gap") {
+        this.stats.gaps++;
+        // Event ids are room-seq: a restarted history reuses them, so old ids must not match.
+        this.seen = new EidWindow(this.seen.capacity);
+      }
       // Fresh snapshot: what happened up to its seq is in the snapshot, not an alert to show.
       // A gap can also mean the room's history restarted (its seq went backwards), so the
       // snapshot's seq replaces ours rather than being merged with it.

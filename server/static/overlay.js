@@ -98,6 +98,9 @@ const hook = {
   get activeCombos() {
     return combos.size;
   },
+  get seenSize() {
+    return client ? client.seen.size : 0;
+  },
   pause() {
     this.paused = true;
   },
