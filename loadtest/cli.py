@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -110,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"giftwire-loadtest: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     console = Console(stderr=False, highlight=False)
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so spawned servers and embedded
+    # Redis/Postgres are stopped by the same `finally` blocks instead of being orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         out = asyncio.run(_run(plan, args, console))
     except KeyboardInterrupt:
@@ -124,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.get("aborted"):
         return EXIT_ABORTED
     return EXIT_OK if out["ok"] else EXIT_FAILED
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _is_setup_failure(exc: BaseException) -> bool:

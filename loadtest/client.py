@@ -160,7 +160,10 @@ class Member:
         self.pending = (frame, row)
         self._ack = asyncio.get_running_loop().create_future()
         self.shared.counters["sent"] += 1
-        return self.conn is not None and self.conn.send(frame)
+        if self.conn is not None and self.conn.send(frame):
+            return True
+        self._ack.set_result(None)  # never sent: nobody would answer; the row stays unanswered
+        return False
 
     def resend_pending(self) -> None:
         """After a reconnect: the same transaction id again (the server must not spend twice)."""

@@ -17,6 +17,7 @@ import psutil
 
 # A worker at or above this share of one core is saturated: the load generator is the limit.
 SATURATED_CORE_SHARE = 0.9
+FIND_EVERY_S = 3.0
 
 
 @dataclass
@@ -34,6 +35,7 @@ class CpuMeter:
     _procs: dict[str, dict[int, _Proc]] = field(default_factory=dict)
     machine_start: float = 0.0
     machine_end: float = 0.0
+    _found_at: float = 0.0
 
     def start(self) -> None:
         self.started = time.monotonic()
@@ -43,9 +45,15 @@ class CpuMeter:
         self.sample(first=True)
 
     def sample(self, *, first: bool = False) -> None:
+        # Finding pids can be costly (listening sockets are found by scanning /proc); new
+        # processes are looked for every FIND_EVERY_S, known ones are read at every sample.
+        now = time.monotonic()
+        refresh = first or now - self._found_at >= FIND_EVERY_S
+        if refresh:
+            self._found_at = now
         for name, finder in self.groups.items():
             known = self._procs[name]
-            for pid in finder():
+            for pid in (finder() if refresh else list(known)):
                 entry = known.get(pid)
                 try:
                     if entry is None:
@@ -77,6 +85,12 @@ class CpuMeter:
                 "processes": len(procs),
             }
         machine = (self.machine_end - self.machine_start) / wall / cores
+        # Whatever else ran on the machine meanwhile (other jobs, the kernel's own work).
+        ours = sum(g["cores"] for g in groups.values())
+        groups["other"] = {"cpu_s": round(max(0.0, machine * cores - ours) * wall, 3),
+                           "cores": round(max(0.0, machine * cores - ours), 3),
+                           "share_of_machine": round(max(0.0, machine - ours / cores), 3),
+                           "max_process_cores": 0.0, "processes": 0}
         return {"wall_s": round(wall, 3), "machine_cores": cores,
                 "machine_busy": round(machine, 3), "groups": groups}
 
@@ -101,14 +115,17 @@ def limit_verdict(cpu: dict[str, Any], generator_group: str = "load_generator") 
     if worker_max >= SATURATED_CORE_SHARE:
         return (f"load generator: one of its processes used {worker_max:.0%} of a core; "
                 "the server may have had more to give")
-    busiest = max(groups.items(), key=lambda kv: kv[1].get("cores", 0.0), default=None)
+    busiest = max(((k, g) for k, g in groups.items() if k != "other"),
+                  key=lambda kv: kv[1].get("cores", 0.0), default=None)
     if machine_busy >= SATURATED_CORE_SHARE and busiest is not None:
         name, g = busiest
         if name == generator_group:
             return (f"machine: all cores busy ({machine_busy:.0%}) and the load generator used "
                     f"the most ({g['cores']:.2f} cores): it, not the server, is the limit")
+        other = groups.get("other", {}).get("cores", 0.0)
         return (f"machine: all cores busy ({machine_busy:.0%}); {name} used the most "
-                f"({g['cores']:.2f} cores)")
+                f"({g['cores']:.2f} cores)" + (f"; other processes took {other:.2f} cores"
+                                               if other >= 0.2 else ""))
     return f"not CPU-bound (machine {machine_busy:.0%} busy): latency or the target rate set it"
 
 

@@ -51,6 +51,7 @@ class Progress:
                 f"({point['accepted_per_s']:.0f}/s) received={point['received']} "
                 f"({point['received_per_s']:.0f}/s) closed={point['closed']} lag={point['lag']}"
             )
+            self.console.file.flush()  # a CI log (or a watching test) sees progress as it happens
 
     def _render(self, point: dict[str, Any]) -> Table:
         t = Table(title=f"{self.plan.scenario}: {self.plan.duration_s:g}s, "

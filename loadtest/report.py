@@ -51,7 +51,8 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
             "deliveries_lost": v.lost,
             "deliveries_duplicated": v.duplicated,
             "deliveries_out_of_order": v.out_of_order,
-            "deliveries_per_s": stats.rate(len(v.delivery_s) or v.received, load_s),
+            # Every sequenced event handed to a reading member (combo progress included).
+            "deliveries_per_s": stats.rate(v.receipts, load_s),
             "delivery_ms": stats.summary_ms(v.delivery_s),
             "verification": as_dict(v),
         })
@@ -138,6 +139,8 @@ def print_table(out: dict[str, Any], console: Console) -> None:
         ("flusher max lag", out["ledger"].get("flusher_max_lag")),
     ]
     for name, group in ((out.get("cpu") or {}).get("groups") or {}).items():
+        if not group["cores"] and not group["processes"]:
+            continue
         rows.append((f"cpu {name}", f"{group['cores']:.2f} cores "
                                     f"(busiest process {group['max_process_cores']:.0%})"))
     rows.append(("limit", out.get("limit")))

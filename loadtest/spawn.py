@@ -40,7 +40,14 @@ class Services:
         return listening_pids(urlsplit(self.redis_url).port or 6379, children=False)
 
     def postgres_pids(self) -> list[int]:
-        # The postmaster and every backend it forked: a backend does the COPY work.
+        # The postmaster and every backend it forked: a backend does the COPY work. Embedded
+        # Postgres listens on a Unix socket only; its postmaster.pid names the postmaster.
+        pidfile = self.workdir / "postgres" / "postmaster.pid"
+        if self.embedded and urlsplit(self.database_url).port is None and pidfile.exists():
+            with contextlib.suppress(OSError, ValueError, psutil.Error):
+                root = psutil.Process(int(pidfile.read_text().split()[0]))
+                return [root.pid, *(p.pid for p in root.children(recursive=True))]
+            return []
         return listening_pids(urlsplit(self.database_url).port or 5432, children=True)
 
 

@@ -32,6 +32,7 @@ class Verification:
     delivery_s: list[float] = field(default_factory=list)
     delivery_points: list[tuple[float, float]] = field(default_factory=list)
     expected: int = 0
+    receipts: int = 0  # event deliveries read by non-slow members, whatever they were
     received: int = 0
     lost: int = 0
     duplicated: int = 0
@@ -155,6 +156,8 @@ def _tally_member(
     v: Verification, m: MemberResult, send_time: dict[int, float], t0: float, sample_every: int
 ) -> bool:
     seqs, times = _ints(m.recv_seq), _floats(m.recv_t)
+    if not m.slow:
+        v.receipts += len(seqs)
     seen: set[int] = set()
     highest = 0
     for i, seq in enumerate(seqs):

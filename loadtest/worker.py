@@ -115,7 +115,9 @@ class Worker:
         while self.pipe.poll():
             try:
                 msg = self.pipe.recv()
-            except EOFError:
+            except (EOFError, OSError):
+                # The parent is gone: stop, and stop listening (EOF stays readable forever).
+                asyncio.get_running_loop().remove_reader(self.pipe.fileno())
                 msg = ("stop",)
             if msg[0] == "stop":
                 self.stopping = True
@@ -156,7 +158,8 @@ class Worker:
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
-            loop.remove_reader(self.pipe.fileno())
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self.pipe.fileno())
             os.set_blocking(self.pipe.fileno(), True)
             for m in self.members:
                 m.close()
@@ -249,7 +252,7 @@ class Worker:
                 issued += due  # no idle sender: the server is slower than the target rate
             await asyncio.sleep(TICK_S)
         if busy:
-            await asyncio.gather(*busy, return_exceptions=True)
+            await asyncio.wait(busy, timeout=self.plan.settle_s)
 
     async def _closed_loop(self, m: Member, end: float) -> None:
         while not self.stopping and time.monotonic() < end and m.connected:
