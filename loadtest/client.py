@@ -168,7 +168,10 @@ class Member:
     def resend_pending(self) -> None:
         """After a reconnect: the same transaction id again (the server must not spend twice)."""
         if self.pending is not None and self.conn is not None:
-            self.conn.send(self.pending[0])
+            # A fresh future: the old one was settled by the close that made this resend needed.
+            self._ack = asyncio.get_running_loop().create_future()
+            if not self.conn.send(self.pending[0]):
+                self._ack.set_result(None)
 
     async def wait_ack(self) -> None:
         if self._ack is not None:

@@ -25,6 +25,7 @@ class Verification:
     gifts_sent: int = 0
     gifts_accepted: int = 0
     gifts_unanswered: int = 0
+    acks_duplicate: int = 0  # resent after a reconnect and answered with the first result (M2)
     gifts_rejected: dict[str, int] = field(default_factory=dict)
     coins_accepted: int = 0
     ack_s: list[float] = field(default_factory=list)
@@ -128,6 +129,7 @@ def _match_sends(
             code = codes[i]
             if code in (ACCEPTED, DUPLICATE):
                 v.gifts_accepted += 1
+                v.acks_duplicate += code == DUPLICATE
                 v.coins_accepted += prices.get(kinds[i], 0)
                 if kinds[i] in PLAIN_KINDS:
                     plain_accepted.append(sent_t[i])
