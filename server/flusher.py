@@ -27,7 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from server import ledger
 from server.runtime import Runtime
-from server.wallet import Wallet
+from server.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
 
 log = logging.getLogger("giftwire.flusher")
 
@@ -178,18 +178,22 @@ class Flusher:
         return len(entries)
 
     async def _credit(self, staged: Sequence[ledger.StagedTx]) -> None:
-        calls = []
+        by_creator: dict[str, list[Credit]] = {}
         for t in staged:
             f = t.fields
             if t.kind == "gift" and f.get("o"):
-                calls.append(self._wallet.credit(
+                by_creator.setdefault(f["o"], []).append(Credit(
                     f["o"], f["u"], f["t"], int(f["a"]), f.get("r", ""), f.get("g", ""),
                     int(f.get("n") or 1),
                 ))
-        if calls:
-            for result in await asyncio.gather(*calls, return_exceptions=True):
-                if isinstance(result, BaseException):
-                    raise result
+        calls = [
+            self._wallet.credit_many(creator, items[i : i + MAX_CREDITS_PER_CALL])
+            for creator, items in by_creator.items()
+            for i in range(0, len(items), MAX_CREDITS_PER_CALL)
+        ]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
     async def _ack_and_trim(self, done: Sequence[tuple[int, str]]) -> None:
         by_shard: dict[int, list[str]] = {}
@@ -254,8 +258,8 @@ class Flusher:
                 server_settings={"search_path": self._cfg.db_schema,
                                  "application_name": "giftwire-flusher"},
             )
+            self._conn = conn  # set first: a failing prepare is closed by the retry
             await ledger.prepare(conn)
-            self._conn = conn
         return self._conn
 
     async def _close(self) -> None:

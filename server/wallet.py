@@ -4,15 +4,18 @@ Every change to a balance is one Lua script on the wallet's shard (server/lua/):
 changes the wallet, records the operation's id with its result (idempotency) and appends the
 ledger entry to the shard's stream, atomically. Nothing here reads a balance and then writes it.
 A gift's diamonds are credited by `credit.lua` on the creator's shard (another slot) right after
-the spend, and again, idempotently, by the flusher for every gift it writes to Postgres: so a
-crash between the two is always completed (docs/ledger.md).
+the spend (in the background, batched per creator, once `start()`ed), and again, idempotently, by
+the flusher for every gift it writes to Postgres: so a crash between the two is always completed
+(docs/ledger.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +33,9 @@ log = logging.getLogger("giftwire.wallet")
 # those still inside the window from Postgres. Deposit, reversal and redemption records are kept.
 TX_TTL_S = 7 * 24 * 3600
 # The scripts (server/lua/<name>.lua) this module calls; tests check each stays in one slot.
+# Credits waiting for the background batcher; beyond this a spend pays its credit itself.
+MAX_QUEUED_CREDITS = 10_000
+MAX_CREDITS_PER_CALL = 256
 WALLET_SCRIPTS = frozenset({"spend", "credit", "deposit", "reverse", "redeem"})
 _ID = re.compile(IDENTIFIER_PATTERN)
 
@@ -54,6 +60,19 @@ class SpendResult:
     creator: str | None = None
     gift_name: str = ""
     streakable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """One accepted gift's credit to its creator."""
+
+    creator: str
+    viewer: str
+    tx: str
+    coins: int
+    room: str
+    gift: str
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +115,11 @@ class Wallet:
         self._runner = runner
         self._keys = rt.keys
         self.catalog = catalog if catalog is not None else load_catalog()
+        self._credits: list[Credit] = []
+        self._credit_wakeup = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._credit_task: asyncio.Task[None] | None = None
 
     # -- spending ---------------------------------------------------------------------------
     async def spend(self, req: SpendRequest) -> SpendResult:
@@ -123,8 +147,8 @@ class Wallet:
             return SpendResult(False, int(balance), False, status, creator=creator,
                                gift_name=name, streakable=streakable)
         if status == "ok" and creator:
-            await self._credit_quietly(creator, req.user, req.tx, int(coins), req.room, req.gift,
-                                       req.count)
+            await self._credit_after_spend(
+                Credit(creator, req.user, req.tx, int(coins), req.room, req.gift, req.count))
         return SpendResult(True, int(balance), status == "dup", None, int(coins), creator,
                            name, streakable)
 
@@ -139,26 +163,74 @@ class Wallet:
     def _count(self, outcome: str) -> None:
         self._rt.metrics.spends.labels(outcome=outcome).inc()
 
-    async def _credit_quietly(self, creator: str, viewer: str, tx: str, coins: int, room: str,
-                              gift: str, count: int) -> None:
-        # The spend is accepted already; a failed credit is completed by the flusher.
-        try:
-            await self.credit(creator, viewer, tx, coins, room, gift, count)
-        except Exception:
-            log.warning("credit of %s:%s deferred to the flusher", viewer, tx, exc_info=True)
-
     async def credit(self, creator: str, viewer: str, tx: str, coins: int, room: str, gift: str,
                      count: int) -> int:
         """Credit the creator's diamonds for one accepted gift (idempotent); returns diamonds."""
+        return await self.credit_many(creator, [Credit(creator, viewer, tx, coins, room, gift,
+                                                       count)])
+
+    async def credit_many(self, creator: str, credits: Sequence[Credit]) -> int:
+        """Credit several gifts to one creator in one script call; returns diamonds added now
+        (gifts credited before add nothing)."""
         k, shard, cfg = self._keys, self._keys.shard_of(creator), self._rt.config
-        _status, diamonds, _balance = await self._runner.call(
-            "credit",
-            [k.wallet(creator), k.tx(creator, f"c:{viewer}:{tx}"), k.ledger_stream(shard),
-             k.wallets_index(shard)],
-            [creator, viewer, tx, coins, cfg.diamonds_per_coin_num, cfg.diamonds_per_coin_den,
-             TX_TTL_S, room, gift, count],
-        )
-        return int(diamonds)
+        keys = [k.wallet(creator), k.ledger_stream(shard), k.wallets_index(shard)]
+        args: list[str | int] = [creator, cfg.diamonds_per_coin_num, cfg.diamonds_per_coin_den,
+                                 TX_TTL_S]
+        for c in credits:
+            keys.append(k.tx(creator, f"c:{c.viewer}:{c.tx}"))
+            args += [c.viewer, c.tx, c.coins, c.room, c.gift, c.count]
+        credited, _balance = await self._runner.call("credit", keys, args)
+        return int(credited)
+
+    # -- credits right after spends, batched per creator ------------------------------------
+    def start(self) -> None:
+        """Credit creators in the background, batched per creator (without it, every spend
+        awaits its own credit call: correct, but half the spend rate)."""
+        if self._credit_task is None:
+            self._credit_task = asyncio.create_task(self._credit_loop(), name="wallet-credits")
+
+    async def stop(self) -> None:
+        task, self._credit_task = self._credit_task, None
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.settle_credits(), timeout=5)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def settle_credits(self) -> None:
+        """Until every credit queued so far has been applied (or failed to the flusher)."""
+        await self._settled.wait()
+
+    async def _credit_after_spend(self, credit: Credit) -> None:
+        if self._credit_task is not None and len(self._credits) < MAX_QUEUED_CREDITS:
+            self._credits.append(credit)
+            self._settled.clear()
+            self._credit_wakeup.set()
+            return
+        await self._apply_credits([credit])  # not started, or backlogged: pay it now
+
+    async def _credit_loop(self) -> None:
+        while True:
+            await self._credit_wakeup.wait()
+            self._credit_wakeup.clear()
+            while self._credits:
+                batch, self._credits = self._credits, []
+                await self._apply_credits(batch)
+            self._settled.set()
+
+    async def _apply_credits(self, batch: Sequence[Credit]) -> None:
+        by_creator: dict[str, list[Credit]] = {}
+        for c in batch:
+            by_creator.setdefault(c.creator, []).append(c)
+        calls = [
+            self.credit_many(creator, items[i : i + MAX_CREDITS_PER_CALL])
+            for creator, items in by_creator.items()
+            for i in range(0, len(items), MAX_CREDITS_PER_CALL)
+        ]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, Exception):
+                # The spends are accepted already; the flusher credits every gift it writes.
+                log.warning("credits deferred to the flusher: %s", result)
 
     # -- reading ----------------------------------------------------------------------------
     async def balance(self, user: str) -> int:
@@ -247,6 +319,8 @@ async def start(rt: Runtime, runner: ScriptRunner, stack: contextlib.AsyncExitSt
     wallet = Wallet(rt, runner)
     await catalog_mod.publish(rt.redis, rt.keys, wallet.catalog)
     await ensure_groups(rt)
+    wallet.start()
+    stack.push_async_callback(wallet.stop)
     rt.components["wallet"] = wallet
     if rt.config.run_flusher:
         flusher = Flusher(rt, wallet)

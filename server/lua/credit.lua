@@ -1,26 +1,34 @@
--- credit: a creator's diamonds for one accepted gift, on the creator's shard; once per gift.
--- KEYS[1] creator wallet hash   KEYS[2] credit record ({w<N>}:tx:<creator>:c:<viewer>:<tx>)
--- KEYS[3] creator shard ledger stream   KEYS[4] creator shard wallets index (set)
--- ARGV[1] creator  ARGV[2] viewer  ARGV[3] gift tx id  ARGV[4] coins of the gift
--- ARGV[5] diamonds per coin numerator  ARGV[6] denominator  ARGV[7] record TTL seconds
--- ARGV[8] room  ARGV[9] gift id  ARGV[10] count
+-- credit: a creator's diamonds for accepted gifts, on the creator's shard; once per gift.
+-- KEYS[1] creator wallet hash   KEYS[2] creator shard ledger stream
+-- KEYS[3] creator shard wallets index (set)
+-- KEYS[3+i] credit record of gift i ({w<N>}:tx:<creator>:c:<viewer>:<tx>), i = 1..n
+-- ARGV[1] creator  ARGV[2] diamonds per coin numerator  ARGV[3] denominator
+-- ARGV[4] record TTL seconds; then 6 per gift i: viewer, tx, coins, room, gift id, count
+-- Several gifts to one creator are credited in one call (the spend path batches them).
 -- Rounding: diamonds = floor((carry + coins * num) / den), carry = the remainder, per creator;
 -- so the diamonds of all credits always add up to floor(sum(coins) * num / den).
--- Returns {status 'ok'|'dup', diamonds credited by this gift, diamond balance}.
-local done = redis.call('GET', KEYS[2])
-if done then
-  return {'dup', tonumber(done), tonumber(redis.call('HGET', KEYS[1], 'diamonds') or '0')}
+-- Returns {diamonds credited now, diamond balance}; a gift already credited adds nothing.
+local num, den, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local w = redis.call('HMGET', KEYS[1], 'carry', 'diamonds')
+local carry, balance = tonumber(w[1] or '0'), tonumber(w[2] or '0')
+local credited, changed = 0, false
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then
+    local a = 5 + (i - 4) * 6
+    local total = carry + tonumber(ARGV[a + 2]) * num
+    local diamonds = math.floor(total / den)
+    carry = total - diamonds * den
+    balance = balance + diamonds
+    credited = credited + diamonds
+    changed = true
+    redis.call('SET', KEYS[i], diamonds, 'EX', ttl)
+    redis.call('XADD', KEYS[2], '*', 'k', 'credit', 'u', ARGV[1], 'o', ARGV[a], 't', ARGV[a + 1],
+      'a', ARGV[a + 2], 'd', diamonds, 'cy', carry, 'b', balance, 'r', ARGV[a + 3],
+      'g', ARGV[a + 4], 'n', ARGV[a + 5])
+  end
 end
-local carry = tonumber(redis.call('HGET', KEYS[1], 'carry') or '0')
-local total = carry + tonumber(ARGV[4]) * tonumber(ARGV[5])
-local den = tonumber(ARGV[6])
-local diamonds = math.floor(total / den)
-carry = total - diamonds * den
-local balance = redis.call('HINCRBY', KEYS[1], 'diamonds', diamonds)
-redis.call('HSET', KEYS[1], 'carry', carry)
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('SET', KEYS[2], diamonds, 'EX', ARGV[7])
-redis.call('XADD', KEYS[3], '*', 'k', 'credit', 'u', ARGV[1], 'o', ARGV[2], 't', ARGV[3],
-  'a', ARGV[4], 'd', diamonds, 'cy', carry, 'b', balance, 'r', ARGV[8], 'g', ARGV[9],
-  'n', ARGV[10])
-return {'ok', diamonds, balance}
+if changed then
+  redis.call('HSET', KEYS[1], 'diamonds', balance, 'carry', carry)
+  redis.call('SADD', KEYS[3], ARGV[1])
+end
+return {credited, balance}
