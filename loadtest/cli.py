@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
     p.add_argument("--html", type=Path, metavar="PATH", help="write plots as one HTML file")
     p.add_argument("--quiet", action="store_true", help="no live progress display")
+    p.add_argument("--profile", type=Path, metavar="DIR",
+                   help="sample servers and workers with py-spy during the load phase")
     return parser
 
 
@@ -97,7 +99,12 @@ def plan_from(args: argparse.Namespace) -> Plan:
             raise PlanError("--url needs GIFTWIRE_JWT_SECRET: the harness mints its own tokens")
         if plan.chaos:
             raise PlanError("the chaos scenario kills servers: it needs --spawn, not --url")
-    for path in (args.json, args.html):
+    if args.profile is not None:
+        from loadtest.profile import py_spy
+
+        if py_spy() is None:
+            raise PlanError("--profile needs py-spy (pip install py-spy)")
+    for path in (args.json, args.html, args.profile):
         if path is not None and not path.parent.is_dir():
             raise PlanError(f"{path.parent} is not a directory")
     return plan
@@ -215,7 +222,7 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
         console.print(f"[bold]running[/bold] {plan.scenario}: {plan.connections} connections, "
                       f"{plan.rooms} rooms, {len(target.base_urls)} server(s), run {run_id}")
         with progress:
-            data = await runner.execute(plan, target, run_id, progress.tick)
+            data = await runner.execute(plan, target, run_id, progress.tick, args.profile)
     out = report.build(data, baselines, len(target.base_urls))
     report.print_table(out, console)
     if args.json:

@@ -71,6 +71,7 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
     out["limit"] = limit_verdict(data.cpu) if data.cpu else None
     out["chaos_events"] = data.chaos_events
     out["reconnects"] = data.reconnects
+    out["profile"] = data.profile
     out["timeline"] = data.timeline
     out["baselines"] = baselines or {}
     out["ratios"] = ratios(out, baselines or {})

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -23,6 +24,7 @@ from loadtest import ledgercheck
 from loadtest.cpu import CpuMeter
 from loadtest.fleet import Fleet, FleetError
 from loadtest.probe import final_seqs
+from loadtest.profile import Profiler
 from loadtest.provision import Stage, stage
 from loadtest.scenarios import Plan
 from loadtest.spawn import ServerProcess, Services, server_config
@@ -71,6 +73,7 @@ class RunData:
     connect_errors: dict[str, int] = field(default_factory=dict)
     connected: int = 0
     reconnects: int = 0
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 def base_config(run_id: str, plan: Plan) -> Config:
@@ -144,7 +147,8 @@ def server_rss_kib(target: Target) -> list[float]:
 
 
 async def execute(
-    plan: Plan, target: Target, run_id: str, on_tick: Callable[[RunData, dict[str, Any]], None]
+    plan: Plan, target: Target, run_id: str, on_tick: Callable[[RunData, dict[str, Any]], None],
+    profile_dir: Path | None = None,
 ) -> RunData:
     data = RunData(plan, run_id, started_at=time.time())
     cfg = target.config
@@ -182,6 +186,11 @@ async def execute(
         data.t0 = time.monotonic() + 0.3
         meter.start()
         fleet.send(("go", data.t0))
+        profiler = Profiler(profile_dir) if profile_dir else None
+        if profiler is not None:
+            pids = {f"server{i}": p.pid for i, p in enumerate(target.servers) if p.pid}
+            pids.update({f"worker{i}": pid for i, pid in enumerate(fleet.pids)})
+            profiler.start(pids, plan.duration_s)
         chaos_task = (asyncio.create_task(chaos_mod.run(plan, target, data.t0, data.chaos_events))
                       if plan.chaos else None)
         sent_task = asyncio.create_task(fleet.gather("sent", plan.duration_s + plan.settle_s + 60))
@@ -210,6 +219,8 @@ async def execute(
         data.load_s = max(1e-9, min(time.monotonic() - data.t0, plan.duration_s))
         meter.stop()
         data.cpu = meter.report()
+        if profiler is not None:
+            data.profile = await asyncio.to_thread(profiler.finish)
         if chaos_task is not None:
             await chaos_task
         if data.aborted is None:

@@ -48,8 +48,10 @@ class Plan:
 SCENARIOS: dict[str, Plan] = {
     "smoke": Plan("smoke", duration_s=3, rooms=2, connections=40, senders=8, rate=200,
                   workers=1, warmup_s=0.5, settle_s=10),
-    "spend": Plan("spend", duration_s=15, rooms=5, connections=1_000, senders=800, rate=0,
-                  overlays_per_room=1, combo_share=0.0, big_share=0.0),
+    # Many small rooms: each gift fans out to 5 members, so the money path, not fan-out, is
+    # what saturates.
+    "spend": Plan("spend", duration_s=15, rooms=100, connections=500, senders=500, rate=0,
+                  overlays_per_room=0, combo_share=0.0, big_share=0.0),
     "fanout": Plan("fanout", duration_s=20, rooms=5, connections=5_000, senders=50, rate=0,
                    deliveries_rate=50_000),
     "fanout-max": Plan("fanout-max", duration_s=20, rooms=5, connections=5_000, senders=200,
