@@ -36,6 +36,9 @@ from protocol.client_messages import ComboEnd
 from protocol.limits import MAX_SERVER_FRAME_BYTES
 
 EVENT_TYPES = frozenset(("gift", "combo"))
+# Room state a simulated viewer does not act on: skipped unread (a leaderboard decoded at every
+# member costs the load generator more than the server spends sending it).
+IGNORED_TYPES = frozenset(("viewers", "leaderboard", "goal", "room", "pong", "balance"))
 # Outcome codes in the send log: small ints keep the arrays flat; errors get codes from 2 up.
 ACCEPTED, DUPLICATE = 0, 1
 
@@ -193,6 +196,8 @@ class Member:
             kind = item.get("type")
             if kind in EVENT_TYPES:
                 self._on_event(item, kind, now)
+            elif kind in IGNORED_TYPES:
+                continue
             else:
                 self._on_control(item, kind, now)
 

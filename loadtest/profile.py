@@ -75,7 +75,8 @@ def summarise(folded: str) -> dict[str, Any]:
             modules[module] += n
     share = (lambda n: round(n / total, 4)) if total else (lambda n: 0.0)
     # Entry frames (runpy, the CLI, uvicorn's runner) are in every sample and say nothing.
-    spread = [(m, share(n)) for m, n in modules.most_common() if n < 0.95 * total]
+    outer = max(modules.values(), default=0)
+    spread = [(m, share(n)) for m, n in modules.most_common() if n < 0.99 * outer]
     return {
         "samples": total,
         # A leaf in the loop's runner is time inside the event loop's C code (uvloop: polling,
