@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import os
+import socket
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -62,8 +63,10 @@ class _Closing(Exception):
 
 
 class Connection:
-    def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str) -> None:
+    def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str,
+                 transport: Any = None) -> None:
         self.rt = rt
+        self._transport = transport
         self.realtime = realtime
         self.hub = realtime.hub
         self._send = send
@@ -132,10 +135,23 @@ class Connection:
         except Exception:
             self._abort()
 
+    def bound_socket_buffers(self, max_bytes: int) -> None:
+        """Cap what the kernel and the transport hold for this client as well, so a stalled
+        client costs at most about three times `writer_max_bytes` (writer + transport + socket)
+        and is detected as slow within that, not after megabytes of kernel autotuned buffer."""
+        transport = self._transport
+        if transport is None:
+            return
+        with contextlib.suppress(Exception):
+            transport.set_write_buffer_limits(high=max_bytes // 2)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_bytes)
+
     def _abort(self) -> None:
-        # uvicorn's ASGI `send` is a method of its protocol object, which owns the transport; a
-        # stalled client is cut at the socket so its buffers are freed.
-        transport = getattr(getattr(self._send, "__self__", None), "transport", None)
+        # A stalled client is cut at the socket so its buffers are freed.
+        transport = self._transport
         if transport is not None:
             transport.abort()
 
@@ -197,9 +213,15 @@ class Connection:
         if not token:
             self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
         try:
-            principal = await self.rt.issuer.verify(token, self.rt.redis)
+            async with self.realtime.auth_slots:
+                principal = await self.rt.issuer.verify(token, self.rt.redis)
         except AuthError as exc:
             self._fatal(exc.code, exc.message, hello.id)
+        except Exception as exc:
+            log.warning("token check failed: %s", exc)
+            self.error(ErrorCode.UNAVAILABLE, "cannot check the token now", hello.id,
+                       retry_ms=1000)
+            raise _Closing(CloseCode.INTERNAL_ERROR, "unavailable") from None
         self.principal = principal
         self.counted = principal.role is not Role.OVERLAY
         self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
@@ -305,7 +327,12 @@ async def _serve_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "websocket.close", "code": 1008})
         return
     await send({"type": "websocket.accept", "subprotocol": subprotocol})
-    conn = Connection(rt, realtime, send, subprotocol)
+    # uvicorn's ASGI `receive` is a method of its protocol object, which owns the transport
+    # (Starlette wraps `send`, not `receive`); without it the server still works, unbounded by
+    # socket buffers and unable to cut a stalled client before uvicorn's own keepalive does.
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    conn = Connection(rt, realtime, send, subprotocol, transport)
+    conn.bound_socket_buffers(rt.config.writer_max_bytes)
     query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
     token = (query.get("token") or [None])[0]
     if token is not None and len(token) > MAX_TOKEN_LEN:

@@ -38,6 +38,9 @@ class Realtime:
     scheduler: FlushScheduler
     gifts: Gifts
     connections: set[Connection] = field(default_factory=set)
+    # Bounds concurrent token checks (one Redis round trip each) so a reconnect storm queues
+    # here instead of exhausting the Redis connection pool.
+    auth_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
 
     async def on_room_change(self, info: Any) -> None:
         """streams.go_live / end_stream hook: tell every process's members (`room` update)."""

@@ -169,7 +169,9 @@ class RoomState:
         )
 
     async def remove_presence(self, room: str, member: str) -> None:
-        await self.redis.zrem(self.keys.room_presence(room), member)
+        # Through the runner (batched), not a pooled connection: a thousand leaves at once must
+        # not exhaust the client's connection pool.
+        await self.runner.call("room_presence", [self.keys.room_presence(room)], [0, member])
 
     # -- goal and lifecycle ---------------------------------------------------------------------
 

@@ -42,6 +42,12 @@ class Client:
     def start(self) -> None:
         self._reader = asyncio.create_task(self._read())
 
+    async def stop_reading(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+
     async def _read(self) -> None:
         try:
             async for frame in self.ws:
@@ -49,10 +55,9 @@ class Client:
                 self._changed.set()
         except ConnectionClosed:
             pass
-        finally:
-            code = self.ws.close_code
-            self.closed_code = code if code is not None else 1006
-            self._changed.set()
+        code = self.ws.close_code
+        self.closed_code = code if code is not None else 1006
+        self._changed.set()
 
     async def send(self, msg: ClientMessage) -> None:
         await self.ws.send(self.codec.encode_client(msg))

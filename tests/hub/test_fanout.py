@@ -1,0 +1,135 @@
+"""Fan-out under stress: 1,000 simultaneous joiners of an empty room, a client that stops reading,
+and the pub/sub connection killed mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from server.auth import TokenIssuer
+from server.config import Config
+from tests.hub.support import Client, open_client, setup_room
+from tests.support.servers import RunningServer, inprocess_server
+
+
+async def _publish(rt, room: str, tx: str, sender: str = "s") -> int:  # type: ignore[no-untyped-def]
+    # The room-event script directly (no wallet): fan-out is what these tests are about.
+    seq = await rt.components["realtime"].state.publish_gift(
+        room, sender=sender, name=sender, tx=tx, gift="rose", count=1, coins=1
+    )
+    assert seq is not None
+    return int(seq)
+
+
+async def test_a_thousand_simultaneous_joiners_of_an_empty_room_all_get_the_next_event(
+    server: RunningServer, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    await setup_room(rt, "crowd")
+    token = issuer.mint("viewer", "viewer")
+    opened: list[Client] = []
+    try:
+        for _ in range(10):  # connect in waves (accept backlog); join all at once below
+            opened += await asyncio.gather(
+                *(open_client(server.ws_url, token) for _ in range(100))
+            )
+        assert rt.components["realtime"].hub.rooms.get("crowd") is None  # empty: no subscription
+        joined = await asyncio.gather(*(c.join("crowd") for c in opened))
+        assert {j.seq for j in joined} == {0}
+        seq = await _publish(rt, "crowd", "first")
+        got = await asyncio.gather(*(c.wait_events(1) for c in opened))
+        assert all([e.seq for e in events] == [seq] for events in got)
+    finally:
+        await asyncio.gather(*(c.close() for c in opened))
+
+
+@pytest.fixture
+async def watched(config: Config, redis: Redis, pool: asyncpg.Pool) -> AsyncIterator[RunningServer]:
+    cfg = dataclasses.replace(config, extra={"pubsub_ping_s": "0.1"}, writer_max_bytes=64 * 1024)
+    async with inprocess_server(cfg) as running:
+        yield running
+
+
+async def test_pubsub_killed_mid_stream_and_idle_recovers_every_event_once(
+    watched: RunningServer, issuer: TokenIssuer, redis: Redis
+) -> None:
+    server = watched
+    rt = server.runtime
+    broker = rt.components["realtime"].broker
+    await setup_room(rt, "r")
+    viewers = [await open_client(server.ws_url, issuer.mint(f"v{i}", "viewer")) for i in range(5)]
+    try:
+        for v in viewers:
+            await v.join("r")
+        for i in range(5):
+            await _publish(rt, "r", f"a{i}")
+        generation = broker.generation
+        killed = await redis.execute_command(
+            "CLIENT", "KILL", "ID", broker.client_id, "TYPE", "pubsub"
+        )
+        assert killed == 1
+        # Published while the hub has no subscription: pub/sub drops these.
+        for i in range(5):
+            await _publish(rt, "r", f"b{i}")
+        await broker.wait_until(lambda: broker.generation > generation)
+        # Idle for many of the broker's own health-check intervals: it must stay subscribed.
+        pings = broker.pings
+        await broker.wait_until(lambda: broker.pings >= pings + 10)
+        assert broker.generation == generation + 1
+        for i in range(5):
+            await _publish(rt, "r", f"c{i}")
+        for v in viewers:
+            events = await v.wait_events(15)
+            assert [e.seq for e in events] == list(range(1, 16))
+    finally:
+        for v in viewers:
+            await v.close()
+
+
+async def test_a_client_that_stops_reading_is_closed_4008_and_others_get_everything(
+    watched: RunningServer, issuer: TokenIssuer
+) -> None:
+    server = watched
+    rt = server.runtime
+    realtime = rt.components["realtime"]
+    await setup_room(rt, "r")
+    healthy = await open_client(server.ws_url, issuer.mint("ok", "viewer"))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.config.port))
+    sock.setblocking(False)
+    slow = await open_client(server.ws_url, issuer.mint("slow", "viewer"), sock=sock)
+    try:
+        await healthy.join("r")
+        await slow.join("r")
+        (conn,) = [c for c in realtime.connections if c.principal.user == "slow"]
+        await slow.stop_reading()  # websockets then stops reading the socket: its queue is full
+        sent = 0
+        # Socket and transport buffers absorb some first (bounded by the server); publish in
+        # rounds until the server gives up on the slow client (its state ends the loop).
+        while realtime.hub.rooms["r"] == 2:
+            await asyncio.gather(*(_publish(rt, "r", f"t{sent + i}") for i in range(100)))
+            sent += 100
+            await healthy.wait_events(sent)
+            assert sent < 200_000, "the slow client was never disconnected"
+        slow.start()  # it may read again: what it finds ends with 4008
+        assert conn.writer.overflowed
+        assert conn.writer.peak <= server.config.writer_max_bytes
+        for i in range(20):
+            await _publish(rt, "r", f"after{i}")
+        events = await healthy.wait_events(sent + 20)
+        assert [e.seq for e in events] == list(range(1, sent + 21))
+        # The server decided 4008; a client that does not read may never see the frame itself
+        # (after SLOW_CLOSE_TIMEOUT_S the socket is cut), but its connection always ends.
+        assert conn.close_code == 4008
+        assert await slow.wait_closed() in (4008, 1006)
+        assert conn not in realtime.connections or conn.writer.closed
+    finally:
+        await healthy.close()
+        await slow.close()
