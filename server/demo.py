@@ -160,8 +160,10 @@ class Bot:
         backoff = 0.2
         while True:
             try:
+                # A short close timeout: at shutdown the server may be gone before it answers
+                # our close frame, and Ctrl-C should not wait the default 10 s for it.
                 async with connect(self.ws_url, subprotocols=[SUBPROTOCOL_MSGPACK],
-                                   open_timeout=5, max_size=2**20) as ws:
+                                   open_timeout=5, close_timeout=1, max_size=2**20) as ws:
                     await self.session(ws)
                     backoff = 0.2
             except (OSError, WebSocketException, BotError, TimeoutError) as exc:
