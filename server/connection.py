@@ -52,7 +52,8 @@ log = logging.getLogger("giftwire.ws")
 
 _ids = itertools.count(1)
 _PROCESS_TAG = f"{os.getpid():x}.{int(time.time()) & 0xFFFFFF:x}"
-# How long a close may wait for a stalled client's transport before the socket is cut.
+# How long a close may wait for a stalled client's transport before the socket is cut
+# (`Config.extra["slow_close_timeout_s"]` overrides).
 SLOW_CLOSE_TIMEOUT_S = 2.0
 
 
@@ -85,6 +86,9 @@ class Connection:
         self.errors = 0
         self.rate_strikes = 0
         self.close_code: int | None = None
+        self.slow_close_timeout_s = float(
+            cfg.extra.get("slow_close_timeout_s", SLOW_CLOSE_TIMEOUT_S)
+        )
         self._close_task: asyncio.Task[None] | None = None
 
     # -- sending --------------------------------------------------------------------------------
@@ -119,7 +123,14 @@ class Connection:
             return
         self.close_code = code
         self.writer.close()
-        self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason))
+        self._close_task = asyncio.get_running_loop().create_task(self._leave_and_close(code,
+                                                                                       reason))
+
+    async def _leave_and_close(self, code: int, reason: str) -> None:
+        # Out of every room at once: the close frame may wait for a stalled socket, and no more
+        # fan-out work should go to this connection meanwhile.
+        await self.hub.leave_all(self)
+        await self._close(code, reason)
 
     async def _close(self, code: int, reason: str, *, flush_s: float = 0.0) -> None:
         if flush_s > 0 and not self.writer.overflowed:
@@ -128,7 +139,7 @@ class Connection:
         try:
             await asyncio.wait_for(
                 self._send({"type": "websocket.close", "code": int(code), "reason": reason}),
-                SLOW_CLOSE_TIMEOUT_S,
+                self.slow_close_timeout_s,
             )
         except TimeoutError:
             self._abort()  # the client does not read: it cannot see a close frame either

@@ -51,7 +51,11 @@ async def test_a_thousand_simultaneous_joiners_of_an_empty_room_all_get_the_next
 
 @pytest.fixture
 async def watched(config: Config, redis: Redis, pool: asyncpg.Pool) -> AsyncIterator[RunningServer]:
-    cfg = dataclasses.replace(config, extra={"pubsub_ping_s": "0.1"}, writer_max_bytes=64 * 1024)
+    cfg = dataclasses.replace(
+        config,
+        extra={"pubsub_ping_s": "0.1", "slow_close_timeout_s": "60"},
+        writer_max_bytes=64 * 1024,
+    )
     async with inprocess_server(cfg) as running:
         yield running
 
@@ -125,11 +129,7 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_others_get_everyth
             await _publish(rt, "r", f"after{i}")
         events = await healthy.wait_events(sent + 20)
         assert [e.seq for e in events] == list(range(1, sent + 21))
-        # The server decided 4008; a client that does not read may never see the frame itself
-        # (after SLOW_CLOSE_TIMEOUT_S the socket is cut), but its connection always ends.
-        assert conn.close_code == 4008
-        assert await slow.wait_closed() in (4008, 1006)
-        assert conn not in realtime.connections or conn.writer.closed
+        assert await slow.wait_closed() == 4008
     finally:
         await healthy.close()
         await slow.close()
