@@ -83,6 +83,12 @@ class Gifts:
             conn.error(ErrorCode.UNAVAILABLE, "gifting is not available", msg.id, tx=msg.tx,
                        room=msg.room, retry_ms=1000)
             return
+        if msg.combo is not None and await self.state.combo_settled(
+            msg.room, principal.user, msg.combo
+        ):
+            conn.error(ErrorCode.COMBO_NOT_FOUND, "that combo has settled: start a new combo id",
+                       msg.id, tx=msg.tx, room=msg.room)
+            return
         from server.wallet import SpendRequest
 
         try:

@@ -122,6 +122,10 @@ class Keys:
         """Zset: running combo -> deadline ms (the server-side combo timeout)."""
         return f"{self._r(room)}:combodue"
 
+    def room_combos_done(self, room: str) -> str:
+        """Zset: settled combo -> settle time ms (late clicks are refused, not restarted)."""
+        return f"{self._r(room)}:combodone"
+
     # -- auth ---------------------------------------------------------------------------------
     def revoked(self, token_id: str) -> str:
         return f"{self.prefix}revoked:{_safe(token_id)}"

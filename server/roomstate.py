@@ -28,6 +28,8 @@ TOP_SIZE = 10
 # wallet's idempotency records: a retry after that is answered by the wallet as a duplicate).
 DEDUP_WINDOW_MS = 24 * 3600 * 1000
 MAX_SETTLE_PER_CALL = 100
+# Settled combo ids are remembered this long, so a late click is refused instead of reopening it.
+COMBO_MEMORY_MS = 3600 * 1000
 
 
 def _s(value: Any) -> str:
@@ -97,6 +99,7 @@ class RoomState:
                 k.room_seq(room), k.room_history(room), k.room_published(room),
                 k.room_leaderboard(room), k.room_names(room), k.room_goal(room),
                 k.room_combos(room), k.room_combo_due(room), k.room_channel(room),
+                k.room_combos_done(room),
             ],
             [
                 f"{sender}:{tx}", room, sender, name, gift, count, coins, combo or "",
@@ -114,11 +117,19 @@ class RoomState:
             "room_combo_settle",
             [
                 k.room_seq(room), k.room_history(room), k.room_combos(room),
-                k.room_combo_due(room), k.room_channel(room),
+                k.room_combo_due(room), k.room_channel(room), k.room_combos_done(room),
             ],
-            [room, key, self.history_maxlen, self.history_max_age_ms, MAX_SETTLE_PER_CALL],
+            [room, key, self.history_maxlen, self.history_max_age_ms, MAX_SETTLE_PER_CALL,
+             COMBO_MEMORY_MS],
         )
         return int(settled)
+
+    async def combo_settled(self, room: str, sender: str, combo: str) -> bool:
+        return bool(
+            await self.runner.call(
+                "room_combo_check", [self.keys.room_combos_done(room)], [f"{sender}\0{combo}"]
+            )
+        )
 
     async def since(self, room: str, after: int, limit: int) -> tuple[int, bool, list[bytes]]:
         """(room seq, history complete back to after+1, encoded events after `after`)."""

@@ -1,8 +1,9 @@
 -- room_combo_settle: settle combos into one `gift` event each: one combo, or every one due.
 -- KEYS[1] room seq  KEYS[2] room history  KEYS[3] room combos  KEYS[4] room combo deadlines
--- KEYS[5] room channel
+-- KEYS[5] room channel  KEYS[6] room settled combos (zset, kept `ARGV[6]` ms)
 -- ARGV[1] room  ARGV[2] combo key (sender NUL combo id) or '' for "every combo past its deadline"
 -- ARGV[3] history maxlen  ARGV[4] history max age ms  ARGV[5] most combos to settle
+-- ARGV[6] how long settled combos are remembered, ms
 -- Returns the number of combos settled. HDEL decides: across processes, a combo settles once.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -21,6 +22,7 @@ for _, key in ipairs(due) do
   redis.call('ZREM', KEYS[4], key)
   if raw then
     redis.call('HDEL', KEYS[3], key)
+    redis.call('ZADD', KEYS[6], now, key)
     local c = cmsgpack.unpack(raw)
     local seq = redis.call('INCR', KEYS[1])
     local ev = {type = 'gift', room = room, seq = seq, eid = room .. '-' .. seq,
@@ -32,4 +34,5 @@ for _, key in ipairs(due) do
     settled = settled + 1
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - tonumber(ARGV[6]))
 return settled

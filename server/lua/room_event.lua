@@ -2,6 +2,7 @@
 -- KEYS[1] room seq          KEYS[2] room history (stream)   KEYS[3] room published (zset)
 -- KEYS[4] room leaderboard  KEYS[5] room names (hash)       KEYS[6] room goal (hash)
 -- KEYS[7] room combos       KEYS[8] room combo deadlines    KEYS[9] room channel
+-- KEYS[10] room settled combos
 -- ARGV[1] dedup member (user:tx)  ARGV[2] room  ARGV[3] sender  ARGV[4] sender name
 -- ARGV[5] gift  ARGV[6] count  ARGV[7] coins  ARGV[8] combo id ('' for a plain send)
 -- ARGV[9] history maxlen  ARGV[10] history max age ms  ARGV[11] dedup window ms
@@ -28,6 +29,12 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
   local progress = redis.call('HINCRBY', KEYS[6], 'progress', coins)
   local g = redis.call('HMGET', KEYS[6], 'title', 'target')
   goal = {title = g[1] or '', target = tonumber(g[2]) or 1, progress = progress}
+end
+
+-- A click that raced its combo's settlement (the caller checks before spending) is already
+-- debited: it is shown as a plain gift rather than reopening a settled combo.
+if combo ~= '' and redis.call('ZSCORE', KEYS[10], sender .. '\0' .. combo) then
+  combo = ''
 end
 
 local seq = redis.call('INCR', KEYS[1])

@@ -98,6 +98,13 @@ async def test_a_combo_settles_by_itself_after_the_timeout_exactly_once(
         assert sum(await asyncio.gather(*(state.settle_combos("r") for _ in range(20)))) == 0
         await sender.send(ComboEnd(id="late", room="r", combo="c2"))
         assert (await sender.reply("late")).code == "combo_not_found"
+        # A click for the settled combo is refused before anything is spent.
+        balance = await rt.components["wallet"].balance("fan")
+        await sender.send(SendGift(id="click", room="r", gift="rose", count=1, tx="late-click",
+                                   combo="c2"))
+        err = await sender.reply("click")
+        assert isinstance(err, ErrorReply) and err.code == "combo_not_found"
+        assert await rt.components["wallet"].balance("fan") == balance
         assert len([e for e in sender.events() if isinstance(e, GiftEvent)]) == 1
     finally:
         await sender.close()
