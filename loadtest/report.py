@@ -62,12 +62,19 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
             "deliveries_expected", "deliveries_received", "deliveries_lost",
             "deliveries_duplicated", "deliveries_out_of_order", "deliveries_per_s", "delivery_ms",
         )})
+        if plan.slow_fraction > 0:
+            out["slow"] = slow_figures(data)
     out["server_rss_kib_per_connection"] = data.rss_kib_per_conn
     out["ledger"] = data.ledger.as_dict() if data.ledger else {
         "redis_total": None, "postgres_total": None, "consistent": None,
         "flusher_max_lag": None, "note": "no Redis/Postgres access: ledger not checked",
     }
     out["cpu"] = data.cpu
+    server_cpu = ((data.cpu or {}).get("groups") or {}).get("server", {}).get("cpu_s")
+    receipts = v.receipts if v is not None else 0
+    # The scale-out figure: server CPU per delivered event, comparable across process counts.
+    out["server_cpu_us_per_delivery"] = (round(server_cpu / receipts * 1e6, 3)
+                                         if server_cpu and receipts else None)
     out["limit"] = limit_verdict(data.cpu) if data.cpu else None
     out["chaos_events"] = data.chaos_events
     out["reconnects"] = data.reconnects
@@ -77,6 +84,28 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
     out["ratios"] = ratios(out, baselines or {})
     out["ok"] = verdict_ok(out)
     return out
+
+
+def slow_figures(data: RunData) -> dict[str, Any]:
+    """D2: the readers' latency before and after the slow tenth stopped reading, and what became
+    of the slow ones (closed 4008 = told to reconnect and resume)."""
+    v = data.verification
+    assert v is not None
+    at = data.plan.warmup_s
+    before = [lat for t, lat in v.delivery_points if t < at]
+    after = [lat for t, lat in v.delivery_points if t >= at + 1.0]
+    closes: dict[str, int] = {}
+    for r in data.results:
+        for m in r.members:
+            if m.slow:
+                key = str(m.closes[-1]) if m.closes else "open"
+                closes[key] = closes.get(key, 0) + 1
+    return {
+        "stopped_reading_at_s": at,
+        "readers_delivery_ms_before": stats.summary_ms(before),
+        "readers_delivery_ms_after": stats.summary_ms(after),
+        "slow_members_final_state": closes,
+    }
 
 
 def ratios(out: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
