@@ -388,6 +388,7 @@ class Hub:
     # -- recovery -------------------------------------------------------------------------------
 
     def _on_resubscribed(self) -> None:
+        self.metrics.pubsub_resubscribes.inc()
         for room in list(self._rooms.values()):
             self._recover(room)
 
@@ -401,6 +402,7 @@ class Hub:
         if room.recovering is None:
             room.recovering = []
         self.recoveries += 1
+        self.metrics.hub_recoveries.inc()
         self._spawn(self._fetch_missed(room, after), f"recover {room.name}")
 
     async def _fetch_missed(self, room: _Room, after: int) -> None:

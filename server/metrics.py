@@ -46,6 +46,17 @@ class Metrics:
         self.flushed = Counter(
             "giftwire_ledger_flushed_total", "Ledger entries written to Postgres", registry=r
         )
+        # Hub (server/hub.py, server/broker_redis.py).
+        self.pubsub_resubscribes = Counter(
+            "giftwire_pubsub_resubscribes_total",
+            "Times the pub/sub connection was re-established with every room re-subscribed",
+            registry=r,
+        )
+        self.hub_recoveries = Counter(
+            "giftwire_hub_recoveries_total",
+            "Room history fetches after pub/sub lost events (reconnect or a seq gap)",
+            registry=r,
+        )
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

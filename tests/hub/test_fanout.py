@@ -91,6 +91,9 @@ async def test_pubsub_killed_mid_stream_and_idle_recovers_every_event_once(
         for v in viewers:
             events = await v.wait_events(15)
             assert [e.seq for e in events] == list(range(1, 16))
+        sample = rt.metrics.registry.get_sample_value
+        assert sample("giftwire_pubsub_resubscribes_total") == 1
+        assert (sample("giftwire_hub_recoveries_total") or 0) >= 1
     finally:
         for v in viewers:
             await v.close()
