@@ -121,3 +121,42 @@ async def test_test_mode_generates_gifts_by_itself(page: Page, server: RunningSe
     await wait_page(page, "window.giftwireOverlay.shownTotal >= 3")
     assert await page.evaluate("window.giftwireOverlay.state") == "test"
     assert await page.locator("#gw-goal-numbers").inner_text() != ""
+
+
+async def test_alert_queue_merges_then_drops_the_least_valuable_when_full(
+    page: Page, server: RunningServer
+) -> None:
+    await open_test_mode(page, server)
+    result = await page.evaluate("""async () => {
+      const { AlertQueue } = await import('/static/alert-queue.js');
+      const a = (seq, sender, gift, coins) =>
+        ({ eids: ['e' + seq], events: 1, seq, sender, gift, count: 1, coins, combo: null });
+      const q = new AlertQueue({ order: 'value', max: 3 });
+      const outcomes = [
+        q.push(a(1, 'ann', 'rose', 1)), q.push(a(2, 'bo', 'corgi', 299)),
+        q.push(a(3, 'cy', 'rose', 1)),
+        q.push(a(4, 'ann', 'rose', 1)),       // full: merges into ann's rose
+        q.push(a(5, 'dee', 'universe', 44999)), // full, nothing to merge: a rose goes
+        q.push(a(6, 'eve', 'rose', 1)),       // full and the least valuable: dropped
+      ];
+      const order = [];
+      for (let x = q.shift(); x; x = q.shift()) order.push([x.gift, x.count, x.eids.join()]);
+      return { outcomes, order, merged: q.merged, dropped: q.dropped };
+    }""")
+    assert result["outcomes"] == ["queued", "queued", "queued", "merged", "queued", "dropped"]
+    assert result["order"] == [["universe", 1, "e5"], ["corgi", 1, "e2"], ["rose", 2, "e1,e4"]]
+    assert (result["merged"], result["dropped"]) == (1, 2)
+
+
+async def test_event_id_window_forgets_only_the_oldest(page: Page, server: RunningServer) -> None:
+    await open_test_mode(page, server)
+    result = await page.evaluate("""async () => {
+      const { EidWindow, parseFrame } = await import('/static/gw-client.js');
+      const w = new EidWindow(3);
+      ['a', 'b', 'c', 'd'].forEach((e) => w.add(e));
+      return { size: w.size, a: w.has('a'), b: w.has('b'), d: w.has('d'),
+               one: parseFrame('{"type":"pong"}').length,
+               batch: parseFrame('[{"type":"gift"},{"type":"viewers"}]').map((m) => m.type) };
+    }""")
+    assert result == {"size": 3, "a": False, "b": True, "d": True, "one": 1,
+                      "batch": ["gift", "viewers"]}

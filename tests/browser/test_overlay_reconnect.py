@@ -9,6 +9,7 @@ directly. The page must end up with exactly the room's gift events, each once, i
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -128,3 +129,41 @@ async def test_a_draining_server_sends_the_overlay_to_another_without_loss(
         await assert_each_event_shown_once(page, eve, 20)
         stats = await page.evaluate("window.giftwireOverlay.stats")
         assert stats["connects"] == 2 and stats["gaps"] == 0
+
+
+@pytest.fixture
+async def short_history_server(
+    config: Config, redis: Redis, pool: asyncpg.Pool
+) -> AsyncIterator[RunningServer]:
+    async with inprocess_server(dataclasses.replace(config, history_maxlen=10)) as running:
+        yield running
+
+
+async def test_an_outage_longer_than_the_history_shows_the_fresh_snapshot(
+    page: Page, short_history_server: RunningServer, issuer: TokenIssuer
+) -> None:
+    server = short_history_server
+    rt = server.runtime
+    await live_room(rt, ROOM, goal=("Drums", 1000))
+    await fund(rt, "gus", 100_000)
+    overlay = issuer.mint("creator1", "overlay", room=ROOM)
+    async with viewer(server.ws_url, issuer.mint("gus", "viewer", name="Gus"), ROOM) as gus:
+        await open_overlay(page, server.base_url, overlay, "order=fifo&duration=15&gap=0")
+        await send(gus, 3)
+        await wait_page(page, "window.giftwireOverlay.shownTotal === 3")
+        # Away for longer than the room keeps history (10 events): those alerts are gone.
+        await page.evaluate("window.giftwireOverlay.hold()")
+        await send(gus, 25, 3)
+        await page.evaluate("window.giftwireOverlay.release()")
+        await wait_page(page, "window.giftwireOverlay.stats.gaps === 1"
+                              " && window.giftwireOverlay.state === 'joined'")
+        # The snapshot is current (goal and top), and new gifts show again.
+        events = await gus.wait_gifts(28)
+        coins = sum(e.coins for e in events)
+        await wait_page(page, f"window.giftwireOverlay.goal.progress === {coins}")
+        assert await page.evaluate("window.giftwireOverlay.top[0].coins") == coins
+        await send(gus, 2, 28)
+        newest = [e.eid for e in (await gus.wait_gifts(30))[-2:]]
+        await wait_page(page, "window.giftwireOverlay.shownTotal === 5")
+    alerts = await shown(page)
+    assert [a["eids"][0] for a in alerts] == [e.eid for e in events[:3]] + newest
