@@ -203,6 +203,10 @@ class Connection:
             self.writer.close()
             if self._close_task is not None:
                 await asyncio.gather(self._close_task, return_exceptions=True)
+            # A reply queued just before the end (going_away during a drain) still goes out; a
+            # gone client fails the send at once, a stalled one is bounded here.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.writer.drained(), 1.0)
             writer_task.cancel()
             await asyncio.gather(writer_task, return_exceptions=True)
 
@@ -292,7 +296,8 @@ class Connection:
             await self.hub.join(self, msg.room, msg.after, msg.id)
         except HubError as exc:
             self.rooms.discard(msg.room)
-            self.error(exc.code, exc.message, msg.id, room=msg.room)
+            self.error(exc.code, exc.message, msg.id, room=msg.room,
+                       retry_ms=1000 if exc.code == "unavailable" else None)
         except Exception:
             self.rooms.discard(msg.room)
             log.exception("join %s failed", msg.room)

@@ -127,6 +127,7 @@ class HubSettings:
     viewers_interval_s: float = 1.0
     presence_refresh_s: float = 10.0
     max_replay: int = 1000
+    subscribe_timeout_s: float = 10.0  # a join waits this long for pub/sub (Redis down)
 
 
 class Hub:
@@ -197,7 +198,11 @@ class Hub:
         st = _MemberState()
         try:
             assert room.subscribed is not None
-            await asyncio.shield(room.subscribed)
+            try:
+                async with asyncio.timeout(self.settings.subscribe_timeout_s):
+                    await asyncio.shield(room.subscribed)
+            except TimeoutError:
+                raise HubError("unavailable", "the room's channel is not available now") from None
             room.members[member] = st
             snap = await self.state.join(
                 name, member=member.conn_id if member.counted else None, after=after
