@@ -97,7 +97,8 @@ export class RoomClient {
     this.lastFrameAt = 0;
     this.requests = new Map(); // request id -> {resolve, reject}; bounded by the caller's sends
     this.nextId = 1;
-    this.stats = { connects: 0, joins: 0, received: 0, duplicates: 0, stale: 0, gaps: 0 };
+    this.stats = { connects: 0, joins: 0, received: 0, duplicates: 0, stale: 0, gaps: 0,
+      lastDelay: null };
     this.held = false; // test hook: stay disconnected until release()
   }
 
@@ -193,6 +194,7 @@ export class RoomClient {
       delay = ceiling / 2 + Math.random() * (ceiling / 2); // jitter spreads a herd of overlays
       this.attempt++;
     }
+    this.stats.lastDelay = Math.round(delay);
     this.setState("reconnecting", reason);
     this.timer = setTimeout(() => this.connect(), delay);
   }

@@ -167,3 +167,27 @@ async def test_an_outage_longer_than_the_history_shows_the_fresh_snapshot(
         await wait_page(page, "window.giftwireOverlay.shownTotal === 5")
     alerts = await shown(page)
     assert [a["eids"][0] for a in alerts] == [e.eid for e in events[:3]] + newest
+
+
+async def test_closed_as_too_slow_the_overlay_comes_back_at_once_and_resumes(
+    page: Page, server: RunningServer, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    await live_room(rt, ROOM)
+    await fund(rt, "hal", 100_000)
+    overlay = issuer.mint("creator1", "overlay", room=ROOM)
+    async with viewer(server.ws_url, issuer.mint("hal", "viewer", name="Hal"), ROOM) as hal:
+        # A long backoff: only the "reconnect at once" rule of 4008 brings it back quickly.
+        await open_overlay(page, server.base_url, overlay,
+                           "order=fifo&duration=15&gap=0&max=500&backoff=60000")
+        await record_alerts(page)
+        await send(hal, 8)
+        await wait_page(page, "window.giftwireOverlay.stats.received === 8")
+        # What the server does to a client whose buffer overflowed (server/connection.py).
+        (conn,) = [c for c in rt.components["realtime"].connections
+                   if c.principal is not None and c.principal.role.value == "overlay"]
+        conn.kill(4008, "too slow: reconnect and resume")
+        await send(hal, 8, 8)
+        await assert_each_event_shown_once(page, hal, 16)
+        stats = await page.evaluate("window.giftwireOverlay.stats")
+        assert stats["connects"] == 2 and stats["lastDelay"] == 0
