@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import Ack, ComboEnd, ErrorCode, SendGift
 from server.ratelimit import UserBuckets
 from server.roomstate import RoomState
+from server.wallet import SpendRequest
 
 if TYPE_CHECKING:
     from server.connection import Connection
@@ -89,8 +90,6 @@ class Gifts:
             conn.error(ErrorCode.COMBO_NOT_FOUND, "that combo has settled: start a new combo id",
                        msg.id, tx=msg.tx, room=msg.room)
             return
-        from server.wallet import SpendRequest
-
         try:
             result = await wallet.spend(
                 SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)

@@ -28,6 +28,7 @@ from protocol import (
     ComboEnd,
     ErrorCode,
     ErrorReply,
+    GoingAway,
     Hello,
     Join,
     Leave,
@@ -100,7 +101,7 @@ class Connection:
             await self._send({"type": "websocket.send", "text": frame})
 
     def reply(self, msg: ServerMessage) -> None:
-        data = self.codec.encode(msg)  # type: ignore[arg-type]
+        data = self.codec.encode(msg)
         self.writer.push_control(data, len(data))
 
     def error(self, code: ErrorCode | str, message: str, request_id: str | None, *,
@@ -171,8 +172,6 @@ class Connection:
         if self.close_code is not None:
             return
         self.close_code = CloseCode.GOING_AWAY
-        from protocol import GoingAway
-
         self.reply(GoingAway(reason=reason, reconnect_ms=reconnect_ms))
         self.writer.close()
         await self._close(CloseCode.GOING_AWAY, reason, flush_s=flush_s)

@@ -18,17 +18,18 @@ from protocol import (
     ComboProgress,
     ErrorReply,
     GiftEvent,
+    Join,
     Ping,
     Pong,
     SendGift,
 )
 from server.auth import TokenIssuer
 from server.config import Config
-from tests.hub.support import grant, open_client, setup_room
+from tests.hub.support import Client, grant, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
 
-async def _combo_clicks(sender, room: str, combo: str, n: int) -> list[Ack]:  # type: ignore[no-untyped-def]
+async def _combo_clicks(sender: Client, room: str, combo: str, n: int) -> list[Ack]:
     acks = []
     for i in range(n):
         rid = f"{combo}-{i}"
@@ -123,8 +124,6 @@ async def test_an_overlay_joins_only_its_room_and_cannot_send(
         await overlay.send(SendGift(id="x", room="mine", gift="rose", count=1, tx="t"))
         err = await overlay.reply("x")
         assert isinstance(err, ErrorReply) and err.code == "forbidden"
-        from protocol import Join
-
         await overlay.send(Join(id="j", room="other"))
         err = await overlay.reply("j")
         assert isinstance(err, ErrorReply) and err.code == "forbidden"

@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 
 from server.auth import TokenIssuer
 from server.config import Config
+from server.runtime import Runtime
 from tests.hub.support import Client, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
 
-async def _publish(rt, room: str, tx: str, sender: str = "s") -> int:  # type: ignore[no-untyped-def]
+async def _publish(rt: Runtime, room: str, tx: str, sender: str = "s") -> int:
     # The room-event script directly (no wallet): fan-out is what these tests are about.
     seq = await rt.components["realtime"].state.publish_gift(
         room, sender=sender, name=sender, tx=tx, gift="rose", count=1, coins=1
