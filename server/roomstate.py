@@ -33,9 +33,11 @@ from server.scripts import ScriptRunner
 from server.wallet import valid_ident
 
 TOP_SIZE = 10
-# How long a room remembers which transactions it already published (the same order as the
-# wallet's idempotency records: a retry after that is answered by the wallet as a duplicate).
-DEDUP_WINDOW_MS = 24 * 3600 * 1000
+# How long (and how many) transactions a room remembers as published. A client retries a tx
+# whose ack it missed within seconds; a retry after the window (an hour, or the room's last
+# 200,000 gifts) would be acknowledged as a duplicate by the wallet and shown once more.
+DEDUP_WINDOW_MS = 3600 * 1000
+DEDUP_MAX = 200_000
 MAX_SETTLE_PER_CALL = 100
 # Settled combo ids are remembered this long, so a late click is refused instead of reopening it.
 COMBO_MEMORY_MS = 3600 * 1000
@@ -113,7 +115,7 @@ class RoomState:
             [
                 f"{sender}:{tx}", room, sender, name, gift, count, coins, combo or "",
                 self.history_maxlen, self.history_max_age_ms, DEDUP_WINDOW_MS,
-                self.combo_timeout_ms, TOP_SIZE,
+                self.combo_timeout_ms, TOP_SIZE, DEDUP_MAX,
             ],
         )
         return int(seq) if int(status) == 1 else None

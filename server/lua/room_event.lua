@@ -6,18 +6,20 @@
 -- ARGV[1] dedup member (user:tx)  ARGV[2] room  ARGV[3] sender  ARGV[4] sender name
 -- ARGV[5] gift  ARGV[6] count  ARGV[7] coins  ARGV[8] combo id ('' for a plain send)
 -- ARGV[9] history maxlen  ARGV[10] history max age ms  ARGV[11] dedup window ms
--- ARGV[12] combo timeout ms  ARGV[13] leaderboard size
+-- ARGV[12] combo timeout ms  ARGV[13] leaderboard size  ARGV[14] most tx ids remembered
 -- Returns {1, seq} when published, {0, 0} when this transaction had already been published.
 -- One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH are one
 -- atomic step, so a retried tx can never produce a second event.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[11]))
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
   return {0, 0}
 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
+-- Bounded by age and by count: a busy room must not keep a day of tx ids in memory.
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[11]))
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[14]) - 1)
 
 local room, sender, name, gift = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local count, coins, combo = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]

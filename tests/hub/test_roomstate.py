@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import httpx
@@ -124,3 +125,23 @@ async def test_viewer_count_counts_viewers_not_overlays_and_drops_leavers(
     finally:
         await a.close()
         await overlay.close()
+
+
+async def test_the_same_tx_published_concurrently_makes_exactly_one_event(
+    server: RunningServer,
+) -> None:
+    state = server.runtime.components["realtime"].state
+    await setup_room(server.runtime, "r")
+
+    async def publish(tx: str) -> int | None:
+        seq: int | None = await state.publish_gift(
+            "r", sender="u", name="U", tx=tx, gift="rose", count=1, coins=1
+        )
+        return seq
+
+    results = await asyncio.gather(*(publish("same") for _ in range(50)))
+    assert sorted(r for r in results if r is not None) == [1]
+    others = await asyncio.gather(*(publish(f"t{i}") for i in range(50)))
+    assert sorted(s for s in others if s is not None) == list(range(2, 52))
+    _seq, complete, raw = await state.since("r", 0, 100)
+    assert complete and len(raw) == 51
