@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from protocol import Ack, GiftEvent, GoingAway, SendGift
+from protocol import Ack, GiftEvent, GoingAway, SendGift, ViewerCount
 from server import streams
 from server.auth import TokenIssuer
 from server.config import Config
@@ -68,7 +68,11 @@ async def test_two_processes_deliver_every_event_to_every_client_in_one_order(
             assert [s for s, _, _ in reference] == list(range(1, total + 1))
             for events in received:
                 assert [(e.seq, e.eid, e.sender) for e in events] == reference
-            # Each sender's own gifts appear in the order it sent them.
+            # Presence is shared: both processes count all 50 viewers.
+            await asyncio.gather(*(c.wait(
+                lambda ms: [m for m in ms if isinstance(m, ViewerCount) and m.count == 50]
+            ) for c in clients))
+            # Every sender's gifts are all there.
             for u in senders:
                 mine = [e for e in received[0] if isinstance(e, GiftEvent) and e.sender == u]
                 assert len(mine) == per_sender
