@@ -41,6 +41,7 @@ EVENT_TYPES = frozenset(("gift", "combo"))
 IGNORED_TYPES = frozenset(("viewers", "leaderboard", "goal", "room", "pong", "balance"))
 # Outcome codes in the send log: small ints keep the arrays flat; errors get codes from 2 up.
 ACCEPTED, DUPLICATE = 0, 1
+SLOW_RCVBUF = 4096  # a stalled phone's small window (the kernel doubles and floors it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class SessionError(Exception):
 
 class Member:
     __slots__ = (
-        "_ack", "_reply", "closes", "combo", "conn", "gap", "joined_seq", "last_seq",
+        "_ack", "_joined", "_reply", "closes", "combo", "conn", "gap", "joined_seq", "last_seq",
         "pending", "recv_seq", "recv_t", "send_ack", "send_code", "send_kind", "send_t",
         "sent", "shared", "spec", "url",
     )
@@ -110,6 +111,7 @@ class Member:
         self.combo: tuple[str, str, int] | None = None  # (combo id, gift, clicks left)
         self._reply: asyncio.Future[Any] | None = None
         self._ack: asyncio.Future[None] | None = None
+        self._joined = False
 
     # -- session --
 
@@ -117,8 +119,10 @@ class Member:
         """Connect, hello, join (resuming after `last_seq` when this is a reconnect)."""
         loop = asyncio.get_running_loop()
         self._reply = loop.create_future()
+        self._joined = False
         self.conn = await connect(
-            self.url, SUBPROTOCOL_MSGPACK, self._on_frame, self._on_close, timeout
+            self.url, SUBPROTOCOL_MSGPACK, self._on_frame, self._on_close, timeout,
+            rcvbuf=SLOW_RCVBUF if self.spec.slow else None,
         )
         codec = self.shared.codec
         self.conn.send(codec.encode_client(Hello(v=1, client="giftwire-loadtest",
@@ -134,6 +138,7 @@ class Member:
         if isinstance(joined, ErrorReply):
             raise SessionError(f"join {self.spec.room} refused: {joined.code}: {joined.message}")
         assert isinstance(joined, Joined)
+        self._joined = True
         if self.joined_seq < 0:
             self.joined_seq = self.last_seq = joined.seq
         elif joined.resume != "ok":
@@ -145,7 +150,8 @@ class Member:
 
     @property
     def connected(self) -> bool:
-        return self.conn is not None and not self.conn.closed
+        """In the room: connected, hello answered and the join replied to."""
+        return self._joined and self.conn is not None and not self.conn.closed
 
     # -- gifts --
 

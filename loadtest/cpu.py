@@ -17,6 +17,8 @@ import psutil
 
 # A worker at or above this share of one core is saturated: the load generator is the limit.
 SATURATED_CORE_SHARE = 0.9
+# The machine counts as saturated a little below 100%: the scheduler never fills every gap.
+MACHINE_SATURATED = 0.85
 FIND_EVERY_S = 3.0
 
 
@@ -123,20 +125,19 @@ def limit_verdict(cpu: dict[str, Any], generator_group: str = "load_generator") 
     gen = groups.get(generator_group, {})
     machine_busy = float(cpu["machine_busy"])
     worker_max = float(gen.get("max_process_cores", 0.0))
+    server_max = float(groups.get("server", {}).get("max_process_cores", 0.0))
     if worker_max >= SATURATED_CORE_SHARE:
         return (f"load generator: one of its processes used {worker_max:.0%} of a core; "
                 "the server may have had more to give")
-    busiest = max(((k, g) for k, g in groups.items() if k != "other"),
-                  key=lambda kv: kv[1].get("cores", 0.0), default=None)
-    if machine_busy >= SATURATED_CORE_SHARE and busiest is not None:
-        name, g = busiest
-        if name == generator_group:
-            return (f"machine: all cores busy ({machine_busy:.0%}) and the load generator used "
-                    f"the most ({g['cores']:.2f} cores): it, not the server, is the limit")
-        other = groups.get("other", {}).get("cores", 0.0)
-        return (f"machine: all cores busy ({machine_busy:.0%}); {name} used the most "
-                f"({g['cores']:.2f} cores)" + (f"; other processes took {other:.2f} cores"
-                                               if other >= 0.2 else ""))
+    if server_max >= SATURATED_CORE_SHARE:
+        return f"server: a server process used {server_max:.0%} of its one core"
+    if machine_busy >= MACHINE_SATURATED:
+        ranked = sorted(((g.get("cores", 0.0), k) for k, g in groups.items()), reverse=True)
+        shares = ", ".join(f"{k} {c:.2f}" for c, k in ranked if c >= 0.05)
+        verdict = f"machine: all cores busy ({machine_busy:.0%}; cores used: {shares})"
+        if ranked and ranked[0][1] == generator_group:
+            verdict += "; the load generator used the most: it, not the server, is the limit"
+        return verdict
     return f"not CPU-bound (machine {machine_busy:.0%} busy): latency or the target rate set it"
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadtest.client import ConnSpec, Member, RoomLog, SessionError, Shared
+from loadtest.client import DUPLICATE, ConnSpec, Member, RoomLog, SessionError, Shared
 from protocol import MsgpackCodec, Ping
 
 PROGRESS_S = 0.5
@@ -267,7 +267,11 @@ class Worker:
             combo, gift, left = m.combo
             m.send_gift(gift, 1, 1, combo)
             await self._await_answer(m, end)
-            if left <= 1:
+            if m.send_code[-1] > DUPLICATE:
+                # Refused (combo_not_found: it settled on the server's timeout while this click
+                # waited): as the protocol says, the next click starts a new combo.
+                m.combo = None
+            elif left <= 1:
                 m.end_combo(combo)
                 m.combo = None
             else:
@@ -309,7 +313,8 @@ class Worker:
         return task
 
     async def _ensure_connected(self, m: Member, deadline: float) -> None:
-        if not m.connected:
+        # Also waits for a reconnect already under way (its join may still be in flight).
+        if not m.connected or m in self.reconnecting:
             await asyncio.shield(self._start_reconnect(m, deadline))
 
     async def _reconnect(self, m: Member, deadline: float) -> None:

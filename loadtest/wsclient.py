@@ -9,6 +9,7 @@ bytes go from `data_received` through the sans-I/O parser straight to a callback
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import cast
 
@@ -138,17 +139,31 @@ class WsConnection(asyncio.Protocol):
 
 
 async def connect(
-    url: str, subprotocol: str, on_message: OnMessage, on_close: OnClose, timeout: float = 10.0
+    url: str, subprotocol: str, on_message: OnMessage, on_close: OnClose, timeout: float = 10.0,
+    *, rcvbuf: int | None = None,
 ) -> WsConnection:
-    """Open a connection to a ws:// URL on this machine; raise on refusal or timeout."""
+    """Open a connection to a ws:// URL on this machine; raise on refusal or timeout.
+
+    `rcvbuf` shrinks the socket's receive buffer: a phone on a bad network advertises a small
+    window, so a reader that stops shows up at the server in seconds, not after megabytes.
+    """
     uri = parse_uri(url)
     if uri.secure:
         raise ValueError("the load tester speaks plain ws:// to 127.0.0.1 only")
     loop = asyncio.get_running_loop()
     conn = WsConnection(url, subprotocol, on_message, on_close)
-    await asyncio.wait_for(
-        loop.create_connection(lambda: conn, uri.host, uri.port), timeout
-    )
+    if rcvbuf is None:
+        await asyncio.wait_for(loop.create_connection(lambda: conn, uri.host, uri.port), timeout)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect
+            sock.setblocking(False)
+            await asyncio.wait_for(loop.sock_connect(sock, (uri.host, uri.port)), timeout)
+            await loop.create_connection(lambda: conn, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
     await conn.opened(timeout)
     return conn
 
