@@ -14,6 +14,7 @@ from websockets.exceptions import InvalidStatus
 from protocol import (
     SUBPROTOCOL_MSGPACK,
     ErrorReply,
+    GoingAway,
     Hello,
     Join,
     Leave,
@@ -117,3 +118,34 @@ async def test_room_limits_and_leave(strict: RunningServer, issuer: TokenIssuer)
 def test_codec_roundtrip_sanity() -> None:
     # The tests above speak the protocol through its own codec; make sure it is the server's.
     assert MsgpackCodec().decode_client(MsgpackCodec().encode_client(Ping(id="x"))) == Ping(id="x")
+
+
+async def test_drain_tells_everyone_then_closes_1001_and_refuses_newcomers(
+    server: RunningServer, issuer: TokenIssuer
+) -> None:
+    await setup_room(server.runtime, "r")
+    clients = [await open_client(server.ws_url, issuer.mint(f"u{i}", "viewer")) for i in range(5)]
+    for c in clients:
+        await c.join("r")
+    await server.app.state.drain()
+    for c in clients:
+        assert await c.wait_closed() == 1001
+        away = [m for m in c.messages if isinstance(m, GoingAway)]
+        assert len(away) == 1 and away[0].reconnect_ms == server.config.reconnect_hint_ms
+    assert server.runtime.draining
+    with pytest.raises(InvalidStatus):
+        await connect(server.ws_url, subprotocols=[SUBPROTOCOL_MSGPACK])
+
+
+async def test_an_oversized_frame_is_refused_with_frame_too_large(
+    server: RunningServer, issuer: TokenIssuer
+) -> None:
+    c = await open_client(server.ws_url, issuer.mint("u", "viewer"))
+    try:
+        await c.ws.send(b"\x81\xa4type\xa4ping" + b"\x00" * 5000)
+        err = await c.wait(lambda ms: [m for m in ms if isinstance(m, ErrorReply)])
+        assert err[0].code == "frame_too_large"
+        await c.send(Ping(id="still"))
+        await c.reply("still")
+    finally:
+        await c.close()
