@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from server.flusher import Flusher
@@ -27,6 +28,17 @@ async def test_every_wallet_script_touches_one_slot_and_every_one_is_exercised(
         assert (await wallet.purchase(user, "coins_70", f"rcpt{i}")).ok
         assert (await wallet.spend(SpendRequest(user, live_room, "rose", 1, f"s{i}"))).ok
         assert not (await wallet.spend(SpendRequest(user, "nowhere", "rose", 1, f"n{i}"))).ok
+    wallet.start()  # background credits: several gifts per credit call
+    try:
+        results = await asyncio.gather(*(
+            wallet.spend(SpendRequest(f"user{i}", live_room, "rose", 1, f"b{i}"))
+            for i in range(40)
+        ))
+        assert all(r.ok for r in results)
+        await wallet.settle_credits()
+    finally:
+        await wallet.stop()
+    assert any(name == "credit" and len(keys) > 4 for name, keys in calls)
     await flusher.drain()  # the flusher's credits go through the runner too
     assert (await wallet.reverse("a:user0:g0", "admin")).ok
     await wallet.grant("creator1", 1, "c", "admin")

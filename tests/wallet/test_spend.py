@@ -62,11 +62,18 @@ async def test_1000_concurrent_spends_against_500_coins_accept_exactly_500(
     runtime: Runtime,
 ) -> None:
     await fund(wallet, "many", 500)
+    # Started wallets credit creators in the background, batched per creator.
     wallets = [Wallet(runtime, r, wallet.catalog) for r in runners]
-    results = await asyncio.gather(*(
-        wallets[i % 4].spend(SpendRequest("many", live_room, "rose", 1, f"t{i}"))
-        for i in range(1000)
-    ))
+    for w in wallets:
+        w.start()
+    try:
+        results = await asyncio.gather(*(
+            wallets[i % 4].spend(SpendRequest("many", live_room, "rose", 1, f"t{i}"))
+            for i in range(1000)
+        ))
+    finally:
+        for w in wallets:
+            await w.stop()  # settles the queued credits first
     accepted = [r for r in results if r.ok]
     assert len(accepted) == 500
     assert {r.code for r in results if not r.ok} == {"insufficient_funds"}
