@@ -65,13 +65,18 @@ def layout(plan: Plan, run: str, issuer: TokenIssuer) -> tuple[list[str], list[C
     slow_every = round(1 / plan.slow_fraction) if plan.slow_fraction > 0 else 0
     sender_every = plan.viewers / plan.senders if plan.senders else 0.0
     next_sender = 0.0
+    readers = 0
     for i in range(plan.viewers):
         user = f"{run}v{i}"
         sender = plan.senders > 0 and i >= next_sender
         if sender:
             next_sender += sender_every
         # Slow viewers are never senders: their own gifts would stall behind what they ignore.
-        slow = bool(slow_every) and not sender and i % slow_every == slow_every - 1
+        # Every slow_every-th of the others, so the share holds whatever the sender count.
+        slow = False
+        if not sender:
+            readers += 1
+            slow = bool(slow_every) and readers % slow_every == 0
         room = rooms[i % plan.rooms]
         conns.append(ConnSpec(user, issuer.mint(user, "viewer"), room, sender=sender, slow=slow))
     for r, room in enumerate(rooms):

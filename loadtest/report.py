@@ -56,14 +56,14 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
             "delivery_ms": stats.summary_ms(v.delivery_s),
             "verification": as_dict(v),
         })
+        if plan.slow_fraction > 0:
+            out["slow"] = slow_figures(data)
     else:
         out.update({k: None for k in (
             "gifts_sent", "gifts_accepted", "gifts_rejected", "accepted_per_s", "ack_ms",
             "deliveries_expected", "deliveries_received", "deliveries_lost",
             "deliveries_duplicated", "deliveries_out_of_order", "deliveries_per_s", "delivery_ms",
         )})
-        if plan.slow_fraction > 0:
-            out["slow"] = slow_figures(data)
     out["server_rss_kib_per_connection"] = data.rss_kib_per_conn
     out["ledger"] = data.ledger.as_dict() if data.ledger else {
         "redis_total": None, "postgres_total": None, "consistent": None,
