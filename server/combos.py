@@ -15,6 +15,7 @@ Timeouts are swept by every process that serves the room or took clicks for it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -49,10 +50,8 @@ class ComboSweeper:
                 del self._noted[name]
             else:
                 rooms.add(name)
-        settled = 0
-        for name in rooms:
-            settled += await self.state.settle_combos(name)
-        return settled
+        # Concurrent calls: the script runner sends them as one pipeline.
+        return sum(await asyncio.gather(*(self.state.settle_combos(name) for name in rooms)))
 
 
 class Gifts:

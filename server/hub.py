@@ -463,9 +463,15 @@ class Hub:
                 log.exception("hub tick failed")
 
     async def _update_viewers(self, refresh: bool) -> None:
-        for room in list(self._rooms.values()):
-            ids = [m.conn_id for m in room.members if m.counted] if refresh else []
-            count = await self.state.refresh_presence(room.name, ids)
+        rooms = list(self._rooms.values())
+        # Concurrent calls: the script runner sends them as one pipeline.
+        counts = await asyncio.gather(*(
+            self.state.refresh_presence(
+                room.name, [m.conn_id for m in room.members if m.counted] if refresh else []
+            )
+            for room in rooms
+        ))
+        for room, count in zip(rooms, counts, strict=True):
             if count != room.viewers and self._rooms.get(room.name) is room:
                 room.viewers = count
                 self._broadcast(room, ViewerCount(room=room.name, count=count))
