@@ -203,12 +203,14 @@ async def execute(
                 data.aborted = dead
                 fleet.send(("stop",))
                 break
+            lag_now = None
             if redis is not None:
                 with contextlib.suppress(Exception):
-                    max_lag = max(max_lag, await ledgercheck.flusher_lag(redis, keys))
+                    lag_now = await ledgercheck.flusher_lag(redis, keys)
+                    max_lag = max(max_lag, lag_now)
             agg = {k: sum(t.get(k, 0) for t in totals.values())
                    for k in ("sent", "accepted", "rejected", "received", "closed", "behind")}
-            point = {"t": round(time.monotonic() - data.t0, 3), **agg, "lag": max_lag}
+            point = {"t": round(time.monotonic() - data.t0, 3), **agg, "lag": lag_now}
             now = point["t"]
             dt = max(1e-9, now - last[0])
             point["accepted_per_s"] = round((agg["accepted"] - last[1]) / dt, 1)
