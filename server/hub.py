@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
 
@@ -32,9 +31,7 @@ from protocol import (
     Goal,
     GoalUpdate,
     Joined,
-    JsonCodec,
     Leaderboard,
-    MsgpackCodec,
     ProtocolError,
     RoomStatus,
     ServerMessage,
@@ -44,90 +41,19 @@ from protocol import (
 from server.broker import Broker
 from server.combos import ComboSweeper
 from server.metrics import Metrics
+from server.rooms import (
+    Codecs,
+    HubError,
+    HubSettings,
+    Member,
+    MemberState,
+    Outgoing,
+    Room,
+    RoomEvent,
+)
 from server.roomstate import RoomState, decode_event
-from server.writer import Writer
 
 log = logging.getLogger("giftwire.hub")
-
-RoomEvent = GiftEvent | ComboProgress
-
-
-class Member(Protocol):
-    """What the hub needs of a connection."""
-
-    conn_id: str
-    binary: bool
-    counted: bool  # counts as a viewer (overlays do not)
-    writer: Writer[Any]
-
-    def kill(self, code: int, reason: str) -> None:
-        """Close the connection soon (never re-enters the hub synchronously)."""
-
-
-class Outgoing:
-    """One server message, encoded lazily at most once per codec, shared by all recipients."""
-
-    __slots__ = ("_bin", "_hub", "_txt", "msg", "seq")
-
-    def __init__(self, hub: Hub, msg: ServerMessage, seq: int = 0) -> None:
-        self._hub = hub
-        self.msg = msg
-        self.seq = seq
-        self._bin: tuple[bytes, int] | None = None
-        self._txt: tuple[str, int] | None = None
-
-    def encoded(self, binary: bool) -> tuple[Any, int]:
-        if binary:
-            if self._bin is None:
-                data = self._hub.msgpack.encode(self.msg)
-                self._bin = (data, len(data))
-            return self._bin
-        if self._txt is None:
-            text = self._hub.json.encode(self.msg)
-            self._txt = (text, len(text.encode()))
-        return self._txt
-
-
-@dataclass(eq=False, slots=True)
-class _MemberState:
-    last_seq: int = 0
-    # Live events held while the join snapshot is read; None once the member is live.
-    buffer: list[Outgoing] | None = field(default_factory=list)
-
-
-@dataclass(eq=False, slots=True)
-class _Room:
-    name: str
-    channel: str
-    members: dict[Member, _MemberState] = field(default_factory=dict)
-    joining: int = 0
-    subscribed: asyncio.Future[None] | None = None
-    last_seq: int | None = None  # last seq delivered here; None before the first event
-    floor: int | None = None  # lowest snapshot seq handed out (recovery start before any event)
-    recovering: list[RoomEvent] | None = None
-    resync_after_join: bool = False
-    top: tuple[TopEntry, ...] | None = None
-    goal: Goal | None = None
-    state_timer: asyncio.TimerHandle | None = None
-    viewers: int = -1
-    open_combos: set[str] = field(default_factory=set)
-
-
-class HubError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class HubSettings:
-    state_interval_s: float = 0.2  # leaderboard/goal pushes per room, at most this often
-    tick_s: float = 0.25  # combo sweep period
-    viewers_interval_s: float = 1.0
-    presence_refresh_s: float = 10.0
-    max_replay: int = 1000
-    subscribe_timeout_s: float = 10.0  # a join waits this long for pub/sub (Redis down)
 
 
 class Hub:
@@ -144,10 +70,9 @@ class Hub:
         self.metrics = metrics
         self.sweeper = sweeper
         self.settings = settings or HubSettings()
-        self.msgpack = MsgpackCodec()
-        self.json = JsonCodec()
-        self._rooms: dict[str, _Room] = {}
-        self._by_channel: dict[str, _Room] = {}
+        self.codecs = Codecs()
+        self._rooms: dict[str, Room] = {}
+        self._by_channel: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.recoveries = 0
@@ -187,7 +112,7 @@ class Hub:
         """Join a room: push `joined`, the replay, then live events. Raises HubError."""
         room = self._rooms.get(name)
         if room is None:
-            room = _Room(name, self.state.keys.room_channel(name))
+            room = Room(name, self.state.keys.room_channel(name))
             self._rooms[name] = room
             self._by_channel[room.channel] = room
             room.subscribed = asyncio.ensure_future(self.broker.subscribe(room.channel))
@@ -195,7 +120,7 @@ class Hub:
         if member in room.members:
             raise HubError("already_joined", f"already in room {name}")
         room.joining += 1
-        st = _MemberState()
+        st = MemberState()
         try:
             assert room.subscribed is not None
             try:
@@ -225,14 +150,14 @@ class Hub:
             resume=snap.resume,
         )
         writer = member.writer
-        data, size = Outgoing(self, joined).encoded(member.binary)
+        data, size = Outgoing(self.codecs, joined).encoded(member.binary)
         if not writer.push_control(data, size):
             return
         last = snap.seq if snap.resume != "ok" or after is None else after
         for ev in snap.events:
             msg = self._event_message(ev)
             if msg is not None and msg.seq > last:
-                data, size = Outgoing(self, msg).encoded(member.binary)
+                data, size = Outgoing(self.codecs, msg).encoded(member.binary)
                 writer.push(data, size)
                 last = msg.seq
         last = max(last, snap.seq)
@@ -261,7 +186,7 @@ class Hub:
         for name in [n for n, r in self._rooms.items() if member in r.members]:
             await self.leave(member, name)
 
-    def _release_if_empty(self, room: _Room) -> None:
+    def _release_if_empty(self, room: Room) -> None:
         if room.members or room.joining or self._rooms.get(room.name) is not room:
             return
         del self._rooms[room.name]
@@ -310,7 +235,7 @@ class Hub:
             log.error("invalid room event skipped: %s", exc)
             return None
 
-    def _event(self, room: _Room, msg: RoomEvent) -> None:
+    def _event(self, room: Room, msg: RoomEvent) -> None:
         if room.recovering is not None:
             room.recovering.append(msg)
             return
@@ -324,11 +249,11 @@ class Hub:
                 return
         self._deliver(room, msg)
 
-    def _deliver(self, room: _Room, msg: RoomEvent) -> None:
+    def _deliver(self, room: Room, msg: RoomEvent) -> None:
         started = time.perf_counter()
         room.last_seq = msg.seq
         self._track_combo(room, msg)
-        out = Outgoing(self, msg, msg.seq)
+        out = Outgoing(self.codecs, msg, msg.seq)
         delivered = 0
         for member, st in room.members.items():
             if st.buffer is not None:
@@ -341,14 +266,14 @@ class Hub:
         self.metrics.deliveries.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 
-    def _track_combo(self, room: _Room, msg: RoomEvent) -> None:
+    def _track_combo(self, room: Room, msg: RoomEvent) -> None:
         if isinstance(msg, ComboProgress):
             room.open_combos.add(f"{msg.sender}\0{msg.combo}")
         elif msg.combo is not None:
             room.open_combos.discard(f"{msg.sender}\0{msg.combo}")
 
-    def _broadcast(self, room: _Room, msg: ServerMessage) -> None:
-        out = Outgoing(self, msg)
+    def _broadcast(self, room: Room, msg: ServerMessage) -> None:
+        out = Outgoing(self.codecs, msg)
         for member, st in room.members.items():
             if st.buffer is None:
                 data, size = out.encoded(member.binary)
@@ -356,7 +281,7 @@ class Hub:
 
     # -- state updates (latest wins, throttled) -------------------------------------------------
 
-    def _state_from(self, room: _Room, env: dict[str, Any]) -> None:
+    def _state_from(self, room: Room, env: dict[str, Any]) -> None:
         try:
             if "top" in env:
                 room.top = tuple(
@@ -379,7 +304,7 @@ class Hub:
                 self.settings.state_interval_s, self._push_state, room
             )
 
-    def _push_state(self, room: _Room) -> None:
+    def _push_state(self, room: Room) -> None:
         room.state_timer = None
         if room.top is not None:
             self._broadcast(room, Leaderboard(room=room.name, top=room.top))
@@ -397,7 +322,7 @@ class Hub:
         for room in list(self._rooms.values()):
             self._recover(room)
 
-    def _recover(self, room: _Room, *, started: bool = False) -> None:
+    def _recover(self, room: Room, *, started: bool = False) -> None:
         if room.recovering is not None and not started:
             return  # already fetching; live events are being held
         after = room.last_seq if room.last_seq is not None else room.floor
@@ -410,7 +335,7 @@ class Hub:
         self.metrics.hub_recoveries.inc()
         self._spawn(self._fetch_missed(room, after), f"recover {room.name}")
 
-    async def _fetch_missed(self, room: _Room, after: int) -> None:
+    async def _fetch_missed(self, room: Room, after: int) -> None:
         delay = 0.05
         while True:
             try:

@@ -1,0 +1,109 @@
+"""What the hub keeps per room and per member, and the encoded message all recipients share."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocol import (
+    ComboProgress,
+    GiftEvent,
+    Goal,
+    JsonCodec,
+    MsgpackCodec,
+    ServerMessage,
+    TopEntry,
+)
+from server.writer import Writer
+
+
+class Codecs:
+    """One codec per subprotocol for the whole process (the event loop is one thread)."""
+
+    def __init__(self) -> None:
+        self.msgpack = MsgpackCodec()
+        self.json = JsonCodec()
+
+
+RoomEvent = GiftEvent | ComboProgress
+
+
+class Member(Protocol):
+    """What the hub needs of a connection."""
+
+    conn_id: str
+    binary: bool
+    counted: bool  # counts as a viewer (overlays do not)
+    writer: Writer[Any]
+
+    def kill(self, code: int, reason: str) -> None:
+        """Close the connection soon (never re-enters the hub synchronously)."""
+
+
+class Outgoing:
+    """One server message, encoded lazily at most once per codec, shared by all recipients."""
+
+    __slots__ = ("_bin", "_codecs", "_txt", "msg", "seq")
+
+    def __init__(self, codecs: Codecs, msg: ServerMessage, seq: int = 0) -> None:
+        self._codecs = codecs
+        self.msg = msg
+        self.seq = seq
+        self._bin: tuple[bytes, int] | None = None
+        self._txt: tuple[str, int] | None = None
+
+    def encoded(self, binary: bool) -> tuple[Any, int]:
+        if binary:
+            if self._bin is None:
+                data = self._codecs.msgpack.encode(self.msg)
+                self._bin = (data, len(data))
+            return self._bin
+        if self._txt is None:
+            text = self._codecs.json.encode(self.msg)
+            self._txt = (text, len(text.encode()))
+        return self._txt
+
+
+@dataclass(eq=False, slots=True)
+class MemberState:
+    last_seq: int = 0
+    # Live events held while the join snapshot is read; None once the member is live.
+    buffer: list[Outgoing] | None = field(default_factory=list)
+
+
+@dataclass(eq=False, slots=True)
+class Room:
+    name: str
+    channel: str
+    members: dict[Member, MemberState] = field(default_factory=dict)
+    joining: int = 0
+    subscribed: asyncio.Future[None] | None = None
+    last_seq: int | None = None  # last seq delivered here; None before the first event
+    floor: int | None = None  # lowest snapshot seq handed out (recovery start before any event)
+    recovering: list[RoomEvent] | None = None
+    resync_after_join: bool = False
+    top: tuple[TopEntry, ...] | None = None
+    goal: Goal | None = None
+    state_timer: asyncio.TimerHandle | None = None
+    viewers: int = -1
+    open_combos: set[str] = field(default_factory=set)
+
+
+class HubError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    state_interval_s: float = 0.2  # leaderboard/goal pushes per room, at most this often
+    tick_s: float = 0.25  # combo sweep period
+    viewers_interval_s: float = 1.0
+    presence_refresh_s: float = 10.0
+    max_replay: int = 1000
+    subscribe_timeout_s: float = 10.0  # a join waits this long for pub/sub (Redis down)
+
+
