@@ -86,7 +86,8 @@ class DemoState:
     creator: str
     viewers: tuple[DemoViewer, ...]
     base_url: str
-    bots: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # bots and the announcer
+    bot_count: int = 0
     gifts_sent: int = 0
 
     def viewer(self, user: str) -> DemoViewer | None:
@@ -244,17 +245,35 @@ async def start(rt: Runtime, stack: contextlib.AsyncExitStack) -> DemoState:
     rng = random.Random()
     for i in range(max(0, rt.config.demo_bots)):
         bot = Bot(rt, state, state.viewers[i % len(state.viewers)], gifts, rng)
-        state.bots.append(asyncio.create_task(bot.run(), name=f"demo-bot-{i}"))
+        state.tasks.append(asyncio.create_task(bot.run(), name=f"demo-bot-{i}"))
+        state.bot_count += 1
+    state.tasks.append(asyncio.create_task(announce_when_listening(rt, state), name="demo-urls"))
     stack.push_async_callback(stop, state)
-    announce(rt, state)
     return state
 
 
 async def stop(state: DemoState) -> None:
-    for task in state.bots:
+    for task in state.tasks:
         task.cancel()
-    await asyncio.gather(*state.bots, return_exceptions=True)
-    state.bots.clear()
+    await asyncio.gather(*state.tasks, return_exceptions=True)
+    state.tasks.clear()
+
+
+async def announce_when_listening(rt: Runtime, state: DemoState) -> None:
+    """Print the URLs once they work: the app starts before uvicorn listens, and a URL printed
+    earlier could be opened (or tested) too soon; printed last, it is not lost in start-up logs."""
+    host = state.base_url.split("//", 1)[1].rsplit(":", 1)[0].strip("[]")
+    delay = 0.02
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection(host, rt.config.port)
+        except OSError:
+            await asyncio.sleep(delay)  # not listening yet
+            delay = min(0.5, delay * 2)
+            continue
+        writer.close()
+        break
+    announce(rt, state)
 
 
 def announce(rt: Runtime, state: DemoState) -> None:
@@ -266,7 +285,7 @@ def announce(rt: Runtime, state: DemoState) -> None:
         "  viewer demo (buy coins, send gifts, hold a gift for a combo):",
         f"    {state.base_url}/demo",
         f"  overlay preview without a server:  {state.base_url}/overlay?test=1",
-        f"  {len(state.bots)} bot(s) are gifting in room '{state.room}'. Ctrl-C stops everything.",
+        f"  {state.bot_count} bot(s) are gifting in room '{state.room}'. Ctrl-C stops everything.",
         "",
     ]
     print("\n".join(lines), file=sys.stdout, flush=True)
