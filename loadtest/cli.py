@@ -161,12 +161,12 @@ def _target(
     if args.url:
         cfg = from_env()
         if args.baselines:
-            baselines.update(_baselines(plan, cfg.redis_url, console))
+            baselines.update(_baselines(plan, cfg.redis_url, cfg.database_url, console))
         yield runner.Target([args.url.rstrip("/")], cfg, None)
         return
     with spawn.services() as services:
         if args.baselines:
-            baselines.update(_baselines(plan, services.redis_url, console))
+            baselines.update(_baselines(plan, services.redis_url, services.database_url, console))
         cfg = runner.base_config(run_id, plan)
         cfg = dataclasses.replace(cfg, redis_url=services.redis_url,
                                   database_url=services.database_url)
@@ -234,8 +234,11 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
     return out
 
 
-def _baselines(plan: Plan, redis_url: str | None, console: Console) -> dict[str, Any]:
+def _baselines(
+    plan: Plan, redis_url: str | None, database_url: str | None, console: Console
+) -> dict[str, Any]:
     from loadtest.baselines import measure
 
-    console.print("[bold]baselines[/bold]: raw evalsha of spend.lua, raw websockets.broadcast ...")
-    return measure(plan, redis_url)
+    console.print("[bold]baselines[/bold]: raw evalsha of spend.lua, raw COPY into ledger_tx, "
+                  "raw websockets.broadcast ...")
+    return measure(plan, redis_url, database_url)

@@ -65,6 +65,7 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
             "deliveries_duplicated", "deliveries_out_of_order", "deliveries_per_s", "delivery_ms",
         )})
     out["server_rss_kib_per_connection"] = data.rss_kib_per_conn
+    out["catch_up"] = data.catch_up
     out["ledger"] = data.ledger.as_dict() if data.ledger else {
         "redis_total": None, "postgres_total": None, "consistent": None,
         "flusher_max_lag": None, "note": "no Redis/Postgres access: ledger not checked",
@@ -115,6 +116,8 @@ def ratios(out: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ws = b.get("ws_broadcast", {})
     r["deliveries_per_s_vs_broadcast_ceiling"] = stats.ratio(
         out.get("deliveries_per_s"), ws.get("ceiling_events_per_s"))
+    r["flusher_catch_up_vs_copy"] = stats.ratio(
+        (out.get("catch_up") or {}).get("entries_per_s"), b.get("copy", {}).get("rows_per_s"))
     ours_p99 = (out.get("delivery_ms") or {}).get("p99")
     r["delivery_p99_vs_broadcast_p99"] = stats.ratio(ours_p99, ws.get("fixed_p99_ms"))
     return r

@@ -74,6 +74,7 @@ class RunData:
     connected: int = 0
     reconnects: int = 0
     profile: dict[str, Any] = field(default_factory=dict)
+    catch_up: dict[str, Any] = field(default_factory=dict)
 
 
 def base_config(run_id: str, plan: Plan) -> Config:
@@ -84,7 +85,8 @@ def base_config(run_id: str, plan: Plan) -> Config:
         # The load test measures the server, not the per-connection flood guard.
         rate_per_s=1e9,
         rate_burst=10**9,
-        run_flusher=not plan.chaos,  # chaos runs the flusher as its own process, to kill it
+        # chaos runs the flusher as its own process, to kill it; ledger starts it after the load
+        run_flusher=not (plan.chaos or plan.ledger_catchup),
         log_level="WARNING",
         drain_timeout_s=5.0,
     )
@@ -97,12 +99,12 @@ def start_servers(plan: Plan, services: Services, cfg: Config) -> Target:
         proc = ServerProcess(scfg, services.workdir / f"server{i}.log")
         proc.start()
         target.servers.append(proc)
-    if plan.chaos:
+    if plan.chaos or plan.ledger_catchup:
         fcfg = dataclasses.replace(server_config(cfg, services), run_flusher=True)
         target.flusher = ServerProcess(fcfg, services.workdir / "flusher.log", argv=("flush",))
     for proc in target.servers:
         proc.wait_ready()
-    if target.flusher is not None:
+    if target.flusher is not None and not plan.ledger_catchup:
         target.flusher.start()
     target.base_urls = [p.base_url for p in target.servers]
     return target
@@ -241,6 +243,8 @@ async def execute(
         data.aborted = data.aborted or str(exc)
     finally:
         await fleet.stop()
+    if plan.ledger_catchup and redis is not None and target.flusher is not None:
+        data.catch_up = await _catch_up(target.flusher, redis, keys, plan.settle_s)
     if data.results:
         data.verification = verify(data.results, data.finals, st.prices, data.t0)
     if redis is not None and cfg.database_url and data.verification is not None:
@@ -261,6 +265,30 @@ async def _ledger(
         redis, keys, cfg.database_url, cfg.db_schema, st.viewer_prefix, st.grants,
         v.coins_accepted, v.gifts_accepted, max_lag, timeout,
     )
+
+
+async def _catch_up(
+    flusher: ServerProcess, redis: Any, keys: Keys, timeout: float
+) -> dict[str, Any]:
+    """Start the flusher on the backlog the load left and time it to an empty stream. The rate
+    counts from its first flushed batch, so process start-up is not charged to it."""
+    backlog = await ledgercheck.flusher_lag(redis, keys)
+    started = time.monotonic()
+    flusher.start()
+    first: tuple[float, int] | None = None
+    lag = backlog
+    deadline = started + timeout
+    while lag > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)  # the flusher is another process: poll its visible effect
+        lag = await ledgercheck.flusher_lag(redis, keys)
+        if first is None and lag < backlog:
+            first = (time.monotonic(), lag)
+    done = time.monotonic()
+    out: dict[str, Any] = {"backlog_entries": backlog, "left": lag,
+                           "total_s": round(done - started, 3)}
+    if first is not None and lag == 0 and done > first[0]:
+        out["entries_per_s"] = round(first[1] / (done - first[0]), 1)
+    return out
 
 
 def _flusher_alive(data: RunData) -> bool:

@@ -35,6 +35,7 @@ class Plan:
     spawn: int = 1  # server processes to start; 0 = use --url
     workers: int = 2  # load-generator processes
     chaos: bool = False
+    ledger_catchup: bool = False  # flusher off during the load, then timed while it catches up
     combo_share: float = 0.15  # share of sends that are streak clicks
     big_share: float = 0.01  # share of sends that are big gifts
     warmup_s: float = 1.0
@@ -61,6 +62,11 @@ SCENARIOS: dict[str, Plan] = {
     # and the run is long enough for a stalled reader to overflow its server-side bound.
     "slow": Plan("slow", duration_s=40, rooms=5, connections=1_000, senders=100, rate=400,
                  slow_fraction=0.10, warmup_s=8.0),
+    # The spend load with the flusher stopped; then the flusher starts and its catch-up rate is
+    # compared with raw COPY into the same table.
+    "ledger": Plan("ledger", duration_s=10, rooms=100, connections=500, senders=500, rate=0,
+                   overlays_per_room=0, combo_share=0.0, big_share=0.0, ledger_catchup=True,
+                   settle_s=120),
     "chaos": Plan("chaos", duration_s=20, rooms=4, connections=400, senders=60, rate=300,
                   spawn=2, chaos=True, settle_s=30),
 }
