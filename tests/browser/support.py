@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import uuid
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ class Viewer:
         self.changed = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
         self.closed = False
+        self.retries = 0  # `unavailable` answers retried with the same tx
 
     async def _read(self) -> None:
         try:
@@ -76,14 +78,28 @@ class Viewer:
 
     async def gift(self, gift: str, count: int = 1, combo: str | None = None) -> Ack:
         tx = f"t{uuid.uuid4().hex}"
-        await self.ws.send(self.codec.encode_client(
+        request = self.codec.encode_client(
             SendGift(room=self.room, gift=gift, count=count, tx=tx, combo=combo)
-        ))
-        reply = await self.wait_for(lambda: next(
-            (m for m in self.messages if isinstance(m, Ack | ErrorReply) and m.tx == tx), None
-        ))
-        assert isinstance(reply, Ack), reply
-        return reply
+        )
+        for _attempt in range(5):
+            seen = len(self.messages)
+            await self.ws.send(request)
+            reply = await self.wait_for(functools.partial(self._reply, tx, seen))
+            if isinstance(reply, Ack):
+                return reply
+            # docs/protocol.md: `unavailable` means "retry the same tx after retry_ms"; the
+            # gift must still be spent, and shown, exactly once. (The wait is the protocol's
+            # instruction to every client, not a test synchronisation.)
+            assert reply.code == "unavailable", reply
+            self.retries += 1
+            await asyncio.sleep((reply.retry_ms or 0) / 1000)
+        raise AssertionError(f"gift {tx} still unavailable after 5 attempts")
+
+    def _reply(self, tx: str, since: int) -> Ack | ErrorReply | None:
+        for m in self.messages[since:]:
+            if isinstance(m, Ack | ErrorReply) and m.tx == tx:
+                return m
+        return None
 
     async def combo_end(self, combo: str) -> None:
         await self.ws.send(self.codec.encode_client(ComboEnd(room=self.room, combo=combo)))
