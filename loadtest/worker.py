@@ -260,6 +260,12 @@ class Worker:
 
     async def _one_gift(self, m: Member, end: float) -> None:
         """One click: a plain gift, a big one, or the next click of this sender's streak."""
+        if not m.connected:
+            # Mid-reconnect (chaos): a gift sent before the join completes would be refused.
+            if self.plan.reconnect:
+                await self._ensure_connected(m, end + self.plan.settle_s)
+            if not m.connected:
+                return
         mix = self.plan.mix
         if m.combo is None and mix.streak is not None and self.rng.random() < mix.combo_share:
             m.combo = (f"c{m.spec.user}.{len(m.send_t)}", mix.streak[0], self.rng.randint(3, 8))
