@@ -39,7 +39,6 @@ from protocol import (
     SendGift,
     ServerMessage,
     Welcome,
-    codec_for,
     select_subprotocol,
 )
 from protocol.limits import MAX_PROTOCOL_ERRORS, MAX_TOKEN_LEN
@@ -72,7 +71,7 @@ class Connection:
         self.realtime = realtime
         self.hub = realtime.hub
         self._send = send
-        self.codec = codec_for(subprotocol)
+        self.codec = realtime.hub.codecs.for_subprotocol(subprotocol)
         self.binary = self.codec.binary
         self.conn_id = f"{_PROCESS_TAG}.{next(_ids)}"
         self.counted = True

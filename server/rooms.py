@@ -19,11 +19,20 @@ from server.writer import Writer
 
 
 class Codecs:
-    """One codec per subprotocol for the whole process (the event loop is one thread)."""
+    """One codec per subprotocol for the whole process (the event loop is one thread). Shared by
+    every connection too: a msgpack Packer reserves a large buffer, ~256 KiB per instance, which
+    per connection would dwarf everything else a connection costs."""
 
     def __init__(self) -> None:
         self.msgpack = MsgpackCodec()
         self.json = JsonCodec()
+
+    def for_subprotocol(self, subprotocol: str) -> MsgpackCodec | JsonCodec:
+        if subprotocol == self.msgpack.subprotocol:
+            return self.msgpack
+        if subprotocol == self.json.subprotocol:
+            return self.json
+        raise KeyError(subprotocol)
 
 
 RoomEvent = GiftEvent | ComboProgress
