@@ -44,7 +44,7 @@ async def strict_page(browser: Browser) -> AsyncIterator[tuple[Page, list[str]]]
 
 
 async def test_demo_page_buys_coins_sends_gifts_and_streaks_a_combo(
-    strict_page: tuple[Page, list[str]], context: BrowserContext, demo_server: RunningServer,
+    demo_server: RunningServer, strict_page: tuple[Page, list[str]], context: BrowserContext,
     artifacts: Path,
 ) -> None:
     obs = context
@@ -96,7 +96,7 @@ async def test_demo_page_buys_coins_sends_gifts_and_streaks_a_combo(
 
 
 async def test_overlay_runs_under_its_own_csp(
-    strict_page: tuple[Page, list[str]], server: RunningServer, issuer: TokenIssuer
+    server: RunningServer, strict_page: tuple[Page, list[str]], issuer: TokenIssuer
 ) -> None:
     page, problems = strict_page
     rt = server.runtime

@@ -30,7 +30,7 @@ ROOM = "live1"
 
 
 async def test_gifts_show_one_alert_each_in_room_order(
-    page: Page, server: RunningServer, issuer: TokenIssuer
+    server: RunningServer, page: Page, issuer: TokenIssuer
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM)
@@ -61,7 +61,7 @@ async def test_gifts_show_one_alert_each_in_room_order(
 
 
 async def test_expensive_gifts_jump_the_queue(
-    page: Page, server: RunningServer, issuer: TokenIssuer
+    server: RunningServer, page: Page, issuer: TokenIssuer
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM)
@@ -86,7 +86,7 @@ async def test_expensive_gifts_jump_the_queue(
 
 
 async def test_a_combo_shows_a_live_counter_then_one_settled_alert(
-    page: Page, server: RunningServer, issuer: TokenIssuer, artifacts: Path
+    server: RunningServer, page: Page, issuer: TokenIssuer, artifacts: Path
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM)

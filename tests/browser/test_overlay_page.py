@@ -52,7 +52,7 @@ async def inject(page: Page, *msgs: dict[str, Any]) -> None:
 
 
 async def test_a_universe_takes_the_whole_screen_and_a_rose_does_not(
-    page: Page, server: RunningServer, artifacts: Path
+    server: RunningServer, page: Page, artifacts: Path
 ) -> None:
     await open_test_mode(page, server, "duration=60000&bg=%23182030")
     await inject(page, SNAPSHOT, gift(1, "rose", 3, 1, "Zoe"))
@@ -84,7 +84,7 @@ async def test_a_universe_takes_the_whole_screen_and_a_rose_does_not(
 
 
 async def test_widgets_option_shows_only_the_chosen_widgets(
-    page: Page, server: RunningServer
+    server: RunningServer, page: Page
 ) -> None:
     await open_test_mode(page, server, "widgets=alerts,top")
     await inject(page, SNAPSHOT, combo(1, "c1", 4), gift(2, "doughnut", 1, 30))
@@ -95,7 +95,7 @@ async def test_widgets_option_shows_only_the_chosen_widgets(
 
 
 async def test_a_combo_counter_is_replaced_by_its_settled_total(
-    page: Page, server: RunningServer
+    server: RunningServer, page: Page
 ) -> None:
     await open_test_mode(page, server, "duration=60000")
     # Progress can be coalesced and a late lower count must not move the counter back.
@@ -116,7 +116,7 @@ async def test_a_combo_counter_is_replaced_by_its_settled_total(
     assert await counter.inner_text() == "Rose x 2"
 
 
-async def test_test_mode_generates_gifts_by_itself(page: Page, server: RunningServer) -> None:
+async def test_test_mode_generates_gifts_by_itself(server: RunningServer, page: Page) -> None:
     await page.goto(f"{server.base_url}/overlay?test=1&duration=40&gap=0")
     await wait_page(page, "window.giftwireOverlay.shownTotal >= 3")
     assert await page.evaluate("window.giftwireOverlay.state") == "test"
@@ -124,7 +124,7 @@ async def test_test_mode_generates_gifts_by_itself(page: Page, server: RunningSe
 
 
 async def test_alert_queue_merges_then_drops_the_least_valuable_when_full(
-    page: Page, server: RunningServer
+    server: RunningServer, page: Page
 ) -> None:
     await open_test_mode(page, server)
     result = await page.evaluate("""async () => {
@@ -148,7 +148,7 @@ async def test_alert_queue_merges_then_drops_the_least_valuable_when_full(
     assert (result["merged"], result["dropped"]) == (1, 2)
 
 
-async def test_event_id_window_forgets_only_the_oldest(page: Page, server: RunningServer) -> None:
+async def test_event_id_window_forgets_only_the_oldest(server: RunningServer, page: Page) -> None:
     await open_test_mode(page, server)
     result = await page.evaluate("""async () => {
       const { EidWindow, parseFrame } = await import('/static/gw-client.js');

@@ -58,7 +58,7 @@ async def assert_each_event_shown_once(page: Page, v: Viewer, total: int) -> Non
 
 
 async def test_a_network_blip_loses_no_alert_and_shows_none_twice(
-    page: Page, server: RunningServer, issuer: TokenIssuer
+    server: RunningServer, page: Page, issuer: TokenIssuer
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM)
@@ -103,7 +103,7 @@ async def two_servers(
 
 
 async def test_a_draining_server_sends_the_overlay_to_another_without_loss(
-    page: Page, two_servers: tuple[RunningServer, RunningServer], issuer: TokenIssuer
+    two_servers: tuple[RunningServer, RunningServer], page: Page, issuer: TokenIssuer
 ) -> None:
     a, b = two_servers
     await live_room(a.runtime, ROOM)
@@ -140,7 +140,7 @@ async def short_history_server(
 
 
 async def test_an_outage_longer_than_the_history_shows_the_fresh_snapshot(
-    page: Page, short_history_server: RunningServer, issuer: TokenIssuer
+    short_history_server: RunningServer, page: Page, issuer: TokenIssuer
 ) -> None:
     server = short_history_server
     rt = server.runtime
@@ -170,7 +170,7 @@ async def test_an_outage_longer_than_the_history_shows_the_fresh_snapshot(
 
 
 async def test_closed_as_too_slow_the_overlay_comes_back_at_once_and_resumes(
-    page: Page, server: RunningServer, issuer: TokenIssuer
+    server: RunningServer, page: Page, issuer: TokenIssuer
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM)

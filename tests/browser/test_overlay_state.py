@@ -42,7 +42,7 @@ async def page_standings(page: Page) -> dict[str, object]:
 
 
 async def test_goal_bar_and_top_gifters_follow_the_ledger(
-    page: Page, server: RunningServer, issuer: TokenIssuer, artifacts: Path
+    server: RunningServer, page: Page, issuer: TokenIssuer, artifacts: Path
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM, goal=("New mic", 5000))
@@ -92,7 +92,7 @@ async def test_goal_bar_and_top_gifters_follow_the_ledger(
 
 
 async def test_ten_thousand_gift_events_keep_the_page_bounded(
-    page: Page, server: RunningServer, issuer: TokenIssuer, artifacts: Path
+    server: RunningServer, page: Page, issuer: TokenIssuer, artifacts: Path
 ) -> None:
     rt = server.runtime
     await live_room(rt, ROOM, goal=("Flood", 10**9))
