@@ -191,3 +191,20 @@ async def test_closed_as_too_slow_the_overlay_comes_back_at_once_and_resumes(
         await assert_each_event_shown_once(page, hal, 16)
         stats = await page.evaluate("window.giftwireOverlay.stats")
         assert stats["connects"] == 2 and stats["lastDelay"] == 0
+
+
+async def test_an_overlay_set_up_before_the_stream_waits_for_it_to_go_live(
+    server: RunningServer, page: Page, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    overlay = issuer.mint("creator1", "overlay", room="later")
+    await page.goto(f"{server.base_url}/overlay?token={overlay}&backoff=50&duration=15&gap=0")
+    # The room does not exist yet: the page keeps trying, gently, instead of giving up.
+    await wait_page(page, "window.giftwireOverlay.errors.includes('room_not_found')"
+                          " && window.giftwireOverlay.state === 'reconnecting'")
+    await live_room(rt, "later")
+    await wait_page(page, "window.giftwireOverlay.state === 'joined'")
+    await fund(rt, "ivy", 100)
+    async with viewer(server.ws_url, issuer.mint("ivy", "viewer", name="Ivy"), "later") as ivy:
+        await ivy.gift("rose")
+    await wait_page(page, "window.giftwireOverlay.shownTotal === 1")
