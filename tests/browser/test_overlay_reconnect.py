@@ -208,3 +208,22 @@ async def test_an_overlay_set_up_before_the_stream_waits_for_it_to_go_live(
     async with viewer(server.ws_url, issuer.mint("ivy", "viewer", name="Ivy"), "later") as ivy:
         await ivy.gift("rose")
     await wait_page(page, "window.giftwireOverlay.shownTotal === 1")
+
+
+async def test_a_revoked_token_stops_the_overlay_with_a_visible_reason(
+    server: RunningServer, page: Page, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    await live_room(rt, ROOM)
+    overlay = issuer.mint("creator1", "overlay", room=ROOM)
+    async with CuttableProxy(server.config.port) as proxy:
+        await open_overlay(page, proxy.base_url, overlay, "backoff=50")
+        await issuer.revoke(overlay, rt.redis)
+        proxy.cut()
+        # The reconnect's hello is refused (4004): the page stops and says why, no retry loop.
+        await wait_page(page, "window.giftwireOverlay.state === 'failed'")
+        assert await page.evaluate("window.giftwireOverlay.detail") == "token_expired"
+        assert "token_revoked" in await page.evaluate("window.giftwireOverlay.errors")
+        status = page.locator("#gw-status")
+        assert await status.is_visible()
+        assert "cannot connect" in await status.inner_text()
