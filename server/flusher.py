@@ -168,23 +168,23 @@ class Flusher:
             except (KeyError, ValueError):
                 # Left pending (never trimmed, claimed again later) and shouted about.
                 log.error("flusher: malformed ledger entry %s on shard %d: %r", sid, shard, fields)
-        await self._credit(staged)
         if staged:
             conn = await self._connection()
-            new = await ledger.write_batch(conn, staged)
+            new, uncredited = await ledger.write_batch(conn, staged)
             self.written += new
             self._rt.metrics.flushed.inc(new)
+            # Complete credits lost between a spend and its credit (a crash), before the ack.
+            await self._credit([t for t in staged if t.tx_key in uncredited])
         await self._ack_and_trim(done)
         return len(entries)
 
     async def _credit(self, staged: Sequence[ledger.StagedTx]) -> None:
         by_creator: dict[str, list[Credit]] = {}
         for t in staged:
-            f = t.fields
-            if t.kind == "gift" and f.get("o"):
-                by_creator.setdefault(f["o"], []).append(Credit(
-                    f["o"], f["u"], f["t"], int(f["a"]), f.get("r", ""), f.get("g", ""),
-                    int(f.get("n") or 1),
+            if t.kind == "gift" and t.counterparty:
+                by_creator.setdefault(t.counterparty, []).append(Credit(
+                    t.counterparty, t.user, t.ref, t.coins, t.room or "", t.gift or "",
+                    t.count or 1,
                 ))
         calls = [
             self._wallet.credit_many(creator, items[i : i + MAX_CREDITS_PER_CALL])
@@ -199,27 +199,30 @@ class Flusher:
         by_shard: dict[int, list[str]] = {}
         for shard, sid in done:
             by_shard.setdefault(shard, []).append(sid)
+        streams = [self._streams[shard] for shard in by_shard]
         redis = self._rt.redis
         async with redis.pipeline(transaction=False) as pipe:
-            for shard, ids in by_shard.items():
-                pipe.xack(self._streams[shard], GROUP, *ids)
-            await pipe.execute()
-        for shard in by_shard:
-            await self._trim(self._streams[shard])
-
-    async def _trim(self, stream: str) -> None:
+            for stream, ids in zip(streams, by_shard.values(), strict=True):
+                pipe.xack(stream, GROUP, *ids)
+            for stream in streams:
+                pipe.xpending(stream, GROUP)
+                pipe.xinfo_groups(stream)
+            replies = (await pipe.execute())[len(streams):]
         # Only what every consumer has acknowledged may go: below the oldest pending entry, and
         # never beyond what the group has delivered (undelivered entries are not yet flushed).
-        redis = self._rt.redis
-        pending = await redis.xpending(stream, GROUP)
-        if pending["pending"]:
-            minid = _s(pending["min"])
-        else:
-            groups = await redis.xinfo_groups(stream)
-            last = next(_s(g["last-delivered-id"]) for g in groups if _s(g["name"]) == GROUP)
-            ms, seq = last.split("-")
-            minid = f"{ms}-{int(seq) + 1}"
-        await redis.xtrim(stream, minid=minid, approximate=False)
+        # Entries delivered after these replies have larger ids, so the bound stays safe.
+        async with redis.pipeline(transaction=False) as pipe:
+            for i, stream in enumerate(streams):
+                pending, groups = replies[2 * i], replies[2 * i + 1]
+                if pending["pending"]:
+                    minid = _s(pending["min"])
+                else:
+                    last = next(_s(g["last-delivered-id"]) for g in groups
+                                if _s(g["name"]) == GROUP)
+                    ms, _, seq = last.partition("-")
+                    minid = f"{ms}-{int(seq) + 1}"
+                pipe.xtrim(stream, minid=minid, approximate=False)
+            await pipe.execute()
 
     async def report_lag(self) -> int:
         """Entries in the streams not yet in Postgres (acknowledged entries are trimmed)."""

@@ -2,9 +2,9 @@
 
 A ledger stream entry (written by a Lua script) becomes one `ledger_tx` row, unique by its ledger
 key, and its entries (two per transaction that moves value, summing to zero per currency). A batch
-is COPYed into session-temporary staging tables and moved by one `INSERT ... SELECT ... ON
-CONFLICT (tx_key) DO NOTHING`: replaying a batch (a flusher killed after COMMIT, before XACK)
-inserts nothing twice.
+is COPYed into a session-temporary staging table and moved by one `INSERT ... SELECT ... ON
+CONFLICT (tx_key) DO NOTHING` that also writes the entries from the posting rules (`POSTINGS`):
+replaying a batch (a flusher killed after COMMIT, before XACK) inserts nothing twice.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -44,61 +44,69 @@ def tx_key(kind: str, user: str, ref: str, counterparty: str = "") -> str:
     raise ValueError(f"unknown ledger kind {kind!r}")
 
 
-_TX_COLUMNS = (
+_STAGE_COLUMNS = (
     "tx_key", "kind", "user_id", "counterparty", "ref", "coins", "diamonds", "balance_after",
     "carry", "shortfall", "room", "gift", "count", "combo", "price_cents", "currency", "shard",
-    "stream_ms", "stream_seq", "ts",
+    "stream_ms", "stream_seq",
 )
-_ENTRY_COLUMNS = ("tx_key", "shard", "stream_ms", "stream_seq", "account", "currency", "amount")
+
+# The posting rules: each kind moves `coins` or `diamonds` from one account to another. An
+# account ending in ':' is the transaction's user's (viewer:<user> / creator:<user>).
+POSTINGS: dict[str, tuple[str, str, str]] = {  # kind -> (from, to, currency)
+    "gift": ("viewer:", REVENUE, "coin"),
+    "credit": (DIAMOND_POOL, "creator:", "diamond"),
+    "purchase": (SALES, "viewer:", "coin"),
+    "grant": (GRANTS, "viewer:", "coin"),
+    "reverse": ("viewer:", CHARGEBACKS, "coin"),
+    "redeem": ("creator:", PAYOUTS, "diamond"),
+}
 
 
-@dataclass(frozen=True, slots=True)
-class StagedTx:
-    """One stream entry, parsed: a `ledger_tx` row and its entries."""
+class StagedTx(NamedTuple):
+    """One stream entry, parsed: exactly a row of the staging table (`_STAGE_COLUMNS`)."""
 
-    row: tuple[Any, ...]
-    entries: list[tuple[Any, ...]]
+    tx_key: str
     kind: str
-    fields: Mapping[str, str]
-    stream_id: str
+    user: str
+    counterparty: str | None
+    ref: str
+    coins: int
+    diamonds: int
+    balance_after: int | None
+    carry: int | None
+    shortfall: int | None
+    room: str | None
+    gift: str | None
+    count: int | None
+    combo: str | None
+    price_cents: int | None
+    currency: str | None
+    shard: int
+    stream_ms: int
+    stream_seq: int
 
 
-def _opt_int(fields: Mapping[str, str], name: str) -> int | None:
-    raw = fields.get(name)
-    return int(raw) if raw not in (None, "") else None
+def _int(raw: bytes | None) -> int | None:
+    return int(raw) if raw else None
+
+
+def _str(raw: bytes | None) -> str | None:
+    return raw.decode() if raw else None
 
 
 def parse_entry(shard: int, stream_id: str, raw: Mapping[bytes, bytes]) -> StagedTx:
-    f = {k.decode(): v.decode() for k, v in raw.items()}
-    kind, user, ref, other = f["k"], f["u"], f["t"], f.get("o", "")
-    ms, seq = (int(p) for p in stream_id.split("-"))
-    coins, diamonds = int(f.get("a") or 0), int(f.get("d") or 0)
-    key = tx_key(kind, user, ref, other)
-    row = (
-        key, kind, user, other or None, ref, coins, diamonds, _opt_int(f, "b"),
-        _opt_int(f, "cy"), _opt_int(f, "sh"), f.get("r") or None, f.get("g") or None,
-        _opt_int(f, "n"), f.get("cb") or None, _opt_int(f, "pc"), f.get("cu") or None, shard,
-        ms, seq, dt.datetime.fromtimestamp(ms / 1000, dt.UTC),
+    g = raw.get
+    kind, user, ref = raw[b"k"].decode(), raw[b"u"].decode(), raw[b"t"].decode()
+    other = _str(g(b"o"))
+    if kind not in POSTINGS:
+        raise ValueError(f"unknown ledger kind {kind!r}")
+    ms, _, seq = stream_id.partition("-")
+    return StagedTx(
+        tx_key(kind, user, ref, other or ""), kind, user, other, ref, int(g(b"a") or 0),
+        int(g(b"d") or 0), _int(g(b"b")), _int(g(b"cy")), _int(g(b"sh")), _str(g(b"r")),
+        _str(g(b"g")), _int(g(b"n")), _str(g(b"cb")), _int(g(b"pc")), _str(g(b"cu")), shard,
+        int(ms), int(seq),
     )
-    moves = _moves(kind, user, coins, diamonds)
-    entries = [(key, shard, ms, seq, acct, cur, amt) for acct, cur, amt in moves if amt != 0]
-    return StagedTx(row, entries, kind, f, stream_id)
-
-
-def _moves(kind: str, user: str, coins: int, diamonds: int) -> list[tuple[str, str, int]]:
-    if kind == "gift":
-        return [(f"viewer:{user}", "coin", -coins), (REVENUE, "coin", coins)]
-    if kind == "credit":
-        return [(DIAMOND_POOL, "diamond", -diamonds), (f"creator:{user}", "diamond", diamonds)]
-    if kind == "purchase":
-        return [(SALES, "coin", -coins), (f"viewer:{user}", "coin", coins)]
-    if kind == "grant":
-        return [(GRANTS, "coin", -coins), (f"viewer:{user}", "coin", coins)]
-    if kind == "reverse":
-        return [(f"viewer:{user}", "coin", -coins), (CHARGEBACKS, "coin", coins)]
-    if kind == "redeem":
-        return [(f"creator:{user}", "diamond", -diamonds), (PAYOUTS, "diamond", diamonds)]
-    raise ValueError(f"unknown ledger kind {kind!r}")
 
 
 _STAGING = """
@@ -106,51 +114,63 @@ CREATE TEMP TABLE IF NOT EXISTS stage_tx (
     tx_key text, kind text, user_id text, counterparty text, ref text, coins bigint,
     diamonds bigint, balance_after bigint, carry bigint, shortfall bigint, room text, gift text,
     count integer, combo text, price_cents bigint, currency text, shard integer,
-    stream_ms bigint, stream_seq bigint, ts timestamptz
-) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS stage_entries (
-    tx_key text, shard integer, stream_ms bigint, stream_seq bigint, account text,
-    currency text, amount bigint
-) ON COMMIT DELETE ROWS;
+    stream_ms bigint, stream_seq bigint
+) ON COMMIT DELETE ROWS
 """
 
-_cols = ", ".join(_TX_COLUMNS)
-# Entries join on the stream position as well as the key, so that a batch holding the same
-# transaction twice (a replay) still gives each inserted transaction exactly its own entries.
+_cols = ", ".join(_STAGE_COLUMNS)
+_rules = ", ".join(f"('{k}', '{a}', '{b}', '{c}')" for k, (a, b, c) in POSTINGS.items())
+# One statement: new transactions, then their two entries each (from the posting rules), zero
+# amounts skipped. A replayed transaction conflicts on tx_key, is not returned, gets no entries.
 _MOVE = f"""
-WITH ins AS (
-    INSERT INTO ledger_tx ({_cols})
-    SELECT {_cols} FROM stage_tx
+WITH rules (kind, src, dst, currency) AS (VALUES {_rules}),
+ins AS (
+    INSERT INTO ledger_tx ({_cols}, ts)
+    SELECT {_cols}, to_timestamp(stream_ms / 1000.0) FROM stage_tx
     ON CONFLICT (tx_key) DO NOTHING
-    RETURNING id, tx_key, shard, stream_ms, stream_seq
+    RETURNING id, kind, user_id, coins, diamonds
 ), ent AS (
     INSERT INTO ledger_entries (tx_id, account, currency, amount)
-    SELECT ins.id, e.account, e.currency, e.amount
-    FROM ins JOIN stage_entries e USING (tx_key, shard, stream_ms, stream_seq)
+    SELECT ins.id,
+           CASE WHEN p.account LIKE '%:' THEN p.account || ins.user_id ELSE p.account END,
+           r.currency,
+           p.sign * CASE r.currency WHEN 'coin' THEN ins.coins ELSE ins.diamonds END
+    FROM ins JOIN rules r USING (kind)
+    CROSS JOIN LATERAL (VALUES (r.src, -1), (r.dst, 1)) AS p (account, sign)
+    WHERE CASE r.currency WHEN 'coin' THEN ins.coins ELSE ins.diamonds END <> 0
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM ent)
 """
 
+# Gifts of the batch whose creator credit is not in the ledger: the flusher runs their credit
+# (idempotent) before acknowledging them. Usually none: the credit's entry was in the same read.
+_UNCREDITED = """
+SELECT s.tx_key FROM stage_tx s
+WHERE s.kind = 'gift' AND s.counterparty IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM ledger_tx c WHERE c.tx_key = 'c:' || substr(s.tx_key, 3))
+"""
+
 
 async def prepare(conn: asyncpg.Connection) -> None:
-    """Create this session's staging tables (once per connection)."""
+    """Create this session's staging table (once per connection)."""
     await conn.execute(_STAGING)
 
 
-async def write_batch(conn: asyncpg.Connection, batch: Sequence[StagedTx]) -> int:
-    """Write a batch in one transaction; return how many transactions were new.
-    The connection must have been `prepare`d."""
+async def write_batch(
+    conn: asyncpg.Connection, batch: Sequence[StagedTx]
+) -> tuple[int, set[str]]:
+    """Write a batch in one transaction. Returns how many transactions were new, and the keys
+    of the batch's gifts without a credit in the ledger yet. The connection must have been
+    `prepare`d."""
     async with conn.transaction():
         await conn.copy_records_to_table(
-            "stage_tx", records=[t.row for t in batch], columns=_TX_COLUMNS
-        )
-        await conn.copy_records_to_table(
-            "stage_entries", records=[e for t in batch for e in t.entries], columns=_ENTRY_COLUMNS
+            "stage_tx", records=batch, columns=_STAGE_COLUMNS
         )
         row = await conn.fetchrow(_MOVE)
+        uncredited = {r[0] for r in await conn.fetch(_UNCREDITED)}
     assert row is not None
-    return int(row[0])
+    return int(row[0]), uncredited
 
 
 @dataclass(frozen=True, slots=True)

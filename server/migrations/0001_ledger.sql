@@ -43,7 +43,8 @@ CREATE TABLE ledger_entries (
     PRIMARY KEY (tx_id, account, currency)
 );
 
-CREATE INDEX ledger_entries_account ON ledger_entries (account, currency);
+-- No index on account: balances are whole-table aggregates (reconcile, rebuild); an index
+-- would cost the flusher a fifth of its insert rate for no query that needs it today.
 
 -- Balances of every account, derived (never stored twice).
 CREATE VIEW ledger_balances AS

@@ -59,9 +59,9 @@ async def test_replaying_a_written_batch_inserts_nothing_twice(
     assert len(batch) == 1 + 10 + 10  # grant, gifts, credits
     async with runtime.pool.acquire() as conn:
         await ledger.prepare(conn)
-        assert await ledger.write_batch(conn, batch) == 21
+        assert (await ledger.write_batch(conn, batch))[0] == 21
         # As after a crash between COMMIT and XACK, and with the batch holding itself twice.
-        assert await ledger.write_batch(conn, batch + batch) == 0
+        assert (await ledger.write_batch(conn, batch + batch))[0] == 0
     assert await runtime.pool.fetchval("SELECT count(*) FROM ledger_tx") == 21
     assert await runtime.pool.fetchval("SELECT count(*) FROM ledger_entries") == 42
 
