@@ -98,21 +98,43 @@ function onMessage(msg) {
 
 // -- actions ---------------------------------------------------------------------------------
 
+let joinedWaiters = [];
+
+function whenJoined() {
+  return hook.ready ? Promise.resolve() : new Promise((resolve) => joinedWaiters.push(resolve));
+}
+
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// One gift, one tx: after a lost connection or `unavailable` the same tx is sent again (the
+// server spends a tx at most once), so a retry can never charge twice.
 async function sendGift(gift, combo) {
   const msg = { type: "gift", room: session.room, gift, count: 1, tx: newId() };
   if (combo) msg.combo = combo;
-  try {
-    const reply = await client.request(msg);
+  const sender = client; // switching viewers must not send this gift as someone else
+  for (let attempt = 0; attempt < 4; attempt++) {
+    let reply;
+    try {
+      await whenJoined();
+      if (client !== sender) return false;
+      reply = await sender.request(msg);
+    } catch {
+      continue; // the connection dropped with the request in flight: same tx again
+    }
     if (reply.type === "ack") {
       hook.acks++;
       setBalance(reply.balance);
       return true;
     }
+    if (reply.code === "unavailable" || reply.code === "rate_limited") {
+      await pause(reply.retry_ms || 500);
+      continue;
+    }
     status(`refused: ${reply.code}${reply.code === "insufficient_funds" ? " (buy coins)" : ""}`,
       true);
-  } catch (err) {
-    status(`not sent: ${err.message}`, true);
+    return false;
   }
+  status("not sent: the server is unavailable", true);
   return false;
 }
 
@@ -202,6 +224,10 @@ async function login(user) {
     onStatus: (state, detail) => {
       document.body.dataset.state = state;
       hook.ready = state === "joined";
+      if (hook.ready) {
+        for (const resolve of joinedWaiters) resolve();
+        joinedWaiters = [];
+      }
       if (state === "joined") status(`${viewer.name} is in room ${session.room}`);
       else if (state === "failed") status(`cannot connect: ${detail}`, true);
       else status(`${state}…`);
