@@ -4,7 +4,7 @@ Why not redis-py's PubSub: its connection inherits the client's socket timeout (
 looks like a dead connection, design.md 4a), and its silent internal re-subscribe hides the moment
 messages were lost. This backend speaks RESP over one asyncio stream (hiredis parses), so:
 - no read timeout at all; liveness is our own PING every `ping_interval_s`: if nothing at all
-  arrived during a whole interval after a PING, the connection is dead and is dropped;
+  arrived for three intervals after a PING, the connection is dead and is dropped;
 - payloads stay `bytes` (hiredis returns bulk strings as bytes);
 - a subscribe waits for Redis's confirmation, counted per channel, so SUBSCRIBE/UNSUBSCRIBE/
   SUBSCRIBE of one channel in flight cannot confirm early;
@@ -33,6 +33,7 @@ log = logging.getLogger("giftwire.broker")
 _SUBSCRIBE_CHUNK = 500
 _RECONNECT_MIN_S = 0.05
 _RECONNECT_MAX_S = 2.0
+SILENT_INTERVALS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,19 +312,26 @@ class RedisBroker(Broker):
                 log.exception("on_resubscribed failed")
 
     async def _pinger(self) -> None:
-        sent_at = 0.0
+        # A PING every interval; the connection is dead when nothing at all (pong or message)
+        # arrived for SILENT_INTERVALS intervals since the oldest unanswered PING: one late pong
+        # on a busy machine is not a dead connection.
+        first_unanswered = 0.0
+        limit = SILENT_INTERVALS * self._ping_interval_s
         while True:
             await asyncio.sleep(self._ping_interval_s)  # heartbeat period
             writer = self._writer
             if writer is None:
-                sent_at = 0.0
+                first_unanswered = 0.0
                 continue
-            if sent_at and self._last_rx < sent_at:
-                log.warning("pub/sub silent for %.1fs; dropping it", self._ping_interval_s)
+            now = time.monotonic()
+            if first_unanswered and self._last_rx >= first_unanswered:
+                first_unanswered = 0.0  # something arrived since: alive
+            if first_unanswered and now - first_unanswered >= limit:
+                log.warning("pub/sub silent for %.1fs; dropping it", now - first_unanswered)
                 with contextlib.suppress(Exception):
                     writer.transport.abort()
-                sent_at = 0.0
+                first_unanswered = 0.0
                 continue
-            sent_at = time.monotonic()
+            if not first_unanswered:
+                first_unanswered = now
             writer.write(_command("PING"))
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
@@ -129,3 +130,76 @@ async def test_resubscribes_after_client_kill_and_survives_idle(
         assert await redis.publish(ch, ch.encode()) == 1
     got = await inbox.wait_for(len(channels))
     assert sorted(got) == sorted((ch, ch.encode()) for ch in channels)
+
+
+@dataclass
+class _Link:
+    writers: tuple[asyncio.StreamWriter, asyncio.StreamWriter]
+    silent: bool = False
+
+
+class BlackholeProxy:
+    """A TCP proxy to Redis whose existing connections can go silent without closing, like a
+    peer behind a dead NAT entry: nothing is refused, nothing arrives. New connections work."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.server: asyncio.Server | None = None
+        self._links: list[_Link] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        link = _Link((writer, up_writer))
+        self._links.append(link)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if not link.silent:
+                    dst.write(data)
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer),
+                             return_exceptions=True)
+
+    def go_silent(self) -> None:
+        for link in self._links:
+            link.silent = True
+
+    async def stop(self) -> None:
+        for link in self._links:
+            for w in link.writers:
+                w.transport.abort()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_silent_connection_is_detected_by_its_own_pings_and_replaced(
+    config: Config, redis: Redis
+) -> None:
+    from urllib.parse import urlparse
+
+    assert config.redis_url
+    u = urlparse(config.redis_url)
+    proxy = BlackholeProxy(u.hostname or "127.0.0.1", u.port or 6379)
+    port = await proxy.start()
+    b = RedisBroker(f"redis://127.0.0.1:{port}/0", redis, name=f"{config.key_prefix}ps",
+                    ping_interval_s=0.1)
+    inbox = Inbox()
+    b.on_message = inbox
+    await b.start()
+    try:
+        channel = f"{config.key_prefix}silent"
+        await b.subscribe(channel)
+        generation = b.generation
+        proxy.go_silent()  # the old connection hears nothing more, and is never closed
+        await b.wait_until(lambda: b.generation > generation)
+        assert b.reconnects == 1
+        # (>= 1: the proxy still holds the old upstream connection open, as a dead NAT would.)
+        assert await redis.publish(channel, b"through the new connection") >= 1
+        assert await inbox.wait_for(1) == [(channel, b"through the new connection")]
+    finally:
+        await b.stop()
+        await proxy.stop()
