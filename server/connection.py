@@ -263,7 +263,8 @@ class Connection:
             if self.rate_strikes >= MAX_PROTOCOL_ERRORS:
                 raise _Closing(CloseCode.RATE_LIMITED, "flood")
             return
-        self.rate_strikes = 0
+        # Decays rather than resets: a flood that gets one refilled token through is still a flood.
+        self.rate_strikes = max(0, self.rate_strikes - 1)
         if isinstance(msg, Ping):
             self.reply(Pong(id=msg.id, t=msg.t, server_time=int(time.time() * 1000)))
         elif isinstance(msg, Join):
