@@ -2,9 +2,9 @@
 
 Reconcile first drains the ledger streams (so everything Redis accepted is in Postgres), then
 compares every wallet's coins, diamonds and rounding carry with the ledger, and checks that each
-ledger transaction sums to zero per currency and that each gift has its creator credit. Wallets
-that differ are checked again after another drain, so a spend racing the comparison is not
-reported; what still differs is real.
+ledger transaction has its entries, summing to zero per currency, and that each gift has its
+creator credit. Wallets that differ are checked again after another drain, so a spend racing the
+comparison is not reported; what still differs is real.
 
 Rebuild writes into an empty Redis (refusing a Redis that has wallets, unless forced): balances,
 diamonds, carries, frozen flags, today's spending, and the idempotency records (deposit, reversal
@@ -91,6 +91,14 @@ async def _ledger_checks(rt: Runtime) -> list[Difference]:
             """SELECT t.tx_key, e.currency, sum(e.amount)::bigint AS total
                FROM ledger_entries e JOIN ledger_tx t ON t.id = e.tx_id
                GROUP BY t.tx_key, e.currency HAVING sum(e.amount) <> 0"""
+        )
+    ]
+    diffs += [
+        Difference(r["tx_key"], "missing_entries", None, None)
+        for r in await rt.pool.fetch(
+            """SELECT t.tx_key FROM ledger_tx t
+               WHERE CASE WHEN t.kind IN ('credit', 'redeem') THEN t.diamonds ELSE t.coins END <> 0
+               AND NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.tx_id = t.id)"""
         )
     ]
     diffs += [
