@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from server import ledger
 from server.flusher import GROUP, Flusher
+from server.reconcile import reconcile
 from server.runtime import Runtime
-from server.wallet import SpendRequest, Wallet
+from server.scripts import ScriptRunner
+from server.wallet import TX_TTL_S, SpendRequest, Wallet
 from tests.wallet.test_spend import fund, stream_total
 
 
@@ -110,3 +112,42 @@ async def test_history_pages_newest_first(
     assert [t.kind for t in seen] == ["gift"] * 7 + ["grant"]
     assert [t.ref for t in seen[:7]] == [f"t{i}" for i in reversed(range(7))]
     assert [t.balance_after for t in seen[:7]] == list(range(93, 100))
+
+
+async def test_a_spend_whose_credit_was_lost_is_credited_by_the_flusher(
+    wallet: Wallet, runner: ScriptRunner, live_room: str, runtime: Runtime, flusher: Flusher
+) -> None:
+    await fund(wallet, "v5", 100)
+    k, shard = runtime.keys, runtime.keys.shard_of("v5")
+    # The spend script ran, then the process died before the credit (no Wallet.spend here).
+    status, balance, coins, creator = await runner.call(
+        "spend",
+        [k.wallet("v5"), k.tx("v5", "lost"), k.ledger_stream(shard), k.catalog(shard),
+         k.live_rooms(shard)],
+        ["v5", "lost", live_room, "doughnut", 2, "", 0, TX_TTL_S],
+    )
+    assert (status, balance, coins, creator) == (b"ok", 40, 60, b"creator1")
+    assert (await wallet.state("creator1")).diamonds == 0
+    await flusher.drain()
+    assert (await wallet.state("creator1")).diamonds == 60
+    assert await reconcile(runtime, flusher) == []
+    assert await runtime.pool.fetchval(
+        "SELECT diamonds FROM ledger_tx WHERE tx_key = 'c:v5:lost'") == 60
+
+
+async def test_reconcile_reports_a_tampered_ledger(
+    wallet: Wallet, live_room: str, runtime: Runtime, flusher: Flusher
+) -> None:
+    await fund(wallet, "v6", 100)
+    assert (await wallet.spend(SpendRequest("v6", live_room, "rose", 3, "t"))).ok
+    assert await reconcile(runtime, flusher) == []
+    await runtime.pool.execute(
+        """DELETE FROM ledger_entries WHERE account = 'platform:revenue' AND tx_id =
+           (SELECT id FROM ledger_tx WHERE tx_key = 'g:v6:t')""")
+    found = {(d.subject, d.what) for d in await reconcile(runtime, flusher)}
+    assert found == {("g:v6:t", "unbalanced coin")}
+    await runtime.pool.execute(
+        "DELETE FROM ledger_entries WHERE tx_id = (SELECT id FROM ledger_tx WHERE tx_key = $1)",
+        "g:v6:t")
+    found = {(d.subject, d.what) for d in await reconcile(runtime, flusher)}
+    assert found == {("v6", "coins"), ("g:v6:t", "missing_entries")}
