@@ -108,7 +108,7 @@ async def get_balance(request: Request) -> Response:
     p = await principal(request)
     state = await _wallet(request).state(p.user)
     return _ok({"user": p.user, "coins": state.coins, "diamonds": state.diamonds,
-                "frozen": state.frozen})
+                "frozen": state.frozen, "daily_limit": state.daily_limit})
 
 
 async def get_earnings(request: Request) -> Response:
@@ -200,6 +200,18 @@ async def post_redeem(request: Request) -> Response:
     if not res.ok:
         raise _refuse(res.code or "internal_error", f"redemption refused: {res.code}")
     return _ok({"diamonds": res.balance, "duplicate": res.duplicate, "tx": res.tx_key})
+
+
+@_protocol_errors
+async def post_daily_limit(request: Request) -> Response:
+    """A viewer caps their own daily spending (0: only the platform's limit applies)."""
+    p = await principal(request)
+    if not p.can_spend:
+        raise _refuse("forbidden", "this token has no wallet to limit")
+    r = await _body(request, frozenset({"coins"}))
+    coins = r.integer("coins", 0, 10**12)
+    await _wallet(request).set_daily_limit(p.user, coins)
+    return _ok({"user": p.user, "daily_limit": coins})
 
 
 # -- administration -------------------------------------------------------------------------
@@ -305,6 +317,7 @@ def routes(config: Config) -> list[Route]:
         Route("/api/me/transactions", get_transactions, methods=["GET"]),
         Route("/api/me/earnings", get_earnings, methods=["GET"]),
         Route("/api/me/redeem", post_redeem, methods=["POST"]),
+        Route("/api/me/daily-limit", post_daily_limit, methods=["POST"]),
         Route("/api/gifts", post_gift, methods=["POST"]),
         Route("/api/purchases", post_purchase, methods=["POST"]),
         Route("/api/sandbox/receipts", post_sandbox_receipt, methods=["POST"]),

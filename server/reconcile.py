@@ -7,8 +7,8 @@ creator credit. Wallets that differ are checked again after another drain, so a 
 comparison is not reported; what still differs is real.
 
 Rebuild writes into an empty Redis (refusing a Redis that has wallets, unless forced): balances,
-diamonds, carries, frozen flags, today's spending, and the idempotency records (deposit, reversal
-and redemption records all; gift and credit records still inside their TTL window).
+diamonds, carries, frozen flags, today's spending, own daily limits, and the idempotency records
+(deposit, reversal and redemption records all; gift and credit records inside their TTL window).
 """
 
 from __future__ import annotations
@@ -161,6 +161,10 @@ async def rebuild(rt: Runtime, wallet: Wallet, *, force: bool = False) -> Rebuil
     spent = {r["user_id"]: int(r["spent"]) for r in await rt.pool.fetch(
         """SELECT user_id, sum(coins) AS spent FROM ledger_tx
            WHERE kind = 'gift' AND ts >= $1 GROUP BY user_id""", day_start)}
+    limits = {r["user_id"]: int(r["daily_limit"]) for r in await rt.pool.fetch(
+        "SELECT user_id, daily_limit FROM wallet_settings WHERE daily_limit > 0")}
+    for user in limits.keys() - wallets.keys():
+        wallets[user] = (0, 0, 0)
     items = sorted(wallets.items())
     for i in range(0, len(items), _CHUNK):
         async with rt.redis.pipeline(transaction=False) as pipe:
@@ -169,6 +173,8 @@ async def rebuild(rt: Runtime, wallet: Wallet, *, force: bool = False) -> Rebuil
                                                 "carry": carry, "frozen": int(user in frozen)}
                 if user in spent:
                     fields |= {"day": str(day), "day_spent": spent[user]}
+                if user in limits:
+                    fields["daily_limit"] = limits[user]
                 pipe.hset(k.wallet(user), mapping=fields)
                 pipe.sadd(k.wallets_index(k.shard_of(user)), user)
             await pipe.execute()

@@ -95,6 +95,7 @@ class WalletState:
     diamonds: int
     carry: int
     frozen: bool
+    daily_limit: int  # the viewer's own (0: none)
 
 
 def valid_ident(value: str, max_len: int = MAX_TX_ID_LEN) -> bool:
@@ -237,10 +238,25 @@ class Wallet:
         return _int(await self._rt.redis.hget(self._keys.wallet(user), "coins"))
 
     async def state(self, user: str) -> WalletState:
-        coins, diamonds, carry, frozen = await self._rt.redis.hmget(
-            self._keys.wallet(user), ["coins", "diamonds", "carry", "frozen"]
+        coins, diamonds, carry, frozen, limit = await self._rt.redis.hmget(
+            self._keys.wallet(user), ["coins", "diamonds", "carry", "frozen", "daily_limit"]
         )
-        return WalletState(user, _int(coins), _int(diamonds), _int(carry), frozen == b"1")
+        return WalletState(user, _int(coins), _int(diamonds), _int(carry), frozen == b"1",
+                           _int(limit))
+
+    async def set_daily_limit(self, user: str, coins: int) -> None:
+        """The viewer's own daily spending limit (0: only the platform's). Postgres first, so
+        `rebuild` restores it; the spend script reads it from the wallet hash."""
+        await self._rt.pool.execute(
+            """INSERT INTO wallet_settings (user_id, daily_limit) VALUES ($1, $2)
+               ON CONFLICT (user_id) DO UPDATE SET daily_limit = $2, updated_at = now()""",
+            user, coins,
+        )
+        k = self._keys
+        async with self._rt.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(k.wallet(user), "daily_limit", coins)
+            pipe.sadd(k.wallets_index(k.shard_of(user)), user)
+            await pipe.execute()
 
     # -- money in ---------------------------------------------------------------------------
     async def purchase(self, user: str, package: str, receipt_id: str) -> OpResult:

@@ -3,7 +3,8 @@
 -- KEYS[3] shard ledger stream                   KEYS[4] shard catalog hash (gift -> "coins s")
 -- KEYS[5] shard live-rooms hash (room -> creator)
 -- ARGV[1] user  ARGV[2] tx  ARGV[3] room  ARGV[4] gift  ARGV[5] count (1..1000, checked by caller)
--- ARGV[6] combo id or ''  ARGV[7] daily limit in coins (0 = none)  ARGV[8] tx record TTL seconds
+-- ARGV[6] combo id or ''  ARGV[7] platform daily limit in coins (0 = none)  ARGV[8] tx record TTL
+-- The wallet's own 'daily_limit' (set by the viewer) applies when lower than the platform's.
 -- Returns {status, balance, coins, creator}; status 'ok', 'dup' (the first result, unchanged) or
 -- an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
 -- The tx record is "<balance> <coins> <creator> <room> <gift> <count> <combo>": the first result,
@@ -17,7 +18,7 @@ if rec then
   end
   return {'dup', tonumber(bal), tonumber(coins), creator}
 end
-local w = redis.call('HMGET', KEYS[1], 'coins', 'frozen', 'day', 'day_spent')
+local w = redis.call('HMGET', KEYS[1], 'coins', 'frozen', 'day', 'day_spent', 'daily_limit')
 local balance = tonumber(w[1] or '0')
 local item = redis.call('HGET', KEYS[4], ARGV[4])
 if not item then return {'unknown_gift', balance, 0, ''} end
@@ -28,7 +29,8 @@ if not creator then return {'room_not_live', balance, 0, ''} end
 if w[2] == '1' then return {'wallet_frozen', balance, 0, creator} end
 local coins = tonumber(price) * tonumber(ARGV[5])
 if coins > balance then return {'insufficient_funds', balance, 0, creator} end
-local limit = tonumber(ARGV[7])
+local limit, own = tonumber(ARGV[7]), tonumber(w[5] or '0')
+if own > 0 and (limit == 0 or own < limit) then limit = own end
 if limit > 0 then
   local day = tostring(math.floor(tonumber(redis.call('TIME')[1]) / 86400))
   local spent = 0

@@ -273,3 +273,25 @@ async def test_my_transactions_page_newest_first(api: Api) -> None:
     assert [t["ref"] for t in seen] == ["m4", "m3", "m2", "m1", "m0", "g1"]
     assert_problem(await api.get("/api/me/transactions?limit=0", mo), 400, "out_of_range")
     assert_problem(await api.get("/api/me/transactions?limit=x", mo), 400, "wrong_type")
+
+
+async def test_a_viewer_caps_their_own_daily_spending(api: Api) -> None:
+    await api.grant("nia", 100)
+    nia = api.token("nia")
+    r = await api.post("/api/me/daily-limit", nia, {"coins": 2})
+    assert r.status_code == 200 and r.json()["daily_limit"] == 2
+    assert (await api.get("/api/me/balance", nia)).json()["daily_limit"] == 2
+    assert_problem(await api.post("/api/gifts", nia, gift("n1", count=3)), 409,
+                   "daily_limit_exceeded")
+    assert (await api.post("/api/gifts", nia, gift("n2", count=2))).status_code == 200
+    assert_problem(await api.post("/api/me/daily-limit", nia, {"coins": -1}), 400,
+                   "out_of_range")
+    overlay = api.token("nia", "overlay", room="stage")
+    assert_problem(await api.post("/api/me/daily-limit", overlay, {"coins": 0}), 403,
+                   "forbidden")
+    assert await api.coins("nia") == 98
+
+
+async def test_sandbox_receipts_are_served_in_demo_mode_only(api: Api) -> None:
+    r = await api.post("/api/sandbox/receipts", api.token("oli"), {"package": "coins_70"})
+    assert_problem(r, 404, "not_found")

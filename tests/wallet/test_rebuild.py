@@ -55,6 +55,7 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
     wallet = Wallet(rt, runner)
     await catalog.publish(rt.redis, rt.keys, wallet.catalog)
     users = await _history(wallet, live_room)
+    await wallet.set_daily_limit("u1", 500)
     while (await wallet.state("creator1")).carry == 0:
         n = len(users)
         users.append(f"extra{n}")
@@ -71,7 +72,8 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
     finally:
         await flusher.stop()
     before = await _states(wallet, users)
-    assert before["u5"] == ("u5", 0, 0, 0, True)
+    assert before["u5"] == ("u5", 0, 0, 0, True, 0)
+    assert before["u1"][5] == 500
     assert before["creator1"][3] != 0  # a carry exists
 
     fresh = dataclasses.replace(config, key_prefix=f"t{uuid.uuid4().hex[:10]}:")

@@ -240,3 +240,16 @@ async def test_script_flush_under_load_fails_no_spend(
     assert await flusher_task > 0
     assert [r.code for r in results if not r.ok] == []
     assert await wallet.balance("load") == 10_000 - 2000
+
+
+async def test_a_viewers_own_daily_limit_applies_below_the_platforms(
+    wallet: Wallet, live_room: str
+) -> None:
+    await fund(wallet, "frugal", 100)
+    await wallet.set_daily_limit("frugal", 6)
+    assert (await wallet.spend(SpendRequest("frugal", live_room, "finger_heart", 1, "a"))).ok
+    res = await wallet.spend(SpendRequest("frugal", live_room, "rose", 2, "b"))
+    assert (res.ok, res.code, res.balance) == (False, "daily_limit_exceeded", 95)
+    assert (await wallet.spend(SpendRequest("frugal", live_room, "rose", 1, "c"))).ok
+    await wallet.set_daily_limit("frugal", 0)
+    assert (await wallet.spend(SpendRequest("frugal", live_room, "rose", 2, "b"))).ok
