@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import Ack, ComboEnd, ErrorCode, SendGift
 from server.ratelimit import UserBuckets
 from server.roomstate import RoomState
-from server.wallet import SpendRequest
+from server.wallet import SpendRequest, SpendResult
 
 if TYPE_CHECKING:
     from server.connection import Connection
@@ -102,21 +102,28 @@ class Gifts:
             conn.error(result.code or ErrorCode.INTERNAL_ERROR, "gift refused", msg.id,
                        tx=msg.tx, room=msg.room)
             return
-        combo = msg.combo if result.streakable else None
+        req = SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
         try:
-            await self.state.publish_gift(
-                msg.room, sender=principal.user, name=principal.name, tx=msg.tx, gift=msg.gift,
-                count=msg.count, coins=result.coins, combo=combo,
-            )
+            await self.publish_spend(req, principal.name, result)
         except Exception:
             # Debited but not yet shown: the same tx retried completes the publish, once.
             log.exception("publishing %s failed after the debit", msg.tx)
             conn.error(ErrorCode.UNAVAILABLE, "accepted but not yet delivered; retry the same tx",
                        msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
             return
-        if combo is not None:
-            self.sweeper.note(msg.room)
         conn.ack(msg, result.balance, result.duplicate)
+
+    async def publish_spend(self, req: SpendRequest, name: str, result: SpendResult) -> int | None:
+        """The room event of an accepted spend (idempotent per tx): for any path that spends,
+        the WebSocket above or an HTTP API. Returns the event's seq, None if already published."""
+        combo = req.combo if result.streakable else None
+        seq = await self.state.publish_gift(
+            req.room, sender=req.user, name=name, tx=req.tx, gift=req.gift, count=req.count,
+            coins=result.coins, combo=combo,
+        )
+        if combo is not None:
+            self.sweeper.note(req.room)
+        return seq
 
     async def end_combo(self, conn: Connection, msg: ComboEnd) -> None:
         principal = conn.principal
