@@ -209,7 +209,7 @@ def _record(k: Keys, r: asyncpg.Record, now: float) -> tuple[str, str, int | Non
     ttl = max(1, int(TX_TTL_S - (now - get("ts").timestamp())))
     if kind == "gift":
         fp = f"{get('room')} {get('gift')} {get('count')} {get('combo') or ''}"
-        return k.tx(user, ref), f"{bal} {coins} {other} {fp}", ttl
+        return k.tx(user, ref), f"{bal} {coins} {fp} {other}", ttl
     if kind == "credit":
         return k.tx(user, f"c:{other}:{ref}"), str(get("diamonds")), ttl
     if kind in ("purchase", "grant"):

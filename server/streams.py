@@ -55,6 +55,8 @@ async def go_live(
     rt: Runtime, room: str, creator: str, title: str = "", *, on_change: OnChange | None = None
 ) -> RoomInfo:
     """Start (or restart) the room's stream; the first creator to go live owns the room."""
+    if not creator:
+        raise ValueError("a room needs a creator")
     key = rt.keys.room(room)
     await rt.redis.hsetnx(key, "creator", creator)
     owner = _s(await rt.redis.hget(key, "creator"))

@@ -7,12 +7,13 @@
 -- The wallet's own 'daily_limit' (set by the viewer) applies when lower than the platform's.
 -- Returns {status, balance, coins, creator}; status 'ok', 'dup' (the first result, unchanged) or
 -- an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
--- The tx record is "<balance> <coins> <creator> <room> <gift> <count> <combo>": the first result,
--- then the parameters' fingerprint. Refusals record nothing, so the tx id may be retried.
+-- The tx record is "<balance> <coins> <room> <gift> <count> <combo> <creator>": the first result
+-- around the parameters' fingerprint (ids without spaces; the creator, last, may hold anything).
+-- Refusals record nothing, so the tx id may be retried.
 local fp = ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6]
 local rec = redis.call('GET', KEYS[2])
 if rec then
-  local bal, coins, creator, seen = string.match(rec, '^(%d+) (%d+) (%S+) (.*)$')
+  local bal, coins, seen, creator = string.match(rec, '^(%d+) (%d+) (%S+ %S+ %d+ %S*) (.*)$')
   if seen ~= fp then
     return {'tx_conflict', tonumber(redis.call('HGET', KEYS[1], 'coins') or '0'), 0, ''}
   end
@@ -39,7 +40,7 @@ if limit > 0 then
   redis.call('HSET', KEYS[1], 'day', day, 'day_spent', spent + coins)
 end
 balance = redis.call('HINCRBY', KEYS[1], 'coins', -coins)
-redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. creator .. ' ' .. fp, 'EX', ARGV[8])
+redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. fp .. ' ' .. creator, 'EX', ARGV[8])
 redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
   'g', ARGV[4], 'n', ARGV[5], 'cb', ARGV[6], 'a', coins, 'b', balance, 'o', creator)
 return {'ok', balance, coins, creator}

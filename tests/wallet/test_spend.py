@@ -253,3 +253,18 @@ async def test_a_viewers_own_daily_limit_applies_below_the_platforms(
     assert (await wallet.spend(SpendRequest("frugal", live_room, "rose", 1, "c"))).ok
     await wallet.set_daily_limit("frugal", 0)
     assert (await wallet.spend(SpendRequest("frugal", live_room, "rose", 2, "b"))).ok
+
+
+async def test_retries_return_the_first_result_whatever_the_creator_id_holds(
+    wallet: Wallet, runtime: Runtime
+) -> None:
+    await streams.go_live(runtime, "odd-room", "creator with spaces {and braces}")
+    await fund(wallet, "gus", 10)
+    req = SpendRequest("gus", "odd-room", "rose", 2, "t1", combo="c-1")
+    first = await wallet.spend(req)
+    again = await wallet.spend(req)
+    assert (first.ok, first.creator, first.balance) == (True, "creator with spaces {and braces}", 8)
+    assert (again.ok, again.duplicate, again.creator, again.balance, again.coins) == (
+        True, True, first.creator, 8, 2)
+    assert (await wallet.spend(SpendRequest("gus", "odd-room", "rose", 2, "t1"))).code == (
+        "tx_conflict")
