@@ -63,9 +63,15 @@ async def principal(request: Request) -> Principal:
 
 
 async def _body(request: Request, allowed: frozenset[str]) -> FieldReader:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise _refuse("frame_too_large", f"the body exceeds {MAX_BODY} bytes")
+    # Read at most MAX_BODY + 1 bytes: an oversized body is refused without being buffered.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _refuse("frame_too_large", f"the body exceeds {MAX_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, UnicodeDecodeError):

@@ -295,3 +295,15 @@ async def test_a_viewer_caps_their_own_daily_spending(api: Api) -> None:
 async def test_sandbox_receipts_are_served_in_demo_mode_only(api: Api) -> None:
     r = await api.post("/api/sandbox/receipts", api.token("oli"), {"package": "coins_70"})
     assert_problem(r, 404, "not_found")
+
+
+async def test_an_oversized_body_is_refused_unread(api: Api) -> None:
+    await api.grant("pat", 10)
+    body = b'{"room": "stage", "gift": "rose", "count": 1, "tx": "' + b"x" * 100_000 + b'"}'
+    headers = {**bearer(api.token("pat")), "content-type": "application/json"}
+    r = await api.http.post("/api/gifts", content=body, headers=headers)
+    assert_problem(r, 413, "frame_too_large")
+    r = await api.http.post("/api/gifts", content=b"{not json",
+                            headers=bearer(api.token("pat")))
+    assert_problem(r, 400, "malformed_frame")
+    assert await api.coins("pat") == 10
