@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from server import ledger
 from server.flusher import GROUP, Flusher
 from server.reconcile import reconcile
 from server.runtime import Runtime
 from server.scripts import ScriptRunner
 from server.wallet import TX_TTL_S, SpendRequest, Wallet
+from tests.wallet.support import SpendLoad
 from tests.wallet.test_spend import fund, stream_total
 
 
@@ -151,3 +154,29 @@ async def test_reconcile_reports_a_tampered_ledger(
         "g:v6:t")
     found = {(d.subject, d.what) for d in await reconcile(runtime, flusher)}
     assert found == {("v6", "coins"), ("g:v6:t", "missing_entries")}
+
+
+async def test_several_flushers_share_the_streams_and_write_each_entry_once(
+    wallet: Wallet, live_room: str, runtime: Runtime
+) -> None:
+    users = [f"w{i}" for i in range(12)]
+    for user in users:
+        await fund(wallet, user, 10_000)
+    flushers = [Flusher(runtime, wallet) for _ in range(3)]
+    for f in flushers:
+        f.start()
+    try:
+        async with SpendLoad(wallet, live_room, users) as load:
+            await load.wait_accepted(1500)
+        await asyncio.gather(*(asyncio.wait_for(f.wait_caught_up(), 60) for f in flushers))
+    finally:
+        for f in flushers:
+            await f.stop()
+    gifts = await runtime.pool.fetch(
+        "SELECT user_id, ref FROM ledger_tx WHERE kind = 'gift'")
+    assert sorted((r[0], r[1]) for r in gifts) == sorted(load.accepted)
+    assert sum(f.written for f in flushers) == await runtime.pool.fetchval(
+        "SELECT count(*) FROM ledger_tx")
+    assert sum(f.written > 0 for f in flushers) >= 2  # the work was shared
+    assert await stream_total(runtime) == 0
+    assert await reconcile(runtime, None) == []
