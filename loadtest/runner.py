@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -27,7 +28,7 @@ from loadtest.probe import final_seqs
 from loadtest.profile import Profiler
 from loadtest.provision import Stage, stage
 from loadtest.scenarios import Plan
-from loadtest.spawn import ServerProcess, Services, server_config
+from loadtest.spawn import ServerProcess, Services, listening_pids, server_config
 from loadtest.verify import Verification, verify
 from loadtest.worker import WorkerPlan, WorkerResult
 from server.auth import TokenIssuer
@@ -140,11 +141,19 @@ def worker_plans(plan: Plan, target: Target, st: Stage) -> list[WorkerPlan]:
     return plans
 
 
+def server_pids(target: Target) -> list[int]:
+    """Spawned servers that are alive; with --url, whatever listens on the URLs' ports."""
+    if target.servers:
+        return [p.pid for p in target.servers if p.pid and p.exit_code() is None]
+    ports = {urlsplit(u).port or 80 for u in target.base_urls}
+    return [pid for port in ports for pid in listening_pids(port, children=False)]
+
+
 def server_rss_kib(target: Target) -> list[float]:
     out = []
-    for proc in target.servers:
-        with contextlib.suppress(psutil.Error, TypeError):
-            out.append(psutil.Process(proc.pid).memory_info().rss / 1024)
+    for pid in server_pids(target):
+        with contextlib.suppress(psutil.Error):
+            out.append(psutil.Process(pid).memory_info().rss / 1024)
     return out
 
 
@@ -165,7 +174,7 @@ async def execute(
     redis = redis_client(cfg.redis_url or "") if cfg.redis_url else None
     keys = Keys(cfg.key_prefix, cfg.wallet_shards)
     meter = CpuMeter({
-        "server": lambda: [p.pid for p in target.servers if p.pid and p.exit_code() is None],
+        "server": lambda: server_pids(target),
         "flusher": lambda: [target.flusher.pid] if target.flusher and target.flusher.pid else [],
         "redis": target.services.redis_pids if target.services else list,
         "postgres": target.services.postgres_pids if target.services else list,
