@@ -260,6 +260,18 @@ async def post_reverse(request: Request) -> Response:
 
 
 @_protocol_errors
+async def post_unfreeze(request: Request) -> Response:
+    p = await principal(request)
+    _role(p, Role.ADMIN)
+    r = await _body(request, frozenset({"user"}))
+    user = r.text("user", 128)
+    if not user:
+        raise _refuse("invalid_value", "user: must not be empty")
+    await _wallet(request).unfreeze(user)
+    return _ok({"user": user, "frozen": False})
+
+
+@_protocol_errors
 async def post_revoke(request: Request) -> Response:
     """Revoke a token: your own (no body, or `token` minted for you), or any as an admin."""
     p = await principal(request)
@@ -329,6 +341,7 @@ def routes(config: Config) -> list[Route]:
         Route("/api/sandbox/receipts", post_sandbox_receipt, methods=["POST"]),
         Route("/api/admin/grant", post_grant, methods=["POST"]),
         Route("/api/admin/reverse", post_reverse, methods=["POST"]),
+        Route("/api/admin/unfreeze", post_unfreeze, methods=["POST"]),
         Route("/api/tokens/revoke", post_revoke, methods=["POST"]),
         Route("/api/rooms/{room}/live", post_live, methods=["POST"]),
         Route("/api/rooms/{room}/end", post_end, methods=["POST"]),

@@ -155,7 +155,10 @@ async def rebuild(rt: Runtime, wallet: Wallet, *, force: bool = False) -> Rebuil
     await ensure_groups(rt)
     wallets = await _ledger_wallets(rt)
     frozen = {r["user_id"] for r in await rt.pool.fetch(
-        "SELECT DISTINCT user_id FROM ledger_tx WHERE kind = 'reverse' AND shortfall > 0")}
+        """SELECT DISTINCT t.user_id FROM ledger_tx t
+           LEFT JOIN wallet_settings w ON w.user_id = t.user_id
+           WHERE t.kind = 'reverse' AND t.shortfall > 0
+             AND (w.unfrozen_at IS NULL OR t.ts > w.unfrozen_at)""")}
     day = int(time.time()) // 86400
     day_start = dt.datetime.fromtimestamp(day * 86400, dt.UTC)
     spent = {r["user_id"]: int(r["spent"]) for r in await rt.pool.fetch(

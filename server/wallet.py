@@ -258,6 +258,15 @@ class Wallet:
             pipe.sadd(k.wallets_index(k.shard_of(user)), user)
             await pipe.execute()
 
+    async def unfreeze(self, user: str) -> None:
+        """An administrator settled a chargeback's shortfall: the wallet may spend again."""
+        await self._rt.pool.execute(
+            """INSERT INTO wallet_settings (user_id, unfrozen_at) VALUES ($1, now())
+               ON CONFLICT (user_id) DO UPDATE SET unfrozen_at = now(), updated_at = now()""",
+            user,
+        )
+        await self._rt.redis.hdel(self._keys.wallet(user), "frozen")
+
     # -- money in ---------------------------------------------------------------------------
     async def purchase(self, user: str, package: str, receipt_id: str) -> OpResult:
         pkg = self.catalog.packages.get(package)

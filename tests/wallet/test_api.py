@@ -220,6 +220,10 @@ async def test_a_chargeback_that_the_wallet_cannot_cover_freezes_it(api: Api) ->
     assert await api.coins("kim") == 0
     await api.grant("kim", 1000, "after")
     assert_problem(await api.post("/api/gifts", kim, gift("k2")), 409, "wallet_frozen")
+    assert_problem(await api.post("/api/admin/unfreeze", kim, {"user": "kim"}), 403, "forbidden")
+    r = await api.post("/api/admin/unfreeze", api.admin, {"user": "kim"})
+    assert r.status_code == 200, r.text
+    assert (await api.post("/api/gifts", kim, gift("k2"))).status_code == 200
     assert_problem(await api.post("/api/admin/reverse", api.admin, {"tx": "g:kim:k1"}), 404,
                    "not_found")
 

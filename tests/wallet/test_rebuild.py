@@ -68,12 +68,18 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
         assert (await wallet.spend(SpendRequest("u5", live_room, "doughnut", 5, "spent"))).ok
         reversal = await wallet.reverse("p:u5:rc-5", "admin")
         assert (reversal.ok, reversal.balance, reversal.shortfall) == (True, 0, 70 - 20)
+        # Another one, settled by an administrator: rebuild must not freeze it again.
+        assert (await wallet.spend(SpendRequest("u7", live_room, "hand_hearts", 1, "all"))).ok
+        assert (await wallet.reverse("p:u7:rc-7", "admin")).shortfall > 0
+        assert (await wallet.state("u7")).frozen
+        await wallet.unfreeze("u7")
         await flusher.drain()
     finally:
         await flusher.stop()
     before = await _states(wallet, users)
     assert before["u5"] == ("u5", 0, 0, 0, True, 0)
     assert before["u1"][5] == 500
+    assert not before["u7"][4]
     assert before["creator1"][3] != 0  # a carry exists
 
     fresh = dataclasses.replace(config, key_prefix=f"t{uuid.uuid4().hex[:10]}:")
