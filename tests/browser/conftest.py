@@ -15,6 +15,8 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from server.config import Config
+from tests.browser.support import watched_server
+from tests.support.servers import RunningServer
 
 CHROMIUM = os.environ.get("GIFTWIRE_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -37,6 +39,13 @@ def config(config: Config) -> Config:
     return dataclasses.replace(
         config, rate_per_s=1e6, rate_burst=1_000_000, reconnect_hint_ms=200
     )
+
+
+@pytest.fixture
+async def server(config: Config, redis: object, pool: object) -> AsyncIterator[RunningServer]:
+    """The suite's in-process server, watched (see watched_server)."""
+    async with watched_server(config) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import itertools
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,7 +32,9 @@ from protocol import (
     codec_for,
 )
 from server import streams
+from server.config import Config
 from server.runtime import Runtime
+from tests.support.servers import RunningServer, inprocess_server
 
 _ids = itertools.count(1)
 
@@ -256,3 +260,27 @@ async def shown(page: Page) -> list[dict[str, Any]]:
         " count: a.count, coins: a.coins, name: a.name, combo: a.combo}))"
     )
     return result
+
+
+@contextlib.asynccontextmanager
+async def watched_server(config: Config) -> AsyncIterator[RunningServer]:
+    """inprocess_server, plus a dump of every task's stack if stopping it hangs: a stop that
+    never finishes has no traceback of its own (seen rarely under load; see the report)."""
+    async def dump_after(seconds: float) -> None:
+        await asyncio.sleep(seconds)  # a watchdog, not a synchronisation: it only reports
+        out = io.StringIO()
+        for task in asyncio.all_tasks():
+            print(f"--- task {task.get_name()}: {task.get_coro()}", file=out)
+            task.print_stack(limit=12, file=out)
+        print(f"server stop hangs after {seconds}s; tasks:\n{out.getvalue()}", file=sys.stderr)
+
+    cm = inprocess_server(config)
+    running = await cm.__aenter__()
+    try:
+        yield running
+    finally:
+        watchdog = asyncio.create_task(dump_after(15))
+        try:
+            await cm.__aexit__(None, None, None)
+        finally:
+            watchdog.cancel()

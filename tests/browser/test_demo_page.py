@@ -14,8 +14,8 @@ from redis.asyncio import Redis
 
 from server.auth import TokenIssuer
 from server.config import Config
-from tests.browser.support import fund, live_room, shown, viewer, wait_page
-from tests.support.servers import RunningServer, inprocess_server
+from tests.browser.support import fund, live_room, shown, viewer, wait_page, watched_server
+from tests.support.servers import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 async def demo_server(config: Config, redis: Redis, pool: asyncpg.Pool
                       ) -> AsyncIterator[RunningServer]:
     # No bots: this test is the only one gifting, so every number is its own.
-    async with inprocess_server(dataclasses.replace(config, demo=True, demo_bots=0)) as running:
+    async with watched_server(dataclasses.replace(config, demo=True, demo_bots=0)) as running:
         yield running
 
 

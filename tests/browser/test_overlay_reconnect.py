@@ -29,8 +29,9 @@ from tests.browser.support import (
     shown,
     viewer,
     wait_page,
+    watched_server,
 )
-from tests.support.servers import RunningServer, inprocess_server
+from tests.support.servers import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -98,7 +99,7 @@ async def two_servers(
     config: Config, redis: Redis, pool: asyncpg.Pool
 ) -> AsyncIterator[tuple[RunningServer, RunningServer]]:
     """Two server processes' worth of app (in this process) sharing one Redis and Postgres."""
-    async with inprocess_server(config) as a, inprocess_server(config) as b:
+    async with watched_server(config) as a, watched_server(config) as b:
         yield a, b
 
 
@@ -135,7 +136,7 @@ async def test_a_draining_server_sends_the_overlay_to_another_without_loss(
 async def short_history_server(
     config: Config, redis: Redis, pool: asyncpg.Pool
 ) -> AsyncIterator[RunningServer]:
-    async with inprocess_server(dataclasses.replace(config, history_maxlen=10)) as running:
+    async with watched_server(dataclasses.replace(config, history_maxlen=10)) as running:
         yield running
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from server.auth import TokenIssuer
 from server.config import Config
-from tests.support.servers import RunningServer, inprocess_server
+from tests.browser.support import watched_server
+from tests.support.servers import RunningServer
 
 
 async def get(server: RunningServer, path: str) -> httpx.Response:
@@ -68,7 +69,7 @@ async def test_demo_is_absent_unless_enabled(server: RunningServer) -> None:
 
 @pytest.fixture
 async def demo_server(config: Config, redis: object, pool: object) -> AsyncIterator[RunningServer]:
-    async with inprocess_server(dataclasses.replace(config, demo=True, demo_bots=0)) as running:
+    async with watched_server(dataclasses.replace(config, demo=True, demo_bots=0)) as running:
         yield running
 
 
