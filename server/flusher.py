@@ -32,6 +32,7 @@ from server.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
 log = logging.getLogger("giftwire.flusher")
 
 GROUP = "ledger"
+CONSUMER_FORGET_MS = 3600_000
 _BACKOFF_MAX_S = 5.0
 Entries = list[tuple[int, str, dict[bytes, bytes] | None]]  # (shard, stream id, fields)
 
@@ -151,7 +152,18 @@ class Flusher:
                     total += len(entries)
                 if start == "0-0":
                     break
+        await self._forget_idle_consumers()
         return total
+
+    async def _forget_idle_consumers(self) -> None:
+        # Every process start adds a consumer name; one with nothing pending that has not read
+        # for an hour is a dead process (or an idle one, which XREADGROUP simply re-creates).
+        redis = self._rt.redis
+        for stream in self._streams:
+            for c in await redis.xinfo_consumers(stream, GROUP):
+                name = _s(c["name"])
+                if name != self.name and not c["pending"] and c["idle"] > CONSUMER_FORGET_MS:
+                    await redis.xgroup_delconsumer(stream, GROUP, name)
 
     async def _flush(self, entries: Entries) -> int:
         if not entries:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from server import flusher as flusher_mod
 from server import ledger
 from server.flusher import GROUP, Flusher
 from server.reconcile import reconcile
@@ -72,7 +75,8 @@ async def test_replaying_a_written_batch_inserts_nothing_twice(
 
 
 async def test_entries_pending_on_a_dead_consumer_are_kept_then_claimed(
-    wallet: Wallet, live_room: str, runtime: Runtime, flusher: Flusher
+    wallet: Wallet, live_room: str, runtime: Runtime, flusher: Flusher,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await fund(wallet, "v3", 100)
     r = runtime.redis
@@ -90,9 +94,16 @@ async def test_entries_pending_on_a_dead_consumer_are_kept_then_claimed(
     assert [sid for sid, _ in await r.xrange(stream, min=dead_ids[0], max=dead_ids[0])] == dead_ids
     assert await flusher.report_lag() >= 1
     assert (runtime.metrics.registry.get_sample_value("giftwire_flusher_lag") or 0) >= 1
+    consumers = {c["name"] for c in await r.xinfo_consumers(stream, GROUP)}
+    assert b"dead-consumer" in consumers
     await flusher.drain(claim_all=True)
     assert await runtime.pool.fetchval(
         "SELECT count(*) FROM ledger_tx WHERE kind = 'grant'") == 1
+    # Nothing pending, but it read moments ago: kept (it may be alive and idle).
+    assert b"dead-consumer" in {c["name"] for c in await r.xinfo_consumers(stream, GROUP)}
+    monkeypatch.setattr(flusher_mod, "CONSUMER_FORGET_MS", -1)  # "an hour" has passed
+    await flusher.drain(claim_all=True)
+    assert b"dead-consumer" not in {c["name"] for c in await r.xinfo_consumers(stream, GROUP)}
     assert (await r.xpending(stream, GROUP))["pending"] == 0
     assert await stream_total(runtime) == 0
     assert await flusher.report_lag() == 0
