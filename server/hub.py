@@ -152,6 +152,7 @@ class Hub:
         writer = member.writer
         data, size = Outgoing(self.codecs, joined).encoded(member.binary)
         if not writer.push_control(data, size):
+            st.buffer, st.last_seq = None, snap.seq  # closing: hold nothing for it
             return
         last = snap.seq if snap.resume != "ok" or after is None else after
         for ev in snap.events:

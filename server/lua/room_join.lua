@@ -11,9 +11,15 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local meta = redis.call('HGETALL', KEYS[3])
+if #meta == 0 then
+  -- No such room: write nothing (a join of random names must not leave keys behind).
+  return {seq, meta, {}, {}, 0, 'none', {}}
+end
 
 if ARGV[1] ~= '' then
   redis.call('ZADD', KEYS[7], now + tonumber(ARGV[2]), ARGV[1])
+  -- The set outlives its last member by one ttl at most.
+  redis.call('PEXPIRE', KEYS[7], 2 * tonumber(ARGV[2]))
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now)
 local viewers = redis.call('ZCARD', KEYS[7])

@@ -18,5 +18,6 @@ for i = 2, #ARGV, 200 do
   end
   redis.call('ZADD', KEYS[1], unpack(batch))
 end
+if #ARGV > 1 then redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[1])) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZCARD', KEYS[1])

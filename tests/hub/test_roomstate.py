@@ -100,6 +100,8 @@ async def test_goal_progress_and_room_lifecycle_reach_members(
         await fan.send(Join(id="j", room="nowhere"))
         err = await fan.reply("j")
         assert isinstance(err, ErrorReply) and err.code == "room_not_found"
+        leftovers = [k async for k in rt.redis.scan_iter(match=f"{rt.config.key_prefix}*nowhere*")]
+        assert leftovers == []  # joining made-up rooms writes nothing
     finally:
         await fan.close()
 
