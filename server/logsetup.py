@@ -38,3 +38,8 @@ def configure(level: str = "INFO", as_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # uvicorn logs every WebSocket open/close and pgserver every initdb line at INFO: noise
+        # at thousands of connections. giftwire logs its own start, drain and stop.
+        for noisy in ("uvicorn.error", "pgserver"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
