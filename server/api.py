@@ -8,6 +8,7 @@ the protocol's stable codes; a refused request changes nothing.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ from server.problem import HTTPProblem
 from server.runtime import Runtime
 from server.wallet import SpendRequest, Wallet, valid_ident
 
+log = logging.getLogger("giftwire.api")
+
 MAX_BODY = 16 * 1024
 MAX_PAGE = 200
 
@@ -34,6 +37,7 @@ _STATUS = {
     "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
     "not_found": 404, "room_not_found": 404, "insufficient_funds": 409, "tx_conflict": 409,
     "wallet_frozen": 409, "room_ended": 409, "daily_limit_exceeded": 409, "frame_too_large": 413,
+    "unavailable": 503,
 }
 
 
@@ -154,6 +158,17 @@ async def post_gift(request: Request) -> Response:
     res = await _wallet(request).spend(req)
     if not res.ok:
         raise _refuse(res.code or "internal_error", f"gift refused: {res.code}")
+    # The room sees it like a WebSocket gift (idempotent per tx: a retry completes a publish
+    # that failed after the debit).
+    realtime = _rt(request).components.get("realtime")
+    if realtime is not None:
+        try:
+            await realtime.gifts.publish_spend(req, p.name, res)
+        except Exception:
+            log.exception("publishing %s failed after the debit", req.tx)
+            raise _refuse(
+                "unavailable", "accepted but not yet delivered; retry the same tx"
+            ) from None
     return _ok({"tx": req.tx, "balance": res.balance, "coins": res.coins,
                 "duplicate": res.duplicate, "creator": res.creator})
 

@@ -90,8 +90,13 @@ async def test_a_viewer_spends_only_their_own_coins(api: Api) -> None:
     alice = api.token("alice")
     r = await api.post("/api/gifts", alice, gift("t1", user="bob"))
     assert_problem(r, 400, "unknown_field")
+    history = api.rt.keys.room_history("stage")
+    events_before = await api.rt.redis.xlen(history)
     r = await api.post("/api/gifts", alice, gift("t1"))
     assert r.status_code == 200 and r.json()["balance"] == 99
+    again = await api.post("/api/gifts", alice, gift("t1"))
+    assert again.json()["duplicate"] is True and again.json()["balance"] == 99
+    assert await api.rt.redis.xlen(history) == events_before + 1  # the room saw it, once
     assert (await api.coins("alice"), await api.coins("bob")) == (99, 100)
     r = await api.get("/api/me/balance", api.token("bob"))
     assert r.json()["coins"] == 100
