@@ -35,9 +35,9 @@ MAX_PAGE = 200
 # HTTP status of each refusal code (the code itself is what clients switch on).
 _STATUS = {
     "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
-    "not_found": 404, "room_not_found": 404, "insufficient_funds": 409, "tx_conflict": 409,
-    "wallet_frozen": 409, "room_ended": 409, "daily_limit_exceeded": 409, "frame_too_large": 413,
-    "unavailable": 503,
+    "not_found": 404, "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409,
+    "tx_conflict": 409, "wallet_frozen": 409, "room_ended": 409, "daily_limit_exceeded": 409,
+    "frame_too_large": 413, "unavailable": 503,
 }
 
 
@@ -155,12 +155,16 @@ async def post_gift(request: Request) -> Response:
         r.integer("count", 1, MAX_GIFT_COUNT), r.ident("tx", MAX_TX_ID_LEN),
         r.opt_ident("combo", 64),
     )
+    realtime = _rt(request).components.get("realtime")
+    if req.combo is not None and realtime is not None and await realtime.state.combo_settled(
+        req.room, req.user, req.combo
+    ):
+        raise _refuse("combo_not_found", "that combo has settled: start a new combo id")
     res = await _wallet(request).spend(req)
     if not res.ok:
         raise _refuse(res.code or "internal_error", f"gift refused: {res.code}")
     # The room sees it like a WebSocket gift (idempotent per tx: a retry completes a publish
     # that failed after the debit).
-    realtime = _rt(request).components.get("realtime")
     if realtime is not None:
         try:
             await realtime.gifts.publish_spend(req, p.name, res)
