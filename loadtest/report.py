@@ -78,6 +78,8 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
                                          if server_cpu and receipts else None)
     out["limit"] = limit_verdict(data.cpu) if data.cpu else None
     out["chaos_events"] = data.chaos_events
+    # Rooms whose last seq could not be read at the end: the highest seq seen stands in for it.
+    out["probe_errors"] = data.probe_errors
     out["reconnects"] = data.reconnects
     out["profile"] = data.profile
     out["timeline"] = data.timeline

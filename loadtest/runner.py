@@ -76,6 +76,7 @@ class RunData:
     reconnects: int = 0
     profile: dict[str, Any] = field(default_factory=dict)
     catch_up: dict[str, Any] = field(default_factory=dict)
+    probe_errors: dict[str, str] = field(default_factory=dict)
 
 
 def base_config(run_id: str, plan: Plan) -> Config:
@@ -239,7 +240,9 @@ async def execute(
         if data.aborted is None:
             with contextlib.suppress(Exception):
                 sent_task.result()
-            data.finals = await final_seqs(target.ws_urls, st, timeout=10)
+            probed = await final_seqs(target.ws_urls, st, timeout=10)
+            data.finals = {r: v for r, v in probed.items() if isinstance(v, int)}
+            data.probe_errors = {r: v for r, v in probed.items() if isinstance(v, str)}
             fleet.send(("final", data.finals))
         else:
             sent_task.cancel()
