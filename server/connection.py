@@ -64,6 +64,12 @@ class _Closing(Exception):
 
 
 class Connection:
+    __slots__ = (
+        "__weakref__", "_close_task", "_send", "_transport", "binary", "bucket", "close_code",
+        "codec", "conn_id", "counted", "errors", "hub", "principal", "rate_strikes", "realtime",
+        "rooms", "rt", "slow_close_timeout_s", "writer",
+    )
+
     def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str,
                  transport: Any = None) -> None:
         self.rt = rt

@@ -60,6 +60,14 @@ class FlushScheduler:
 
 
 class Writer(Generic[F]):
+    # Slots and futures made on demand (no asyncio.Event, whose waiter deque alone is ~0.6 KiB):
+    # an idle connection should cost little beyond what uvicorn itself needs.
+    __slots__ = (
+        "_control", "_data", "_drain_waiters", "_frame", "_inflight", "_on_overflow", "_queued",
+        "_scheduled", "_scheduler", "_send", "_sending", "_waiter", "_woken", "closed",
+        "frames_sent", "max_bytes", "overflowed", "peak",
+    )
+
     def __init__(
         self,
         send: Callable[[F], Awaitable[None]],
@@ -78,10 +86,11 @@ class Writer(Generic[F]):
         self._data: list[F] = []
         self._queued = 0  # bytes in _control + _data
         self._inflight = 0  # bytes of the frame being sent
+        self._sending = False
         self._scheduled = False
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._waiter: asyncio.Future[None] | None = None  # the task sleeping for work
+        self._woken = False  # work arrived while the task was busy
+        self._drain_waiters: list[asyncio.Future[None]] | None = None
         self.closed = False  # no more pushes are accepted
         self.overflowed = False
         self.peak = 0  # the most bytes ever buffered (queued + in flight)
@@ -104,7 +113,7 @@ class Writer(Generic[F]):
         """Queue a reply; sent at once, ahead of queued data."""
         if not self._accept(item, size, self._control):
             return False
-        self._wakeup.set()
+        self._wake()
         return True
 
     def _accept(self, item: F, size: int, into: list[F]) -> bool:
@@ -118,7 +127,6 @@ class Writer(Generic[F]):
         self._queued += size
         if total > self.peak:
             self.peak = total
-        self._idle.clear()
         return True
 
     def _overflow(self) -> None:
@@ -127,53 +135,83 @@ class Writer(Generic[F]):
         self._control.clear()
         self._data.clear()
         self._queued = 0
-        self._wakeup.set()
+        self._wake()
         try:
             self._on_overflow()
         except Exception:
             log.exception("on_overflow failed")
 
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        else:
+            self._woken = True
+
     def wake(self) -> None:
+        """The scheduler's call: the window is over, send what is queued."""
         self._scheduled = False
-        self._wakeup.set()
+        self._wake()
 
     def close(self) -> None:
         """Accept nothing more; what is queued is still sent (see `drained`)."""
         self.closed = True
-        self._wakeup.set()
+        self._wake()
+
+    def _idle(self) -> bool:
+        return not self._sending and not self._control and not self._data
+
+    def _release_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, None
+        for fut in waiters or ():
+            if not fut.done():
+                fut.set_result(None)
 
     async def drained(self) -> None:
         """Wait until everything queued has been handed to the transport."""
-        await self._idle.wait()
+        if self._idle():
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._drain_waiters is None:
+            self._drain_waiters = []
+        self._drain_waiters.append(fut)
+        await fut
 
     async def run(self) -> None:
         """The writer task: send batches until closed and empty, or the client is gone."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
+                if not self._woken:
+                    self._waiter = loop.create_future()
+                    await self._waiter
+                self._woken = False
                 if not self._control and not self._data:
-                    self._idle.set()
+                    self._release_drainers()
                     if self.closed:
                         return
                     continue
                 items = self._control + self._data if self._control else self._data
                 self._control, self._data = [], []
                 self._inflight, self._queued = self._queued, 0
+                self._sending = True
                 for frame in self._frames(items):
                     await self._send(frame)
                     self.frames_sent += 1
+                self._sending = False
                 self._inflight = 0
                 if self._control or self._data:
-                    self._wakeup.set()
+                    self._woken = True
                 else:
-                    self._idle.set()
+                    self._release_drainers()
                     if self.closed:
                         return
         finally:
             self.closed = True
-            self._inflight = 0
-            self._idle.set()
+            self._sending = False
+            self._inflight = self._queued = 0
+            self._control, self._data = [], []
+            self._release_drainers()
 
     def _frames(self, items: list[F]) -> list[F]:
         if len(items) == 1:
