@@ -66,8 +66,8 @@ class _Closing(Exception):
 class Connection:
     __slots__ = (
         "__weakref__", "_close_task", "_send", "_transport", "binary", "bucket", "close_code",
-        "codec", "conn_id", "counted", "errors", "hub", "principal", "rate_strikes", "realtime",
-        "rooms", "rt", "slow_close_timeout_s", "writer",
+        "codec", "conn_id", "counted", "errors", "hub", "last_rx", "opened", "principal",
+        "rate_strikes", "realtime", "rooms", "rt", "slow_close_timeout_s", "writer",
     )
 
     def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str,
@@ -91,6 +91,7 @@ class Connection:
         self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
         self.errors = 0
         self.rate_strikes = 0
+        self.opened = self.last_rx = time.monotonic()
         self.close_code: int | None = None
         self.slow_close_timeout_s = float(
             cfg.extra.get("slow_close_timeout_s", SLOW_CLOSE_TIMEOUT_S)
@@ -185,15 +186,12 @@ class Connection:
 
     async def run(self, receive: Any, query_token: str | None) -> None:
         writer_task = asyncio.get_running_loop().create_task(self.writer.run())
-        cfg = self.rt.config
         try:
-            await self._hello(receive, query_token, cfg.hello_timeout_s)
+            await self._hello(receive, query_token)
             while self.close_code is None:
-                try:
-                    async with asyncio.timeout(cfg.idle_timeout_s):
-                        message = await receive()
-                except TimeoutError:
-                    raise _Closing(CloseCode.IDLE_TIMEOUT, "idle timeout") from None
+                # No timer per receive: `watch_sessions` closes idle sessions for all of them.
+                message = await receive()
+                self.last_rx = time.monotonic()
                 if message["type"] != "websocket.receive":
                     return
                 await self._on_frame(message)
@@ -214,12 +212,9 @@ class Connection:
             writer_task.cancel()
             await asyncio.gather(writer_task, return_exceptions=True)
 
-    async def _hello(self, receive: Any, query_token: str | None, timeout_s: float) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                message = await receive()
-        except TimeoutError:
-            raise _Closing(CloseCode.HELLO_TIMEOUT, "no hello in time") from None
+    async def _hello(self, receive: Any, query_token: str | None) -> None:
+        message = await receive()
+        self.last_rx = time.monotonic()
         if message["type"] != "websocket.receive":
             raise _Closing(CloseCode.NORMAL, "bye")
         try:
@@ -319,6 +314,23 @@ class Connection:
 
     def ack(self, msg: SendGift, balance: int, duplicate: bool) -> None:
         self.reply(Ack(id=msg.id, tx=msg.tx, balance=balance, duplicate=duplicate))
+
+
+async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float
+                         ) -> None:
+    """One task for every session's timers: no `hello` in time (4011), nothing received for
+    `idle_timeout_s` (4010). Cheaper than a timer per connection per receive."""
+    period = max(0.05, min(1.0, hello_timeout_s / 4, idle_timeout_s / 4))
+    while True:
+        await asyncio.sleep(period)  # the sweep period
+        now = time.monotonic()
+        for conn in list(realtime.connections):
+            if conn.close_code is not None:
+                continue
+            if conn.principal is None and now - conn.opened > hello_timeout_s:
+                conn.kill(CloseCode.HELLO_TIMEOUT, "no hello in time")
+            elif now - conn.last_rx > idle_timeout_s:
+                conn.kill(CloseCode.IDLE_TIMEOUT, "idle timeout")
 
 
 def _payload(message: dict[str, Any]) -> bytes | str:

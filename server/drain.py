@@ -83,6 +83,17 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     stack.callback(scheduler.cancel)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper))
     rt.components["realtime"] = realtime
+    from server.connection import watch_sessions  # connection imports this module
+
+    watcher = asyncio.create_task(
+        watch_sessions(realtime, cfg.hello_timeout_s, cfg.idle_timeout_s), name="ws-timeouts"
+    )
+
+    async def stop_watcher() -> None:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+    stack.push_async_callback(stop_watcher)
     return realtime
 
 
