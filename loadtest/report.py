@@ -65,6 +65,8 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
             "deliveries_duplicated", "deliveries_out_of_order", "deliveries_per_s", "delivery_ms",
         )})
     out["server_rss_kib_per_connection"] = data.rss_kib_per_conn
+    out["server_rss_mib"] = {"loaded": round(data.rss_kib_start / 1024, 1),
+                             "end": round(data.rss_kib_end / 1024, 1)}
     out["catch_up"] = data.catch_up
     out["ledger"] = data.ledger.as_dict() if data.ledger else {
         "redis_total": None, "postgres_total": None, "consistent": None,

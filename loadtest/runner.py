@@ -77,6 +77,8 @@ class RunData:
     profile: dict[str, Any] = field(default_factory=dict)
     catch_up: dict[str, Any] = field(default_factory=dict)
     probe_errors: dict[str, str] = field(default_factory=dict)
+    rss_kib_start: float = 0.0  # all server processes, once every client had joined
+    rss_kib_end: float = 0.0  # and when the load stopped (slow readers' backlogs would show)
 
 
 def base_config(run_id: str, plan: Plan) -> Config:
@@ -231,6 +233,7 @@ async def execute(
             data.timeline.append(point)
             on_tick(data, point)
         data.load_s = max(1e-9, min(time.monotonic() - data.t0, plan.duration_s))
+        data.rss_kib_start, data.rss_kib_end = sum(rss_after), sum(server_rss_kib(target))
         meter.stop()
         data.cpu = meter.report()
         if profiler is not None:
