@@ -198,11 +198,15 @@ class Flusher:
                     t.counterparty, t.user, t.ref, t.coins, t.room or "", t.gift or "",
                     t.count or 1,
                 ))
-        calls = [
-            self._wallet.credit_many(creator, items[i : i + MAX_CREDITS_PER_CALL])
+        chunks = [
+            (creator, items[i : i + MAX_CREDITS_PER_CALL])
             for creator, items in by_creator.items()
             for i in range(0, len(items), MAX_CREDITS_PER_CALL)
         ]
+        # Mostly their credit entry was just not in this read: ask before re-crediting.
+        missing = await asyncio.gather(*(self._wallet.uncredited(c, ch) for c, ch in chunks))
+        calls = [self._wallet.credit_many(c, m) for (c, _), m in zip(chunks, missing, strict=True)
+                 if m]
         for result in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result

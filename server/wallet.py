@@ -36,7 +36,7 @@ TX_TTL_S = 7 * 24 * 3600
 # Credits waiting for the background batcher; beyond this a spend pays its credit itself.
 MAX_QUEUED_CREDITS = 10_000
 MAX_CREDITS_PER_CALL = 256
-WALLET_SCRIPTS = frozenset({"spend", "credit", "deposit", "reverse", "redeem"})
+WALLET_SCRIPTS = frozenset({"spend", "credit", "credited", "deposit", "reverse", "redeem"})
 _ID = re.compile(IDENTIFIER_PATTERN)
 
 
@@ -182,6 +182,13 @@ class Wallet:
             args += [c.viewer, c.tx, c.coins, c.room, c.gift, c.count]
         credited, _balance = await self._runner.call("credit", keys, args)
         return int(credited)
+
+    async def uncredited(self, creator: str, credits: Sequence[Credit]) -> list[Credit]:
+        """Those of the creator's gifts that have no credit yet (one read-only call)."""
+        k = self._keys
+        keys = [k.tx(creator, f"c:{c.viewer}:{c.tx}") for c in credits]
+        done = await self._runner.call("credited", keys, [])
+        return [c for c, d in zip(credits, done, strict=True) if not d]
 
     # -- credits right after spends, batched per creator ------------------------------------
     def start(self) -> None:
