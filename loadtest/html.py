@@ -1,8 +1,8 @@
 """A self-contained HTML report: inline SVG drawn here, no script, nothing fetched.
 
-Plots: ack and delivery latency histograms (log-spaced buckets), throughput over time (accepted
-gifts/s and deliveries/s), and delivery latency over time (a sample of points), with chaos events
-marked. Everything else is the JSON report as a table.
+Plots: ack and delivery latency histograms (log-spaced buckets), accepted gifts/s and
+deliveries/s over time, and ack and delivery latency over time (a sample of points), with chaos
+events marked. Everything else is the JSON report as a table.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def histogram_svg(title: str, series: dict[str, Sequence[float]]) -> str:
         pts = " ".join(f"{x(math.sqrt(a * b)):.1f},{y(c / total):.1f}" for a, b, c in h)
         color = COLORS[i % len(COLORS)]
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"/>')
-        parts.append(f'<text x="{W - 200}" y="{40 + 16 * i}" fill="{color}">{_esc(name)}</text>')
+        parts.append(f'<text x="{W - 20}" y="{40 + 16 * i}" fill="{color}" '
+                     f'text-anchor="end">{_esc(name)}</text>')
     return "".join(parts) + "</svg>"
 
 
@@ -85,7 +86,8 @@ def series_svg(
     def y(v: float) -> float:
         return H - PAD - v / y_max * (H - PAD - 30)
 
-    parts.append(f'<text x="{PAD - 4}" y="32" text-anchor="end" font-size="11">{y_max:.4g}</text>')
+    top = f"{y_max:,.0f}" if y_max >= 100 else f"{y_max:.3g}"
+    parts.append(f'<text x="{PAD + 4}" y="32" font-size="11">{top}</text>')
     parts.append(f'<text x="{W - 10}" y="{H - PAD + 14}" text-anchor="end" font-size="11">'
                  f'{x_max:.1f}</text>')
     for event in events:
@@ -103,29 +105,30 @@ def series_svg(
             coords = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in sample)
             parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
                          f'points="{coords}"/>')
-        parts.append(f'<text x="{W - 200}" y="{40 + 16 * i}" fill="{color}">{_esc(name)}</text>')
+        parts.append(f'<text x="{W - 20}" y="{40 + 16 * i}" fill="{color}" '
+                     f'text-anchor="end">{_esc(name)}</text>')
     return "".join(parts) + "</svg>"
 
 
 def write_html(out: dict[str, Any], data: RunData, path: Path) -> None:
     v = data.verification
     timeline = out.get("timeline") or []
-    throughput = {
-        "accepted gifts/s": [(p["t"], p["accepted_per_s"]) for p in timeline],
-        "deliveries/s": [(p["t"], p["received_per_s"]) for p in timeline],
-    }
+    events = out.get("chaos_events", [])
     figures = [
         histogram_svg("Latency histograms", {
             "ack (send to ack)": v.ack_s if v else [],
             "delivery (send to receive)": v.delivery_s if v else [],
         }),
-        series_svg("Throughput over time", "per second", throughput, out.get("chaos_events", [])),
+        # Two plots: deliveries outnumber gifts by the room size, one scale would hide gifts.
+        series_svg("Accepted gifts per second", "gifts/s",
+                   {"accepted gifts/s": [(p["t"], p["accepted_per_s"]) for p in timeline]},
+                   events),
+        series_svg("Deliveries per second", "events/s",
+                   {"deliveries/s": [(p["t"], p["received_per_s"]) for p in timeline]}, events),
         series_svg("Delivery latency over time (sample)", "seconds",
-                   {"delivery latency": v.delivery_points if v else []},
-                   out.get("chaos_events", []), dots=True),
+                   {"delivery latency": v.delivery_points if v else []}, events, dots=True),
         series_svg("Ack latency over time (sample)", "seconds",
-                   {"ack latency": v.ack_points if v else []},
-                   out.get("chaos_events", []), dots=True),
+                   {"ack latency": v.ack_points if v else []}, events, dots=True),
     ]
     summary = {k: val for k, val in out.items() if k not in ("timeline",)}
     rows = "".join(

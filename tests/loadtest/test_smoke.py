@@ -49,4 +49,4 @@ def test_smoke_run_delivers_everything_once_in_order_and_the_ledger_agrees(
     assert {"server", "redis", "postgres", "load_generator"} <= report["cpu"]["groups"].keys()
     assert report["limit"]
     page = html.read_text()
-    assert page.count("<svg") == 4 and "<script" not in page
+    assert page.count("<svg") == 5 and "<script" not in page
