@@ -34,6 +34,7 @@ log = logging.getLogger("giftwire.flusher")
 GROUP = "ledger"
 CONSUMER_FORGET_MS = 3600_000
 _BACKOFF_MAX_S = 5.0
+STOP_TIMEOUT_S = 10.0
 Entries = list[tuple[int, str, dict[bytes, bytes] | None]]  # (shard, stream id, fields)
 
 
@@ -57,6 +58,7 @@ class Flusher:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._groups_ready = False
+        self._stopping = False
         self._caught_up = asyncio.Event()
         self._failing = asyncio.Event()
         self.failures = 0  # failed attempts (a backend down), for logs and tests
@@ -67,18 +69,26 @@ class Flusher:
         if self._task is None:
             self._task = asyncio.create_task(self.run(), name="ledger-flusher")
 
+    def request_stop(self) -> None:
+        """Stop at the next step: a flag as well as the cancellation, because a client library
+        that swallows a CancelledError mid-await must not keep the loop (and a shutdown) alive."""
+        self._stopping = True
+
     async def stop(self) -> None:
+        self.request_stop()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            _done, pending = await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+            if pending:
+                log.error("flusher did not stop within %.0fs", STOP_TIMEOUT_S)
         await self._close()
 
     async def run(self) -> None:
-        """Flush forever (until cancelled)."""
+        """Flush until stopped (cancelled or `request_stop`)."""
         next_claim = 0.0
         claim_every = max(self._cfg.flush_claim_idle_ms / 2000, 0.05)
-        while True:
+        while not self._stopping:
             if time.monotonic() >= next_claim:
                 await self._retrying(self._claim_and_flush, self._cfg.flush_claim_idle_ms)
                 next_claim = time.monotonic() + claim_every
@@ -97,7 +107,7 @@ class Flusher:
     # -- one step ---------------------------------------------------------------------------
     async def _retrying(self, step: Any, arg: Any) -> int:
         delay = 0.05
-        while True:
+        while not self._stopping:
             try:
                 return int(await step(arg))
             except Exception as exc:
@@ -114,6 +124,7 @@ class Flusher:
                 await self._close()
                 await asyncio.sleep(delay)  # backoff while a backend is down
                 delay = min(delay * 2, _BACKOFF_MAX_S)
+        return 0
 
     async def _read_and_flush(self, block_ms: int | None) -> int:
         await self._ensure_groups()

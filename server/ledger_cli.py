@@ -62,8 +62,12 @@ def _flush(args: argparse.Namespace) -> int:
             task = asyncio.current_task()
             assert task is not None
             loop = asyncio.get_running_loop()
+            def on_signal() -> None:
+                flusher.request_stop()
+                task.cancel()
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, task.cancel)
+                loop.add_signal_handler(sig, on_signal)
             print(f"flusher {flusher.name} running", file=sys.stderr, flush=True)
             try:
                 await flusher.run()

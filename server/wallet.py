@@ -121,6 +121,7 @@ class Wallet:
         self._settled = asyncio.Event()
         self._settled.set()
         self._credit_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # -- spending ---------------------------------------------------------------------------
     async def spend(self, req: SpendRequest) -> SpendResult:
@@ -202,8 +203,10 @@ class Wallet:
         if task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.settle_credits(), timeout=5)
+            self._stopping = True  # in case a client library swallows the cancellation
+            self._credit_wakeup.set()
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.wait([task], timeout=5)
 
     async def settle_credits(self) -> None:
         """Until every credit queued so far has been applied (or failed to the flusher)."""
@@ -218,7 +221,7 @@ class Wallet:
         await self._apply_credits([credit])  # not started, or backlogged: pay it now
 
     async def _credit_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._credit_wakeup.wait()
             self._credit_wakeup.clear()
             while self._credits:
