@@ -24,6 +24,7 @@ from protocol import (
     CLOSE_ON_ERROR,
     PROTOCOL_VERSION,
     Ack,
+    ClientMessage,
     CloseCode,
     ComboEnd,
     ErrorCode,
@@ -266,6 +267,16 @@ class Connection:
             return
         # Decays rather than resets: a flood that gets one refilled token through is still a flood.
         self.rate_strikes = max(0, self.rate_strikes - 1)
+        try:
+            await self._dispatch(msg)
+        except Exception:
+            # Every request is answered, even when a backend fails under it.
+            log.exception("%s failed", msg.TYPE)
+            self.error(ErrorCode.UNAVAILABLE, "the server could not do this now; retry", msg.id,
+                       tx=getattr(msg, "tx", None), room=getattr(msg, "room", None),
+                       retry_ms=1000)
+
+    async def _dispatch(self, msg: ClientMessage) -> None:
         if isinstance(msg, Ping):
             self.reply(Pong(id=msg.id, t=msg.t, server_time=int(time.time() * 1000)))
         elif isinstance(msg, Join):

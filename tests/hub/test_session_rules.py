@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from protocol import (
     SUBPROTOCOL_MSGPACK,
+    ComboEnd,
     ErrorReply,
     GoingAway,
     Hello,
@@ -147,5 +148,23 @@ async def test_an_oversized_frame_is_refused_with_frame_too_large(
         assert err[0].code == "frame_too_large"
         await c.send(Ping(id="still"))
         await c.reply("still")
+    finally:
+        await c.close()
+
+
+async def test_a_request_whose_backend_fails_is_still_answered(
+    server: RunningServer, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    await setup_room(rt, "r")
+    # A real Redis failure: the room's combo hash is a string, so the settle script errors.
+    await rt.redis.set(rt.keys.room_combos("r"), "not a hash")
+    c = await open_client(server.ws_url, issuer.mint("u", "viewer"))
+    try:
+        await c.send(ComboEnd(id="end", room="r", combo="c1"))
+        err = await c.reply("end")
+        assert isinstance(err, ErrorReply) and err.code == "unavailable" and err.retry_ms
+        await c.send(Ping(id="alive"))
+        await c.reply("alive")
     finally:
         await c.close()
