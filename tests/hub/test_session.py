@@ -44,3 +44,25 @@ async def test_a_gift_reaches_every_member_with_ack_and_leaderboard(
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_names_beyond_ascii_reach_json_and_msgpack_clients_alike(
+    server: RunningServer, issuer: TokenIssuer
+) -> None:
+    rt = server.runtime
+    await setup_room(rt, "r")
+    await grant(rt, "zoe", 10)
+    sender = await open_client(server.ws_url, issuer.mint("zoe", "viewer", name="Zoë 🎁 ∑"))
+    as_json = await open_client(server.ws_url, issuer.mint("j", "viewer"), binary=False)
+    as_msgpack = await open_client(server.ws_url, issuer.mint("m", "viewer"))
+    try:
+        for c in (sender, as_json, as_msgpack):
+            await c.join("r")
+        await sender.send(SendGift(id="g", room="r", gift="rose", count=1, tx="t"))
+        await sender.reply("g")
+        (a,) = await as_json.wait_events(1)
+        (b,) = await as_msgpack.wait_events(1)
+        assert a == b and a.name == "Zoë 🎁 ∑"
+    finally:
+        for c in (sender, as_json, as_msgpack):
+            await c.close()
