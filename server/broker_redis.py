@@ -43,6 +43,7 @@ class _Endpoint:
     path: str | None
     username: str | None
     password: str | None
+    tls: bool = False
 
     @classmethod
     def parse(cls, url: str) -> _Endpoint:
@@ -51,9 +52,11 @@ class _Endpoint:
         password = unquote(u.password) if u.password else None
         if u.scheme == "unix":
             return cls(None, 0, u.path, user, password)
-        if u.scheme != "redis":
-            raise ValueError(f"the pub/sub broker supports redis:// and unix:// URLs, not {url!r}")
-        return cls(u.hostname or "127.0.0.1", u.port or 6379, None, user, password)
+        if u.scheme not in ("redis", "rediss"):
+            raise ValueError(f"the pub/sub broker supports redis://, rediss:// and unix:// URLs, "
+                             f"not {u.scheme}://")
+        return cls(u.hostname or "127.0.0.1", u.port or 6379, None, user, password,
+                   tls=u.scheme == "rediss")
 
 
 def _command(*args: bytes | str | int) -> bytes:
@@ -179,7 +182,8 @@ class RedisBroker(Broker):
         if ep.path is not None:
             opening = asyncio.open_unix_connection(ep.path)
         else:
-            opening = asyncio.open_connection(ep.host, ep.port)
+            # rediss://: TLS with the system's trust store and hostname checking.
+            opening = asyncio.open_connection(ep.host, ep.port, ssl=True if ep.tls else None)
         reader, writer = await asyncio.wait_for(opening, self._connect_timeout_s)
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
