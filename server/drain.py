@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -65,9 +66,10 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
         combo_timeout_ms=cfg.combo_timeout_ms, presence_ttl_s=cfg.presence_ttl_s,
     )
     ping_s = float(cfg.extra.get("pubsub_ping_s", max(0.5, cfg.heartbeat_s / 4)))
-    broker = RedisBroker(
-        cfg.redis_url, rt.redis, name=f"giftwire-pubsub-{cfg.key_prefix}", ping_interval_s=ping_s
-    )
+    # CLIENT SETNAME refuses spaces: keep the name to a safe alphabet whatever the prefix.
+    tag = re.sub(r"[^A-Za-z0-9:._-]", "_", cfg.key_prefix)
+    broker = RedisBroker(cfg.redis_url, rt.redis, name=f"giftwire-pubsub-{tag}",
+                         ping_interval_s=ping_s)
     await broker.start()
     stack.push_async_callback(broker.stop)
     sweeper = ComboSweeper(state)
