@@ -238,6 +238,12 @@ class Hub:
 
     def _event(self, room: Room, msg: RoomEvent) -> None:
         if room.recovering is not None:
+            if len(room.recovering) >= self.settings.max_replay:
+                # The history fetch is not coming back (Redis failing): hold no more; members
+                # reconnect and resume, which the history then answers (or says `gap`).
+                for member in list(room.members):
+                    member.kill(CloseCode.TOO_SLOW, "room recovery failed: resume")
+                return
             room.recovering.append(msg)
             return
         last = room.last_seq
