@@ -345,6 +345,8 @@ class Hub:
     async def _fetch_missed(self, room: Room, after: int) -> None:
         delay = 0.05
         while True:
+            if self._rooms.get(room.name) is not room:
+                return  # everyone left meanwhile
             try:
                 _seq, complete, raw = await self.state.since(
                     room.name, after, self.settings.max_replay
