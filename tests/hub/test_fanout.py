@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import asyncpg
+import msgpack
 import pytest
 from redis.asyncio import Redis
 
@@ -147,3 +148,24 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_others_get_everyth
     finally:
         await healthy.close()
         await slow.close()
+
+
+async def test_an_event_pub_sub_never_carried_is_recovered_from_history_in_order(
+    server: RunningServer, issuer: TokenIssuer, redis: Redis
+) -> None:
+    rt = server.runtime
+    await setup_room(rt, "r")
+    viewer = await open_client(server.ws_url, issuer.mint("v", "viewer"))
+    try:
+        await viewer.join("r")
+        await _publish(rt, "r", "first")
+        # An event that reached the history but not pub/sub (as if the message were lost).
+        seq = await redis.incr(rt.keys.room_seq("r"))
+        lost = {"type": "gift", "room": "r", "seq": seq, "eid": f"r-{seq}", "sender": "x",
+                "name": "X", "gift": "rose", "count": 1, "coins": 1, "ts": 1}
+        await redis.xadd(rt.keys.room_history("r"), {"s": seq, "e": msgpack.packb(lost)})
+        await _publish(rt, "r", "third")
+        events = await viewer.wait_events(3)
+        assert [(e.seq, e.sender) for e in events] == [(1, "s"), (2, "x"), (3, "s")]
+    finally:
+        await viewer.close()
