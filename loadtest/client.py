@@ -71,6 +71,7 @@ class Shared:
     errors: dict[str, int]  # error code -> index in the send log
     counters: dict[str, int]
     on_change: Callable[[], None]
+    heartbeat_s: float = 0.0  # from the first `welcome`
 
     def error_index(self, code: str) -> int:
         idx = self.errors.get(code)
@@ -130,6 +131,7 @@ class Member:
         welcome = await asyncio.wait_for(self._reply, timeout)
         if isinstance(welcome, ErrorReply):
             raise SessionError(f"hello refused: {welcome.code}: {welcome.message}")
+        self.shared.heartbeat_s = self.shared.heartbeat_s or float(welcome.heartbeat_s)
         self._reply = loop.create_future()
         after = self.last_seq if self.joined_seq >= 0 else None
         self.conn.send(codec.encode_client(Join(id="j", room=self.spec.room, after=after)))

@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from loadtest.worker import WorkerPlan, WorkerResult, worker_main
+from loadtest.results import WorkerResult
+from loadtest.worker import WorkerPlan, worker_main
 
 
 @dataclass

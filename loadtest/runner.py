@@ -27,10 +27,11 @@ from loadtest.fleet import Fleet, FleetError
 from loadtest.probe import final_seqs
 from loadtest.profile import Profiler
 from loadtest.provision import Stage, stage
+from loadtest.results import WorkerResult
 from loadtest.scenarios import Plan
 from loadtest.spawn import ServerProcess, Services, listening_pids, server_config
 from loadtest.verify import Verification, verify
-from loadtest.worker import WorkerPlan, WorkerResult
+from loadtest.worker import WorkerPlan
 from server.auth import TokenIssuer
 from server.config import Config
 from server.keys import Keys

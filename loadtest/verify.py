@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest.client import ACCEPTED, DUPLICATE
-from loadtest.worker import MemberResult, WorkerResult
+from loadtest.results import MemberResult, WorkerResult
 
 PLAIN_KINDS = (0, 2)  # cheap and big gifts: one event each; streak clicks settle as combos
 

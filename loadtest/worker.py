@@ -19,17 +19,20 @@ import os
 import random
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadtest.client import DUPLICATE, ConnSpec, Member, RoomLog, SessionError, Shared
+from loadtest.client import DUPLICATE, ConnSpec, Member, RoomLog, Shared
+from loadtest.results import MemberResult, WorkerResult
 from protocol import MsgpackCodec, Ping
 
 PROGRESS_S = 0.5
 CONNECT_PARALLEL = 100
 TICK_S = 0.002
-HEARTBEAT_S = 5.0  # the server's default interval is 20 s
+HEARTBEAT_S = 5.0  # until a welcome names the server's interval
+HEARTBEAT_SHARE = 0.75  # ping at 3/4 of the interval: late pings are not idle timeouts
+PING_SLICE = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,36 +56,6 @@ class WorkerPlan:
     settle_s: float
     reconnect: bool
     connect_timeout_s: float = 20.0
-
-
-@dataclass(slots=True)
-class MemberResult:
-    user: str
-    room: str
-    overlay: bool
-    sender: bool
-    slow: bool
-    joined_seq: int
-    connected: bool
-    gap: bool
-    closes: list[int | None]
-    recv_seq: bytes
-    recv_t: bytes
-    send_t: bytes
-    send_ack: bytes
-    send_code: bytes
-    send_kind: bytes
-
-
-@dataclass(slots=True)
-class WorkerResult:
-    index: int
-    members: list[MemberResult]
-    rooms: dict[str, RoomLog]
-    errors: dict[str, int]
-    connect_errors: dict[str, int] = field(default_factory=dict)
-    reconnects: int = 0
-    aborted: str | None = None
 
 
 class Worker:
@@ -166,14 +139,19 @@ class Worker:
         return self._result(aborted)
 
     async def _heartbeat(self) -> None:
-        """A ping from every member well within the server's heartbeat interval (even the slow
-        ones: a stalled reader that still pings is the case D2 must handle)."""
+        """A ping from every member within the server's heartbeat interval, as real clients do
+        (even the slow ones: a stalled reader that still pings is the case D2 must handle).
+        Spread over the interval in slices: 5,000 pings in one burst would be load of our own
+        making on the server."""
         frame = self.shared.codec.encode_client(Ping())
+        slices = max(1, len(self.members) // PING_SLICE)
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            for m in self.members:
-                if m.conn is not None:
-                    m.conn.send(frame)
+            interval = max(1.0, HEARTBEAT_SHARE * (self.shared.heartbeat_s or HEARTBEAT_S))
+            for k in range(slices):
+                await asyncio.sleep(interval / slices)
+                for m in self.members[k::slices]:
+                    if m.conn is not None:
+                        m.conn.send(frame)
 
     async def _connect_all(self) -> None:
         sem = asyncio.Semaphore(CONNECT_PARALLEL)
@@ -184,7 +162,7 @@ class Worker:
                     return
                 try:
                     await m.open(self.plan.connect_timeout_s)
-                except (OSError, TimeoutError, SessionError, Exception) as exc:
+                except Exception as exc:  # refused, timed out, reset: counted by reason
                     key = str(exc)[:160] or type(exc).__name__
                     self.connect_errors[key] = self.connect_errors.get(key, 0) + 1
                     m.close()

@@ -6,8 +6,8 @@ from __future__ import annotations
 from array import array
 
 from loadtest.client import ACCEPTED, RoomLog
+from loadtest.results import MemberResult, WorkerResult
 from loadtest.verify import verify
-from loadtest.worker import MemberResult, WorkerResult
 
 ROOM = "r"
 
