@@ -1,9 +1,13 @@
 """Lua scripts: loaded once from `server/lua/*.lua`, called by SHA, reloaded after NOSCRIPT.
 
-`ScriptRunner.call` is the one way code runs a script. Concurrent calls are batched: a single
-drain task takes everything queued since its last round trip and sends it as one pipeline
-(auto-batching; see bench/baseline.md: the Python client, not Redis, bounds the spend path).
+`ScriptRunner.call` is the one way code runs a script. Once started, calls go over the runner's
+own connection (server/resp.py): everything queued in one event-loop iteration is packed here and
+written as one batch, without waiting for earlier batches' replies (a streaming pipeline), and
+replies are matched in order. The Python client, not Redis, bounds the spend path
+(BENCHMARKS.md), so the runner does as little per call as it can.
 A NOSCRIPT reply means that call did not run at all, so it is safe to resend it (as EVAL).
+A lost connection fails the calls in flight (`ConnectionError`: spends are idempotent by tx, so
+the client retries) and the next call reconnects; a reply later than `timeout_s` drops it.
 """
 
 from __future__ import annotations
@@ -17,13 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
+
+from server.resp import Arg, Endpoint, RespConnection, bulk
 
 log = logging.getLogger("giftwire.scripts")
 
 LUA_DIR = Path(__file__).with_name("lua")
-MAX_BATCH = 256
+# Calls queued or in flight at most; beyond it a call fails at once (the caller answers
+# `unavailable` and the client retries) instead of queueing without bound.
+MAX_PENDING = 20_000
 
 # Called with (script name, keys) before every call; tests use it to check cluster slots.
 Observer = Callable[[str, Sequence[str]], None]
@@ -54,9 +63,10 @@ class ScriptError(Exception):
 @dataclass(slots=True)
 class _Call:
     script: LuaScript
-    keys: Sequence[str]
-    args: Sequence[Any]
+    keys: Sequence[Arg]
+    args: Sequence[Arg]
     future: asyncio.Future[Any]
+    by_sha: bool = True
 
 
 class ScriptRunner:
@@ -66,14 +76,27 @@ class ScriptRunner:
         scripts: dict[str, LuaScript] | None = None,
         *,
         on_latency: Callable[[str, float], None] | None = None,
+        timeout_s: float = 10.0,
+        name: str = "giftwire-scripts",
     ) -> None:
-        self._redis = redis
+        self._redis = redis  # start-up SCRIPT LOAD and unstarted (CLI) calls
+        self._endpoint = Endpoint.of(redis)
         self._scripts = scripts if scripts is not None else load_scripts()
+        self._heads = {
+            s.name: b"$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % s.sha.encode()
+            for s in self._scripts.values()
+        }
         self._queue: list[_Call] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+        self._conn: RespConnection | None = None
+        self._connect_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._resent = 0
         self._on_latency = on_latency
+        self._timeout_s = timeout_s
+        self._name = name
         self.observer: Observer | None = None
+        self.reconnects = 0
 
     @property
     def scripts(self) -> dict[str, LuaScript]:
@@ -87,30 +110,37 @@ class ScriptRunner:
                 raise RuntimeError(f"Redis hashed {script.name} differently ({sha})")
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="lua-batcher")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._connector(), name="lua-connector"),
+                asyncio.create_task(self._watchdog(), name="lua-watchdog"),
+            ]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        for call in self._queue:
-            if not call.future.done():
-                call.future.set_exception(ConnectionError("script runner stopped"))
-        self._queue.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # fails the calls in flight
+            await conn.wait_closed()
+        self._fail_queued(ConnectionError("script runner stopped"))
 
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script, batched with whatever else is in flight. Raises ScriptError on an
-        error reply from the script; transport errors propagate as redis exceptions."""
+        error reply from the script; transport failures raise ConnectionError (an OSError)."""
         script = self._scripts[name]
         if self.observer is not None:
             self.observer(name, keys)
-        if self._task is None:  # not started (CLI tools, tests): one direct round trip
+        if not self._tasks:  # not started (CLI tools, tests): one direct round trip
             return await self._direct(script, keys, args)
+        conn = self._conn
+        if len(self._queue) + (conn.in_flight if conn is not None else 0) >= MAX_PENDING:
+            raise ConnectionError("the script runner is overloaded; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Call(script, keys, args, future))
-        self._wakeup.set()
+        self._schedule_flush()
         return await future
 
     async def _direct(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
@@ -128,50 +158,95 @@ class ScriptRunner:
         if self._on_latency is not None:
             self._on_latency(name, seconds)
 
-    async def _drain(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                try:
-                    await self._run_batch(batch)
-                except Exception as exc:  # transport failure: every caller in the batch hears it
-                    for call in batch:
-                        if not call.future.done():
-                            call.future.set_exception(exc)
+    # -- the streaming pipeline -----------------------------------------------------------------
 
-    async def _run_batch(self, batch: list[_Call]) -> None:
-        retry = await self._send(batch, by_sha=True)
-        if retry:
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # After the current callbacks: every call made in this loop iteration is one batch.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        conn = self._conn
+        if not self._queue:
+            return
+        if conn is None or not conn.is_open:
+            self._connect_wanted.set()  # the connector flushes once connected
+            return
+        batch, self._queue = self._queue, []
+        if self._resent:
+            log.warning("NOSCRIPT for %d call(s): resending with the script source", self._resent)
+            self._resent = 0
+        conn.send(b"".join([self._pack(c) for c in batch]), batch)
+
+    def _pack(self, call: _Call) -> bytes:
+        keys, args = call.keys, call.args
+        if call.by_sha:
+            head = self._heads[call.script.name]
+        else:
             # EVAL with the source cannot hit NOSCRIPT, however often the cache is flushed
             # meanwhile, and it re-caches the script for the next EVALSHA.
-            log.warning("NOSCRIPT for %d call(s): resending with the script source", len(retry))
-            await self._send(retry, by_sha=False)
+            head = b"$4\r\nEVAL\r\n" + bulk(call.script.source)
+        parts = [b"*%d\r\n%s$%d\r\n%d\r\n" % (
+            3 + len(keys) + len(args), head, len(str(len(keys))), len(keys))]
+        parts += [bulk(a) for a in keys]
+        parts += [bulk(a) for a in args]
+        return b"".join(parts)
 
-    async def _send(self, calls: list[_Call], *, by_sha: bool) -> list[_Call]:
-        """Send calls as one pipeline; settle their futures; return those that hit NOSCRIPT."""
-        started = time.perf_counter()
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            if by_sha:
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            else:
-                pipe.eval(call.script.source, len(call.keys), *call.keys, *call.args)
-        results = await pipe.execute(raise_on_error=False)
-        elapsed = time.perf_counter() - started
-        noscript: list[_Call] = []
-        for call, result in zip(calls, results, strict=True):
-            if isinstance(result, NoScriptError):
-                noscript.append(call)
-                continue
+    def _on_reply(self, call: _Call, reply: Any, elapsed: float) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            message = str(reply)
+            if call.by_sha and message.startswith("NOSCRIPT"):
+                call.by_sha = False  # it did not run: resend it with the source
+                self._resent += 1
+                self._queue.append(call)
+                self._schedule_flush()
+                return
             self._observe(call.script.name, elapsed)
-            if call.future.done():
-                continue  # the caller gave up (cancelled); the script still ran
-            if isinstance(result, ResponseError):
-                call.future.set_exception(ScriptError(str(result)))
-            elif isinstance(result, Exception):
-                call.future.set_exception(result)
-            else:
-                call.future.set_result(result)
-        return noscript
+            if not call.future.done():
+                call.future.set_exception(ScriptError(message))
+            return
+        self._observe(call.script.name, elapsed)
+        if not call.future.done():  # else the caller gave up (cancelled); the script still ran
+            call.future.set_result(reply)
+
+    def _on_lost(self, call: _Call, exc: Exception) -> None:
+        if not call.future.done():
+            call.future.set_exception(exc)
+
+    def _fail_queued(self, exc: Exception) -> None:
+        queued, self._queue = self._queue, []
+        for call in queued:
+            if not call.future.done():
+                call.future.set_exception(exc)
+
+    async def _connector(self) -> None:
+        """(Re)connects when calls are waiting and there is no open connection."""
+        while True:
+            await self._connect_wanted.wait()
+            self._connect_wanted.clear()
+            if self._conn is not None and self._conn.is_open:
+                self._schedule_flush()
+                continue
+            try:
+                self._conn = await RespConnection.open(
+                    self._endpoint, self._on_reply, self._on_lost, name=self._name,
+                    timeout_s=min(self._timeout_s, 5.0),
+                )
+            except OSError as exc:  # refused, timed out (TimeoutError), AUTH refused
+                # The waiting calls hear it now; later calls try again.
+                log.warning("cannot connect to Redis for scripts: %s", exc)
+                self._fail_queued(ConnectionError(f"cannot reach Redis for scripts: {exc}"))
+                continue
+            self.reconnects += 1
+            self._schedule_flush()
+
+    async def _watchdog(self) -> None:
+        """Drop a connection whose oldest call waited longer than `timeout_s` (a dead Redis)."""
+        while True:
+            await asyncio.sleep(self._timeout_s / 4)  # the timeout's resolution, not a sync
+            conn = self._conn
+            if conn is not None and conn.oldest_age(time.monotonic()) > self._timeout_s:
+                log.warning("no script reply for %.1fs: dropping the connection", self._timeout_s)
+                conn.close()
