@@ -25,7 +25,7 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from server.resp import Arg, Endpoint, RespConnection, bulk
+from server.resp import Endpoint, RespConnection, bulk
 
 log = logging.getLogger("giftwire.scripts")
 
@@ -63,8 +63,8 @@ class ScriptError(Exception):
 @dataclass(slots=True)
 class _Call:
     script: LuaScript
-    keys: Sequence[Arg]
-    args: Sequence[Arg]
+    body: bytes  # RESP of numkeys, keys, args: packed by the caller, so bad input fails there
+    size: int  # the command's array length
     future: asyncio.Future[Any]
     by_sha: bool = True
 
@@ -102,6 +102,12 @@ class ScriptRunner:
     def scripts(self) -> dict[str, LuaScript]:
         return self._scripts
 
+    @property
+    def in_flight(self) -> int:
+        """Calls written and waiting for their replies."""
+        conn = self._conn
+        return conn.in_flight if conn is not None else 0
+
     async def load(self) -> None:
         """Register every script (start-up); also done lazily on NOSCRIPT."""
         for script in self._scripts.values():
@@ -138,8 +144,11 @@ class ScriptRunner:
         conn = self._conn
         if len(self._queue) + (conn.in_flight if conn is not None else 0) >= MAX_PENDING:
             raise ConnectionError("the script runner is overloaded; retry shortly")
+        parts = [b"$%d\r\n%d\r\n" % (len(str(len(keys))), len(keys))]
+        parts += [bulk(a) for a in keys]
+        parts += [bulk(a) for a in args]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(script, keys, args, future))
+        self._queue.append(_Call(script, b"".join(parts), 3 + len(keys) + len(args), future))
         self._schedule_flush()
         return await future
 
@@ -181,18 +190,13 @@ class ScriptRunner:
         conn.send(b"".join([self._pack(c) for c in batch]), batch)
 
     def _pack(self, call: _Call) -> bytes:
-        keys, args = call.keys, call.args
         if call.by_sha:
             head = self._heads[call.script.name]
         else:
             # EVAL with the source cannot hit NOSCRIPT, however often the cache is flushed
             # meanwhile, and it re-caches the script for the next EVALSHA.
             head = b"$4\r\nEVAL\r\n" + bulk(call.script.source)
-        parts = [b"*%d\r\n%s$%d\r\n%d\r\n" % (
-            3 + len(keys) + len(args), head, len(str(len(keys))), len(keys))]
-        parts += [bulk(a) for a in keys]
-        parts += [bulk(a) for a in args]
-        return b"".join(parts)
+        return b"*%d\r\n%s%s" % (call.size, head, call.body)
 
     def _on_reply(self, call: _Call, reply: Any, elapsed: float) -> None:
         if isinstance(reply, hiredis.ReplyError):

@@ -74,3 +74,154 @@ def test_every_shipped_script_opens_with_its_keys_header() -> None:
     for script in load_scripts().values():
         head = script.source.lstrip().splitlines()[:12]
         assert any("KEYS" in line for line in head), f"{script.name}.lua lacks a KEYS header"
+
+
+class _Proxy:
+    """A TCP proxy in front of the real Redis whose replies can be held back (a hung network)
+    or whose connections can be cut (a network failure), to test the runner's transport."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.links: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.links += [writer, up_writer]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, held: bool) -> None:
+            while data := await src.read(65536):
+                if held:
+                    await self.flowing.wait()
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, False), pump(up_reader, writer, True),
+                             return_exceptions=True)
+
+    def cut(self) -> None:
+        for w in self.links:
+            w.transport.abort()
+        self.links.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        self.flowing.set()
+        if self.server is not None:
+            self.server.close()
+
+
+@pytest.fixture
+async def proxied(redis: Redis) -> AsyncIterator[tuple[_Proxy, Redis]]:
+    kw = redis.connection_pool.connection_kwargs
+    if "path" in kw:
+        pytest.fail("these tests need Redis over TCP")
+    proxy = _Proxy(kw["host"], kw["port"])
+    port = await proxy.start()
+    client = Redis(host="127.0.0.1", port=port, db=kw.get("db", 0), password=kw.get("password"))
+    yield proxy, client
+    await proxy.stop()
+    await client.aclose()
+
+
+async def _until_in_flight(runner: ScriptRunner, n: int) -> None:
+    # The calls are queued by their tasks and written by a loop callback: a few loop turns
+    # (yields, no timed sleep).
+    for _ in range(100):
+        if runner.in_flight >= n:
+            return
+        await asyncio.sleep(0)
+    pytest.fail(f"{runner.in_flight} calls in flight, expected {n}")
+
+
+async def test_many_batches_in_flight_at_once_and_a_cut_fails_only_those(
+    proxied: tuple[_Proxy, Redis], redis: Redis, config: Config
+) -> None:
+    proxy, client = proxied
+    key = config.key_prefix + "counter"
+    runner = ScriptRunner(client, {"incr": INCR}, name="gw-test-cut")
+    runner.start()
+    try:
+        assert await runner.call("incr", [key], [1]) == 1
+        proxy.flowing.clear()  # replies held: each wave below is its own batch, all in flight
+        first = [asyncio.ensure_future(runner.call("incr", [key], [1])) for _ in range(100)]
+        await _until_in_flight(runner, 100)
+        second = [asyncio.ensure_future(runner.call("incr", [key], [1])) for _ in range(100)]
+        await _until_in_flight(runner, 200)  # written without waiting for the first's replies
+        proxy.cut()
+        results = await asyncio.gather(*first, *second, return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results)
+        proxy.flowing.set()
+        # The next calls reconnect. The cut calls' outcome is unknown to their callers (here
+        # they ran: only their replies were held), which is why spends are idempotent by tx.
+        after = await asyncio.gather(*(runner.call("incr", [key], [1]) for _ in range(50)))
+        ran = int(await redis.get(key))
+        assert sorted(after) == list(range(ran - 49, ran + 1))
+        assert runner.reconnects == 2
+    finally:
+        await runner.stop()
+
+
+async def test_a_reply_later_than_the_timeout_drops_the_connection(
+    proxied: tuple[_Proxy, Redis], config: Config
+) -> None:
+    proxy, client = proxied
+    key = config.key_prefix + "counter"
+    runner = ScriptRunner(client, {"incr": INCR}, timeout_s=0.4, name="gw-test-timeout")
+    runner.start()
+    try:
+        await runner.call("incr", [key], [1])
+        proxy.flowing.clear()
+        with pytest.raises(ConnectionError):
+            await runner.call("incr", [key], [1])
+        proxy.flowing.set()
+        assert await runner.call("incr", [key], [1]) == 3
+    finally:
+        await runner.stop()
+
+
+async def test_calls_fail_while_redis_is_unreachable_then_succeed(
+    redis: Redis, config: Config
+) -> None:
+    key = config.key_prefix + "counter"
+    proxy = _Proxy("127.0.0.1", 1)  # nothing listens upstream: every connection is refused
+    kw = redis.connection_pool.connection_kwargs
+    if "path" in kw:
+        pytest.fail("this test needs Redis over TCP")
+    port = await proxy.start()
+    client = Redis(host="127.0.0.1", port=port, db=kw.get("db", 0))
+    runner = ScriptRunner(client, {"incr": INCR}, name="gw-test-down")
+    runner.start()
+    try:
+        results = await asyncio.gather(*(runner.call("incr", [key], [1]) for _ in range(20)),
+                                       return_exceptions=True)
+        assert all(isinstance(r, ConnectionError) for r in results)
+        proxy.target = (kw["host"], kw["port"])  # Redis is back
+        assert await runner.call("incr", [key], [1]) == 1
+    finally:
+        await runner.stop()
+        await proxy.stop()
+        await client.aclose()
+
+
+async def test_arguments_of_every_kind_reach_the_script(
+    runner: ScriptRunner, config: Config
+) -> None:
+    echo = _script("echo", "-- KEYS[1] any; ARGV echoed\nreturn ARGV")
+    r = ScriptRunner(runner._redis, {"echo": echo})
+    r.start()
+    try:
+        got = await r.call("echo", [config.key_prefix + "k"],
+                           ["", "é ü \u4e2d", b"\x00\xff", 0, -7, 2**53, 1.5])
+        assert got == [b"", "é ü \u4e2d".encode(), b"\x00\xff", b"0", b"-7", b"9007199254740992",
+                       b"1.5"]
+        with pytest.raises(TypeError):
+            await r.call("echo", [config.key_prefix + "k"], [True])
+    finally:
+        await r.stop()
