@@ -64,12 +64,19 @@ def create_app(config: Config) -> Starlette:
 async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     """Start the wallet, flusher and hub; the stack stops them in reverse order."""
     # -- Lua script runner (shared by wallet and hub) and the wallet + ledger flusher --
+    from typing import Any
+
     from server import wallet
     from server.scripts import ScriptRunner
 
-    runner = ScriptRunner(
-        rt.redis, on_latency=lambda name, s: rt.metrics.lua_seconds.labels(script=name).observe(s)
-    )
+    lua_seconds: dict[str, Any] = {}  # script -> its labelled histogram (labels() is not free)
+
+    def on_latency(name: str, seconds: float) -> None:
+        if (h := lua_seconds.get(name)) is None:
+            h = lua_seconds[name] = rt.metrics.lua_seconds.labels(script=name)
+        h.observe(seconds)
+
+    runner = ScriptRunner(rt.redis, on_latency=on_latency)
     await runner.load()
     runner.start()
     stack.push_async_callback(runner.stop)

@@ -56,6 +56,29 @@ def load_scripts(directory: Path = LUA_DIR) -> dict[str, LuaScript]:
     return {p.stem: LuaScript.from_file(p) for p in sorted(directory.glob("*.lua"))}
 
 
+def _pack_body(keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    """RESP of numkeys, keys and args. The common case (str and int, all ASCII) is formatted as
+    one str and encoded once, about twice as fast as encoding argument by argument."""
+    out = [f"${len(str(len(keys)))}\r\n{len(keys)}\r\n"]
+    for arg in (*keys, *args):
+        kind = type(arg)
+        if kind is str:
+            out.append(f"${len(arg)}\r\n{arg}\r\n")
+        elif kind is int:
+            text = str(arg)
+            out.append(f"${len(text)}\r\n{text}\r\n")
+        else:
+            break  # bytes, floats (or refused types): the general path below
+    else:
+        text = "".join(out)
+        if text.isascii():  # else len() counted characters, not bytes
+            return text.encode()
+    parts = [b"$%d\r\n%d\r\n" % (len(str(len(keys))), len(keys))]
+    parts += [bulk(a) for a in keys]
+    parts += [bulk(a) for a in args]
+    return b"".join(parts)
+
+
 class ScriptError(Exception):
     """A script raised an error (`redis.error_reply`), not a transport failure."""
 
@@ -144,11 +167,9 @@ class ScriptRunner:
         conn = self._conn
         if len(self._queue) + (conn.in_flight if conn is not None else 0) >= MAX_PENDING:
             raise ConnectionError("the script runner is overloaded; retry shortly")
-        parts = [b"$%d\r\n%d\r\n" % (len(str(len(keys))), len(keys))]
-        parts += [bulk(a) for a in keys]
-        parts += [bulk(a) for a in args]
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(script, b"".join(parts), 3 + len(keys) + len(args), future))
+        self._queue.append(_Call(script, _pack_body(keys, args), 3 + len(keys) + len(args),
+                                 future))
         self._schedule_flush()
         return await future
 
