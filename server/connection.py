@@ -47,6 +47,7 @@ from server.auth import AuthError, Principal, Role
 from server.drain import Realtime
 from server.hub import HubError
 from server.ratelimit import TokenBucket
+from server.wire import Wire, wire_for
 from server.writer import Writer
 
 log = logging.getLogger("giftwire.ws")
@@ -72,7 +73,7 @@ class Connection:
     )
 
     def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str,
-                 transport: Any = None) -> None:
+                 transport: Any = None, wire: Wire | None = None) -> None:
         self.rt = rt
         self._transport = transport
         self.realtime = realtime
@@ -85,9 +86,10 @@ class Connection:
         self.principal: Principal | None = None
         self.rooms: set[str] = set()
         cfg = rt.config
+        # With a wire, fan-out writes to the socket from the flush clock and no writer task runs.
         self.writer: Writer[Any] = Writer(
-            self._send_frame, self.codec.frame, realtime.scheduler,
-            max_bytes=cfg.writer_max_bytes, on_overflow=self._overflowed,
+            None if wire is not None else self._send_frame, self.codec.frame, realtime.scheduler,
+            max_bytes=cfg.writer_max_bytes, on_overflow=self._overflowed, wire=wire,
         )
         self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
         self.errors = 0
@@ -186,7 +188,8 @@ class Connection:
     # -- session --------------------------------------------------------------------------------
 
     async def run(self, receive: Any, query_token: str | None) -> None:
-        writer_task = asyncio.get_running_loop().create_task(self.writer.run())
+        loop = asyncio.get_running_loop()
+        writer_task = None if self.writer.direct else loop.create_task(self.writer.run())
         try:
             await self._hello(receive, query_token)
             while self.close_code is None:
@@ -210,8 +213,9 @@ class Connection:
             # gone client fails the send at once, a stalled one is bounded here.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.writer.drained(), 1.0)
-            writer_task.cancel()
-            await asyncio.gather(writer_task, return_exceptions=True)
+            if writer_task is not None:
+                writer_task.cancel()
+                await asyncio.gather(writer_task, return_exceptions=True)
 
     async def _hello(self, receive: Any, query_token: str | None) -> None:
         message = await receive()
@@ -375,7 +379,7 @@ async def _serve_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # (Starlette wraps `send`, not `receive`); without it the server still works, unbounded by
     # socket buffers and unable to cut a stalled client before uvicorn's own keepalive does.
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    conn = Connection(rt, realtime, send, subprotocol, transport)
+    conn = Connection(rt, realtime, send, subprotocol, transport, wire_for(receive))
     conn.bound_socket_buffers(rt.config.writer_max_bytes)
     query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
     token = (query.get("token") or [None])[0]

@@ -23,23 +23,10 @@ from typing import Any
 
 import msgpack
 
-from protocol import (
-    SERVER_MESSAGES,
-    CloseCode,
-    ComboProgress,
-    GiftEvent,
-    Goal,
-    GoalUpdate,
-    Joined,
-    Leaderboard,
-    ProtocolError,
-    RoomStatus,
-    ServerMessage,
-    TopEntry,
-    ViewerCount,
-)
+from protocol import CloseCode, ComboProgress, Joined, ServerMessage, ViewerCount
 from server.broker import Broker
 from server.combos import ComboSweeper
+from server.envelopes import changes_state, event_message, read_state, state_messages
 from server.metrics import Metrics
 from server.rooms import (
     Codecs,
@@ -156,7 +143,7 @@ class Hub:
             return
         last = snap.seq if snap.resume != "ok" or after is None else after
         for ev in snap.events:
-            msg = self._event_message(ev)
+            msg = event_message(ev)
             if msg is not None and msg.seq > last:
                 data, size = Outgoing(self.codecs, msg).encoded(member.binary)
                 writer.push(data, size)
@@ -210,7 +197,7 @@ class Hub:
             log.error("undecodable message on %s skipped (%s)", channel, type(exc).__name__)
             return
         if kind == "ev":
-            msg = self._event_message(env.get("ev"))
+            msg = event_message(env.get("ev"))
             if msg is None:
                 return
             self.metrics.events.inc()
@@ -221,20 +208,6 @@ class Hub:
             self._state_from(room, env)
         else:
             log.error("unknown envelope on %s skipped", channel)
-
-    def _event_message(self, ev: Any) -> RoomEvent | None:
-        try:
-            if type(ev) is not dict:
-                raise ValueError("not a map")
-            cls = SERVER_MESSAGES.get(ev.get("type", ""))
-            if cls is not GiftEvent and cls is not ComboProgress:
-                raise ValueError(f"not a room event: {ev.get('type')!r}")
-            msg = cls.from_dict(ev, strict=False)
-            assert isinstance(msg, GiftEvent | ComboProgress)
-            return msg
-        except (ValueError, ProtocolError) as exc:
-            log.error("invalid room event skipped: %s", exc)
-            return None
 
     def _event(self, room: Room, msg: RoomEvent) -> None:
         if room.recovering is not None:
@@ -290,37 +263,21 @@ class Hub:
 
     def _state_from(self, room: Room, env: dict[str, Any]) -> None:
         try:
-            if "top" in env:
-                room.top = tuple(
-                    TopEntry(user=str(e["user"]), name=str(e["name"]), coins=int(e["coins"]))
-                    for e in env["top"]
-                )
-            if "goal" in env:
-                g = env["goal"]
-                room.goal = Goal(title=str(g["title"]), target=int(g["target"]),
-                                 progress=int(g["progress"]))
-            if env.get("nogoal"):
-                room.goal = None
-            if "live" in env:
-                self._broadcast(room, RoomStatus(room=room.name, live=bool(env["live"])))
+            status = read_state(room, env)
         except (KeyError, TypeError, ValueError) as exc:
             log.error("invalid state update on %s skipped: %s", room.name, exc)
             return
-        if room.state_timer is None and ("top" in env or "goal" in env or "nogoal" in env):
+        if status is not None:
+            self._broadcast(room, status)
+        if room.state_timer is None and changes_state(env):
             room.state_timer = asyncio.get_running_loop().call_later(
                 self.settings.state_interval_s, self._push_state, room
             )
 
     def _push_state(self, room: Room) -> None:
         room.state_timer = None
-        if room.top is not None:
-            self._broadcast(room, Leaderboard(room=room.name, top=room.top))
-        if room.goal is not None:
-            g = room.goal
-            self._broadcast(
-                room,
-                GoalUpdate(room=room.name, title=g.title, target=g.target, progress=g.progress),
-            )
+        for msg in state_messages(room):
+            self._broadcast(room, msg)
 
     # -- recovery -------------------------------------------------------------------------------
 
@@ -362,7 +319,7 @@ class Hub:
         events: dict[int, RoomEvent] = {}
         for item in raw:
             with contextlib.suppress(ValueError, msgpack.UnpackException):
-                msg = self._event_message(decode_event(item))
+                msg = event_message(decode_event(item))
                 if msg is not None:
                     events[msg.seq] = msg
         for msg in held:

@@ -1,16 +1,22 @@
 """The per-connection writer: a bounded buffer of pre-encoded messages, flushed in batch frames.
 
 Fan-out never awaits a client: it appends the same encoded bytes to each member's writer (`push`,
-synchronous, O(1)) and moves on. Each writer has one long-lived task that sends whatever
-accumulated as one batch frame. Data is flushed on a shared clock (`FlushScheduler`: one timer per
-process per window, not one per event or per connection), so a connection's task wakes once per
-window however many events arrived; replies (`push_control`: acks, errors, pongs, joined) wake it
-at once and go ahead of queued data, so liveness never waits behind a backlog.
+synchronous, O(1)) and moves on. Data is flushed on a shared clock (`FlushScheduler`: one timer per
+process per window, not one per event or per connection); replies (`push_control`: acks, errors,
+pongs, joined) are sent at once and go ahead of queued data, so liveness never waits behind a
+backlog.
 
-The bound counts queued bytes plus the frame being sent. A client that stops reading stalls its
-send (uvicorn waits for the transport to drain), its queue grows, and the first push past
-`max_bytes` drops the queue and calls `on_overflow` (the connection closes with 4008). Nothing
-else waits for that client.
+Two ways to the client (server/wire.py):
+- a `Wire` (uvicorn's websockets-sansio): the flush writes the batch frame straight into the
+  transport, synchronously, like `websockets.broadcast`. No task per connection, no wake-up per
+  flush. The bound counts queued bytes plus what the transport still holds; a flush or push past
+  `max_bytes` overflows.
+- otherwise ASGI `send`, from one long-lived task per writer (`run`), woken once per window. The
+  bound counts queued bytes plus the frame being sent, whose send stalls while the client does not
+  read.
+
+Either way the first push or flush past `max_bytes` drops the queue and calls `on_overflow` (the
+connection closes with 4008). Nothing else waits for that client.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from protocol.limits import MAX_SERVER_FRAME_BYTES
+from server.wire import Wire
 
 log = logging.getLogger("giftwire.writer")
 
@@ -50,7 +57,11 @@ class FlushScheduler:
         self._timer = None
         due, self._due = self._due, []
         for writer in due:
-            writer.wake()
+            try:
+                writer.wake()
+            except Exception:
+                # One connection's failure must not leave the others' data behind.
+                log.exception("flush failed")
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -64,20 +75,24 @@ class Writer(Generic[F]):
     # an idle connection should cost little beyond what uvicorn itself needs.
     __slots__ = (
         "_control", "_data", "_drain_waiters", "_frame", "_inflight", "_on_overflow", "_queued",
-        "_scheduled", "_scheduler", "_send", "_sending", "_waiter", "_woken", "closed",
+        "_scheduled", "_scheduler", "_send", "_sending", "_waiter", "_wire", "_woken", "closed",
         "frames_sent", "max_bytes", "overflowed", "peak",
     )
 
     def __init__(
         self,
-        send: Callable[[F], Awaitable[None]],
+        send: Callable[[F], Awaitable[None]] | None,
         frame: Callable[[Sequence[F]], F],
         scheduler: FlushScheduler,
         *,
         max_bytes: int,
         on_overflow: Callable[[], None],
+        wire: Wire | None = None,
     ) -> None:
+        if send is None and wire is None:
+            raise ValueError("a writer needs a wire or a send")
         self._send = send
+        self._wire = wire
         self._frame = frame
         self._scheduler = scheduler
         self.max_bytes = max_bytes
@@ -85,7 +100,9 @@ class Writer(Generic[F]):
         self._control: list[F] = []
         self._data: list[F] = []
         self._queued = 0  # bytes in _control + _data
-        self._inflight = 0  # bytes of the frame being sent
+        # Task mode: bytes of the frame being sent. Wire mode: what the transport held at the last
+        # look (re-read before overflowing, since the client may have read meanwhile).
+        self._inflight = 0
         self._sending = False
         self._scheduled = False
         self._waiter: asyncio.Future[None] | None = None  # the task sleeping for work
@@ -95,6 +112,11 @@ class Writer(Generic[F]):
         self.overflowed = False
         self.peak = 0  # the most bytes ever buffered (queued + in flight)
         self.frames_sent = 0
+
+    @property
+    def direct(self) -> bool:
+        """Frames go straight to the transport (no writer task)."""
+        return self._wire is not None
 
     @property
     def buffered(self) -> int:
@@ -121,8 +143,12 @@ class Writer(Generic[F]):
             return False
         total = self._queued + self._inflight + size
         if total > self.max_bytes:
-            self._overflow()
-            return False
+            if self._wire is not None:
+                self._inflight = self._wire.pending()
+                total = self._queued + self._inflight + size
+            if total > self.max_bytes:
+                self._overflow()
+                return False
         into.append(item)
         self._queued += size
         if total > self.peak:
@@ -142,6 +168,9 @@ class Writer(Generic[F]):
             log.exception("on_overflow failed")
 
     def _wake(self) -> None:
+        if self._wire is not None:
+            self._flush()
+            return
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -177,8 +206,40 @@ class Writer(Generic[F]):
         self._drain_waiters.append(fut)
         await fut
 
+    def _take(self) -> list[F]:
+        items = self._control + self._data if self._control else self._data
+        self._control, self._data = [], []
+        return items
+
+    def _flush(self) -> None:
+        """Wire mode: everything queued, as batch frames, into the transport now."""
+        wire = self._wire
+        assert wire is not None
+        if self._control or self._data:
+            items = self._take()
+            queued, self._queued = self._queued, 0
+            pending = wire.pending()
+            if pending + queued > self.max_bytes:
+                self._inflight = pending
+                self.closed = self.overflowed = True
+                self._release_drainers()
+                try:
+                    self._on_overflow()
+                except Exception:
+                    log.exception("on_overflow failed")
+                return
+            for frame in self._frames(items):
+                if not wire.write(frame):
+                    self.closed = True  # the client is gone or closing: nothing more to send
+                    break
+                self.frames_sent += 1
+            self._inflight = wire.pending()
+        self._release_drainers()
+
     async def run(self) -> None:
-        """The writer task: send batches until closed and empty, or the client is gone."""
+        """The writer task (ASGI `send` mode only): send batches until closed and empty, or the
+        client is gone."""
+        assert self._send is not None and self._wire is None
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -191,8 +252,7 @@ class Writer(Generic[F]):
                     if self.closed:
                         return
                     continue
-                items = self._control + self._data if self._control else self._data
-                self._control, self._data = [], []
+                items = self._take()
                 self._inflight, self._queued = self._queued, 0
                 self._sending = True
                 for frame in self._frames(items):

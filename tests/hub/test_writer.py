@@ -93,3 +93,117 @@ async def test_a_stalled_send_overflows_at_the_bound_and_never_holds_more() -> N
     assert not w.push(_item(0), 1)  # closed: nothing more is accepted
     sink.gate.set()
     await task
+
+
+class Transport:
+    """A `server.wire.Wire` over an in-memory transport: frames handed over synchronously, and
+    `held` bytes the client has not taken yet (what a real transport's buffer holds)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.held = 0
+        self.open = True
+        self.arrived = asyncio.Event()
+
+    def write(self, frame: bytes | str) -> bool:
+        if not self.open:
+            return False
+        assert isinstance(frame, bytes)
+        self.frames.append(frame)
+        self.arrived.set()
+        return True
+
+    def pending(self) -> int:
+        return self.held
+
+    def messages(self) -> list[object]:
+        out: list[object] = []
+        for f in self.frames:
+            value = msgpack.unpackb(f)
+            out.extend(value if isinstance(value, list) else [value])
+        return out
+
+
+def _wired(wire: Transport, max_bytes: int, scheduler: FlushScheduler, overflows: list[int]
+           ) -> Writer[bytes]:
+    codec = MsgpackCodec()
+    return Writer(None, codec.frame, scheduler, max_bytes=max_bytes,
+                  on_overflow=lambda: overflows.append(1), wire=wire)
+
+
+async def test_wired_writers_are_flushed_by_the_clock_alone_one_frame_each() -> None:
+    scheduler = FlushScheduler(0.01)
+    wires = [Transport() for _ in range(50)]
+    overflows: list[int] = []
+    writers = [_wired(w, 1 << 20, scheduler, overflows) for w in wires]
+    tasks_before = len(asyncio.all_tasks())
+    for i in range(20):
+        for w in writers:
+            assert w.push(_item(i), len(_item(i)))
+    assert all(not w.frames for w in wires)  # nothing before the window ends
+    assert all(w.direct for w in writers)
+    assert len(asyncio.all_tasks()) == tasks_before  # no task per writer
+    await asyncio.gather(*(w.arrived.wait() for w in wires))
+    for w in wires:
+        assert len(w.frames) == 1
+        assert w.messages() == [{"n": i} for i in range(20)]
+    assert not overflows
+
+
+async def test_a_wired_reply_is_written_at_once_ahead_of_queued_data() -> None:
+    wire, overflows = Transport(), []
+    w = _wired(wire, 1 << 20, FlushScheduler(10.0), overflows)  # data would wait a long window
+    for i in range(5):
+        w.push(_item(i), len(_item(i)))
+    pong = msgpack.packb({"type": "pong"})
+    w.push_control(pong, len(pong))
+    # Synchronously: no await between the reply and the write.
+    assert wire.messages() == [{"type": "pong"}] + [{"n": i} for i in range(5)]
+    await w.drained()
+    assert not overflows
+
+
+async def test_a_wired_writer_overflows_when_the_transport_holds_too_much() -> None:
+    wire, overflows = Transport(), []
+    bound = 4096
+    w = _wired(wire, bound, FlushScheduler(0.0), overflows)
+    assert w.push(_item(0), len(_item(0)))  # window 0: written at once
+    assert len(wire.frames) == 1
+    wire.held = bound - 10  # the client stopped reading; the transport holds nearly the bound
+    pushed = 0
+    while w.push(_item(pushed), len(_item(pushed))):
+        pushed += 1
+        wire.held += len(_item(pushed))
+        assert w.buffered <= bound
+    assert overflows == [1] and w.overflowed and w.closed
+    assert w.peak <= bound
+    assert not w.push(_item(0), 1)
+    await w.drained()  # nothing held for a closed writer
+
+
+async def test_a_wired_writer_reads_the_transport_again_before_giving_up() -> None:
+    wire, overflows = Transport(), []
+    bound = 4096
+    w = _wired(wire, bound, FlushScheduler(10.0), overflows)
+    wire.held = bound  # at the last flush the client was behind...
+    big = msgpack.packb({"pad": "x" * 1000})
+    w.push_control(big, len(big))
+    assert overflows == [1]  # ...and a flush past the bound gives up on it
+    wire2, overflows2 = Transport(), []
+    w2 = _wired(wire2, bound, FlushScheduler(10.0), overflows2)
+    wire2.held = bound - len(big)
+    w2.push_control(big, len(big))
+    assert len(wire2.frames) == 1 and w2.buffered >= bound - len(big)
+    wire2.held = 0  # ...then it read everything: a later push is not refused on stale figures
+    assert w2.push(big, len(big))
+    assert not overflows2 and not w2.closed
+
+
+async def test_a_wired_writer_stops_when_the_connection_closes() -> None:
+    wire, overflows = Transport(), []
+    w = _wired(wire, 1 << 20, FlushScheduler(0.0), overflows)
+    wire.open = False
+    assert w.push(_item(0), len(_item(0)))  # accepted, then the write finds the socket closing
+    assert w.closed and not w.overflowed
+    assert not w.push(_item(1), len(_item(1)))
+    assert not overflows
