@@ -101,6 +101,7 @@ class ScriptRunner:
         on_latency: Callable[[str, float], None] | None = None,
         timeout_s: float = 10.0,
         name: str = "giftwire-scripts",
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self._redis = redis  # start-up SCRIPT LOAD and unstarted (CLI) calls
         self._endpoint = Endpoint.of(redis)
@@ -118,6 +119,7 @@ class ScriptRunner:
         self._on_latency = on_latency
         self._timeout_s = timeout_s
         self._name = name
+        self._max_pending = max_pending
         self.observer: Observer | None = None
         self.reconnects = 0
 
@@ -165,7 +167,7 @@ class ScriptRunner:
         if not self._tasks:  # not started (CLI tools, tests): one direct round trip
             return await self._direct(script, keys, args)
         conn = self._conn
-        if len(self._queue) + (conn.in_flight if conn is not None else 0) >= MAX_PENDING:
+        if len(self._queue) + (conn.in_flight if conn is not None else 0) >= self._max_pending:
             raise ConnectionError("the script runner is overloaded; retry shortly")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append(_Call(script, _pack_body(keys, args), 3 + len(keys) + len(args),

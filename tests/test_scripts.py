@@ -225,3 +225,24 @@ async def test_arguments_of_every_kind_reach_the_script(
             await r.call("echo", [config.key_prefix + "k"], [True])
     finally:
         await r.stop()
+
+
+async def test_calls_beyond_the_bound_fail_at_once_and_change_nothing(
+    proxied: tuple[_Proxy, Redis], redis: Redis, config: Config
+) -> None:
+    proxy, client = proxied
+    key = config.key_prefix + "counter"
+    runner = ScriptRunner(client, {"incr": INCR}, max_pending=50, name="gw-test-bound")
+    runner.start()
+    try:
+        await runner.call("incr", [key], [1])
+        proxy.flowing.clear()  # Redis answers nothing meanwhile: 50 calls stay in flight
+        held = [asyncio.ensure_future(runner.call("incr", [key], [1])) for _ in range(50)]
+        await _until_in_flight(runner, 50)
+        with pytest.raises(ConnectionError, match="overloaded"):
+            await runner.call("incr", [key], [100])
+        proxy.flowing.set()
+        assert sorted(await asyncio.gather(*held)) == list(range(2, 52))
+        assert int(await redis.get(key)) == 51  # the refused call never ran
+    finally:
+        await runner.stop()
