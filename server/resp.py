@@ -9,6 +9,8 @@ batch until every reply is read.
 
 A lost connection fails every command in flight with `ConnectionError`; the owner reconnects
 for the next ones. Replies are handed over raw: error replies are `hiredis.ReplyError` values.
+The endpoint (host or unix socket, db, AUTH user and password, TLS) is the redis-py client's;
+TLS uses the system trust store with hostname checking (redis-py's `ssl_*` options are not read).
 """
 
 from __future__ import annotations
