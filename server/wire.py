@@ -72,3 +72,20 @@ def wire_for(receive: Any) -> UvicornWire | None:
     if not hasattr(proto, "close_sent") or not hasattr(proto, "disconnected"):
         return None
     return UvicornWire(proto)
+
+
+def release_handshake(receive: Any, scope: dict[str, Any]) -> None:
+    """Drop what only the opening handshake needed, once it is done: uvicorn keeps the parsed
+    request and the response (two header maps) for the connection's life, and the scope's raw
+    header list stays referenced by every frame of the ASGI call chain. Together about 5 KiB per
+    idle connection, a fifth of its cost. Nothing reads them after the accept (uvicorn uses
+    `response` only to send the 101, and our endpoint has read the subprotocol and the token)."""
+    proto = getattr(receive, "__self__", None)
+    if proto is not None and getattr(proto, "handshake_complete", False) and isinstance(
+        getattr(proto, "conn", None), SansIOProtocol
+    ):
+        if hasattr(proto, "request"):
+            proto.request = None
+        if hasattr(proto, "response"):
+            proto.response = None
+    scope["headers"] = []

@@ -89,6 +89,7 @@ async def _deliver_and_answer(server: RunningServer, issuer: TokenIssuer, *, dir
         for v in viewers:
             events = await v.wait_events(sent)
             assert [e.seq for e in events] == list(range(1, sent + 1))
+        await viewers[0].reply(f"p{sent}")
         pongs = [m for m in viewers[0].messages if isinstance(m, Pong)]
         assert [p.id for p in pongs] == [f"p{n}" for n in range(40, sent + 1, 40)]
     finally:
