@@ -79,6 +79,9 @@ async def _deliver_and_answer(server: RunningServer, issuer: TokenIssuer, *, dir
                                              binary=i % 2 == 0))
         assert len(realtime.connections) == 6
         assert all(c.writer.direct is direct for c in realtime.connections)
+        writer_tasks = [t for t in asyncio.all_tasks()
+                        if getattr(t.get_coro(), "__qualname__", "") == "Writer.run"]
+        assert len(writer_tasks) == (0 if direct else 6)
         for v in viewers:
             await v.join("r")
         sent = 0
