@@ -161,11 +161,17 @@ class ScriptRunner:
     async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script, batched with whatever else is in flight. Raises ScriptError on an
         error reply from the script; transport failures raise ConnectionError (an OSError)."""
+        return await self.submit(name, keys, args)
+
+    def submit(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """`call` without a coroutine: queue the call, return its future. Code that issues many
+        calls at once gathers these futures instead of one task per call. Raises
+        ConnectionError at once when `max_pending` calls are already waiting."""
         script = self._scripts[name]
         if self.observer is not None:
             self.observer(name, keys)
         if not self._tasks:  # not started (CLI tools, tests): one direct round trip
-            return await self._direct(script, keys, args)
+            return asyncio.ensure_future(self._direct(script, keys, args))
         conn = self._conn
         if len(self._queue) + (conn.in_flight if conn is not None else 0) >= self._max_pending:
             raise ConnectionError("the script runner is overloaded; retry shortly")
@@ -173,7 +179,7 @@ class ScriptRunner:
         self._queue.append(_Call(script, _pack_body(keys, args), 3 + len(keys) + len(args),
                                  future))
         self._schedule_flush()
-        return await future
+        return future
 
     async def _direct(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
         started = time.perf_counter()

@@ -183,6 +183,10 @@ class Wallet:
     async def credit_many(self, creator: str, credits: Sequence[Credit]) -> int:
         """Credit several gifts to one creator in one script call; returns diamonds added now
         (gifts credited before add nothing)."""
+        credited, _balance = await self._submit_credits(creator, credits)
+        return int(credited)
+
+    def _submit_credits(self, creator: str, credits: Sequence[Credit]) -> asyncio.Future[Any]:
         k, shard, cfg = self._keys, self._keys.shard_of(creator), self._rt.config
         keys = [k.wallet(creator), k.ledger_stream(shard), k.wallets_index(shard)]
         args: list[str | int] = [creator, cfg.diamonds_per_coin_num, cfg.diamonds_per_coin_den,
@@ -190,8 +194,7 @@ class Wallet:
         for c in credits:
             keys.append(k.tx(creator, f"c:{c.viewer}:{c.tx}"))
             args += [c.viewer, c.tx, c.coins, c.room, c.gift, c.count]
-        credited, _balance = await self._runner.call("credit", keys, args)
-        return int(credited)
+        return self._runner.submit("credit", keys, args)
 
     async def uncredited(self, creator: str, credits: Sequence[Credit]) -> list[Credit]:
         """Those of the creator's gifts that have no credit yet (one read-only call)."""
@@ -242,11 +245,15 @@ class Wallet:
         by_creator: dict[str, list[Credit]] = {}
         for c in batch:
             by_creator.setdefault(c.creator, []).append(c)
-        calls = [
-            self.credit_many(creator, items[i : i + MAX_CREDITS_PER_CALL])
-            for creator, items in by_creator.items()
-            for i in range(0, len(items), MAX_CREDITS_PER_CALL)
-        ]
+        # Futures, not coroutines: gather would wrap each coroutine in a task (one per creator
+        # per round, about one per gift at the spend peak).
+        calls: list[asyncio.Future[Any]] = []
+        try:
+            for creator, items in by_creator.items():
+                for i in range(0, len(items), MAX_CREDITS_PER_CALL):
+                    calls.append(self._submit_credits(creator, items[i : i + MAX_CREDITS_PER_CALL]))
+        except ConnectionError as exc:  # the runner is overloaded: the rest waits for the flusher
+            log.warning("credits deferred to the flusher: %s", exc)
         for result in await asyncio.gather(*calls, return_exceptions=True):
             if isinstance(result, Exception):
                 # The spends are accepted already; the flusher credits every gift it writes.
