@@ -218,9 +218,12 @@ class Writer(Generic[F]):
         if self._control or self._data:
             items = self._take()
             queued, self._queued = self._queued, 0
-            pending = wire.pending()
-            if pending + queued > self.max_bytes:
-                self._inflight = pending
+            # Only this writer adds to the transport's buffer (besides uvicorn's rare control
+            # frames), so what it held after the last flush bounds what it holds now: read it
+            # again only when that could overflow.
+            if self._inflight + queued > self.max_bytes:
+                self._inflight = wire.pending()
+            if self._inflight + queued > self.max_bytes:
                 self.closed = self.overflowed = True
                 self._release_drainers()
                 try:

@@ -96,12 +96,14 @@ async def test_a_stalled_send_overflows_at_the_bound_and_never_holds_more() -> N
 
 
 class Transport:
-    """A `server.wire.Wire` over an in-memory transport: frames handed over synchronously, and
-    `held` bytes the client has not taken yet (what a real transport's buffer holds)."""
+    """A `server.wire.Wire` over an in-memory transport: frames handed over synchronously; while
+    `stalled`, written bytes stay `held` (what a real transport's buffer holds for a client that
+    does not read)."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.held = 0
+        self.stalled = False
         self.open = True
         self.arrived = asyncio.Event()
 
@@ -110,6 +112,8 @@ class Transport:
             return False
         assert isinstance(frame, bytes)
         self.frames.append(frame)
+        if self.stalled:
+            self.held += len(frame)
         self.arrived.set()
         return True
 
@@ -166,17 +170,15 @@ async def test_a_wired_reply_is_written_at_once_ahead_of_queued_data() -> None:
 async def test_a_wired_writer_overflows_when_the_transport_holds_too_much() -> None:
     wire, overflows = Transport(), []
     bound = 4096
-    w = _wired(wire, bound, FlushScheduler(0.0), overflows)
-    assert w.push(_item(0), len(_item(0)))  # window 0: written at once
-    assert len(wire.frames) == 1
-    wire.held = bound - 10  # the client stopped reading; the transport holds nearly the bound
+    w = _wired(wire, bound, FlushScheduler(0.0), overflows)  # window 0: every push written
+    wire.stalled = True  # the client stops reading: the transport keeps what is written
     pushed = 0
     while w.push(_item(pushed), len(_item(pushed))):
         pushed += 1
-        wire.held += len(_item(pushed))
-        assert w.buffered <= bound
+        assert w.buffered <= bound and wire.held <= bound
     assert overflows == [1] and w.overflowed and w.closed
-    assert w.peak <= bound
+    assert w.peak <= bound and wire.held <= bound
+    assert pushed > 100
     assert not w.push(_item(0), 1)
     await w.drained()  # nothing held for a closed writer
 
@@ -185,18 +187,16 @@ async def test_a_wired_writer_reads_the_transport_again_before_giving_up() -> No
     wire, overflows = Transport(), []
     bound = 4096
     w = _wired(wire, bound, FlushScheduler(10.0), overflows)
-    wire.held = bound  # at the last flush the client was behind...
     big = msgpack.packb({"pad": "x" * 1000})
-    w.push_control(big, len(big))
-    assert overflows == [1]  # ...and a flush past the bound gives up on it
-    wire2, overflows2 = Transport(), []
-    w2 = _wired(wire2, bound, FlushScheduler(10.0), overflows2)
-    wire2.held = bound - len(big)
-    w2.push_control(big, len(big))
-    assert len(wire2.frames) == 1 and w2.buffered >= bound - len(big)
-    wire2.held = 0  # ...then it read everything: a later push is not refused on stale figures
-    assert w2.push(big, len(big))
-    assert not overflows2 and not w2.closed
+    wire.stalled = True
+    for _ in range(3):
+        assert w.push_control(big, len(big))  # written at once, held by the transport
+    assert wire.held == 3 * len(big) and w.buffered == wire.held
+    wire.held = 0  # the client read everything: a push is not refused on the stale figure
+    assert w.push(big, len(big)) and w.push(big, len(big))
+    w.close()  # flushes: the transport holds two frames' worth again
+    assert not overflows and not w.overflowed
+    assert wire.messages()[-2:] == [{"pad": "x" * 1000}] * 2
 
 
 async def test_a_wired_writer_stops_when_the_connection_closes() -> None:
