@@ -23,7 +23,8 @@ from server import ledger, streams
 from server.auth import AuthError, Principal, Role
 from server.config import Config
 from server.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
-from server.problem import HTTPProblem
+from server.problem import HTTPProblem, problem
+from server.ratelimit import UserBuckets
 from server.runtime import Runtime
 from server.wallet import SpendRequest, Wallet, valid_ident
 
@@ -37,7 +38,7 @@ _STATUS = {
     "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
     "not_found": 404, "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409,
     "tx_conflict": 409, "wallet_frozen": 409, "room_ended": 409, "daily_limit_exceeded": 409,
-    "frame_too_large": 413, "unavailable": 503,
+    "frame_too_large": 413, "rate_limited": 429, "unavailable": 503,
 }
 
 
@@ -144,11 +145,27 @@ async def get_transactions(request: Request) -> Response:
 
 
 # -- spending and money in ------------------------------------------------------------------
+def _gift_buckets(rt: Runtime) -> UserBuckets:
+    """The process's per-user budget for `POST /api/gifts` (the WebSocket path has its own, with
+    the same `rate_per_s`/`rate_burst`); made on first use, kept with the runtime."""
+    buckets: UserBuckets | None = rt.components.get("http_gift_buckets")
+    if buckets is None:
+        buckets = UserBuckets(rt.config.rate_per_s, rt.config.rate_burst)
+        rt.components["http_gift_buckets"] = buckets
+    return buckets
+
+
 @_protocol_errors
 async def post_gift(request: Request) -> Response:
     p = await principal(request)
     if not p.can_spend:
         raise _refuse("forbidden", "this token cannot spend")
+    # Before the body is read: a flood of any kind of gift request costs one token each.
+    retry_ms = _gift_buckets(_rt(request)).take(p.user)
+    if retry_ms:
+        refused = problem(429, "rate_limited", f"too many gifts: retry in {retry_ms} ms")
+        refused.headers["Retry-After"] = str(-(-retry_ms // 1000))
+        return refused
     r = await _body(request, frozenset({"room", "gift", "count", "tx", "combo"}))
     req = SpendRequest(
         p.user, r.ident("room", MAX_ROOM_ID_LEN), r.ident("gift", 32),
