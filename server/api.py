@@ -24,7 +24,7 @@ from server.auth import AuthError, Principal, Role
 from server.config import Config
 from server.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
 from server.problem import HTTPProblem, problem
-from server.ratelimit import UserBuckets
+from server.ratelimit import gift_budget
 from server.runtime import Runtime
 from server.wallet import SpendRequest, Wallet, valid_ident
 
@@ -145,23 +145,14 @@ async def get_transactions(request: Request) -> Response:
 
 
 # -- spending and money in ------------------------------------------------------------------
-def _gift_buckets(rt: Runtime) -> UserBuckets:
-    """The process's per-user budget for `POST /api/gifts` (the WebSocket path has its own, with
-    the same `rate_per_s`/`rate_burst`); made on first use, kept with the runtime."""
-    buckets: UserBuckets | None = rt.components.get("http_gift_buckets")
-    if buckets is None:
-        buckets = UserBuckets(rt.config.rate_per_s, rt.config.rate_burst)
-        rt.components["http_gift_buckets"] = buckets
-    return buckets
-
-
 @_protocol_errors
 async def post_gift(request: Request) -> Response:
     p = await principal(request)
     if not p.can_spend:
         raise _refuse("forbidden", "this token cannot spend")
-    # Before the body is read: a flood of any kind of gift request costs one token each.
-    retry_ms = _gift_buckets(_rt(request)).take(p.user)
+    # Before the body is read: a flood of any kind of gift request costs one token each, from
+    # the same budget as the user's WebSocket gifts.
+    retry_ms = gift_budget(_rt(request)).take(p.user)
     if retry_ms:
         refused = problem(429, "rate_limited", f"too many gifts: retry in {retry_ms} ms")
         refused.headers["Retry-After"] = str(-(-retry_ms // 1000))

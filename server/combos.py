@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from protocol import Ack, ComboEnd, ErrorCode, SendGift
-from server.ratelimit import UserBuckets
+from server.ratelimit import gift_budget
 from server.roomstate import RoomState
 from server.wallet import SpendRequest, SpendResult
 
@@ -59,8 +59,8 @@ class Gifts:
         self.rt = rt
         self.state = state
         self.sweeper = sweeper
-        cfg = rt.config
-        self.users = UserBuckets(cfg.rate_per_s, cfg.rate_burst)
+        # Shared with `POST /api/gifts`: one gift rate per user, whichever way they send.
+        self.users = gift_budget(rt)
 
     async def send(self, conn: Connection, msg: SendGift) -> None:
         principal = conn.principal

@@ -56,6 +56,9 @@ class Config:
     # Real-time hub.
     writer_window_ms: float = 2.0
     writer_max_bytes: int = 256 * 1024
+    # SO_SNDBUF of accepted WebSocket sockets (Linux doubles it): caps the kernel's autotuned
+    # send buffer so a stalled reader reaches `writer_max_bytes` (and 4008) soon; 0 = OS default.
+    socket_sndbuf: int = 64 * 1024
     history_maxlen: int = 1000
     history_max_age_s: int = 3600
     heartbeat_s: int = 20
@@ -157,6 +160,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("diamond share must be num >= 0 and den >= 1")
     if c.writer_max_bytes < 1024:
         raise ConfigError("GIFTWIRE_WRITER_MAX_BYTES must be at least 1024")
+    if c.socket_sndbuf < 0:
+        raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     if len(c.jwt_secret.encode()) < 32:
         raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
     if not c.db_schema.isidentifier():

@@ -157,19 +157,21 @@ class Connection:
         except Exception:
             self._abort()
 
-    def bound_socket_buffers(self, max_bytes: int) -> None:
-        """Cap what the kernel and the transport hold for this client as well, so a stalled
-        client costs at most about three times `writer_max_bytes` (writer + transport + socket)
-        and is detected as slow within that, not after megabytes of kernel autotuned buffer."""
+    def bound_socket_buffers(self, max_bytes: int, sndbuf: int) -> None:
+        """Cap what the kernel and the transport hold for this client as well. The writer's bound
+        (queued + transport bytes) only starts counting once the kernel's send buffer is full, and
+        Linux autotunes that up to `tcp_wmem` max (4 MiB): uncapped, a stalled reader held
+        megabytes and was not detected as slow for tens of seconds. A set SO_SNDBUF also stops
+        the autotuning for this socket."""
         transport = self._transport
         if transport is None:
             return
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=max_bytes // 2)
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and sndbuf > 0:
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max_bytes)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
 
     def _abort(self) -> None:
         # A stalled client is cut at the socket so its buffers are freed.
@@ -384,7 +386,7 @@ async def _serve_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
     # socket buffers and unable to cut a stalled client before uvicorn's own keepalive does.
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     conn = Connection(rt, realtime, send, subprotocol, transport, wire_for(receive))
-    conn.bound_socket_buffers(rt.config.writer_max_bytes)
+    conn.bound_socket_buffers(rt.config.writer_max_bytes, rt.config.socket_sndbuf)
     query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
     token = (query.get("token") or [None])[0]
     if token is not None and len(token) > MAX_TOKEN_LEN:

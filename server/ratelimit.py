@@ -1,15 +1,17 @@
 """Token buckets: per connection (every message) and per user (gifts), kept in process memory.
 
 Local, not in Redis: a limit check on every frame must not cost a round trip, and the spend path
-already has its own hard limits (balance, optional daily limit) in the wallet. The per-user budget
-is per process: a user whose connections land on N processes gets N times the gift rate, which
-the connection limit and the balance bound anyway (docs/hub.md).
+already has its own hard limits (balance, optional daily limit) in the wallet. The per-user gift
+budget (`gift_budget`) is one per process, shared by the WebSocket `gift` and `POST /api/gifts`: a
+user gets one rate whichever way they send. A user whose connections land on N processes gets N
+times the gift rate, which the connection limit and the balance bound anyway (docs/hub.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Any
 
 
 class TokenBucket:
@@ -53,3 +55,13 @@ class UserBuckets:
         else:
             self._buckets.move_to_end(user)
         return bucket.take()
+
+
+def gift_budget(rt: Any) -> UserBuckets:
+    """The process's per-user gift budget (`rate_per_s`/`rate_burst`), one for every path that
+    spends on a gift; made on first use and kept with the runtime."""
+    budget: UserBuckets | None = rt.components.get("gift_budget")
+    if budget is None:
+        budget = rt.components["gift_budget"] = UserBuckets(rt.config.rate_per_s,
+                                                            rt.config.rate_burst)
+    return budget
