@@ -26,6 +26,7 @@ import asyncpg
 from redis.exceptions import RedisError, ResponseError
 
 from server import ledger
+from server.resp import Endpoint, RespClient
 from server.runtime import Runtime
 from server.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
 
@@ -56,6 +57,16 @@ class Flusher:
         self._shard_of = {s: i for i, s in enumerate(self._streams)}
         self.name = consumer_name()
         self._conn: asyncpg.Connection | None = None
+        # Stream reads go over a lean connection: redis-py's parsing of XREADGROUP replies was
+        # half the flusher's CPU at the spend peak (BENCHMARKS.md, ledger).
+        self._reads = RespClient(Endpoint.of(rt.redis), name=f"giftwire-flusher-{self.name}")
+        self._read_args: list[str | int] = [
+            "XREADGROUP", "GROUP", GROUP, self.name, "COUNT", self._cfg.flush_batch,
+            "STREAMS", *self._streams, *([">"] * len(self._streams)),
+        ]
+        # The next batch, read while this one is written (only when a full batch says we are
+        # behind). Its entries are pending on this consumer, so a crash meanwhile loses nothing.
+        self._ahead: asyncio.Task[Entries] | None = None
         self._task: asyncio.Task[None] | None = None
         self._groups_ready = False
         self._stopping = False
@@ -126,16 +137,30 @@ class Flusher:
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         return 0
 
+    async def _read(self, block_ms: int | None) -> Entries:
+        args = self._read_args
+        if block_ms is not None:
+            args = [*args[:6], "BLOCK", block_ms, *args[6:]]
+        try:
+            reply = await self._reads.call(*args)
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream or its group was deleted: create it again
+                self._groups_ready = False
+            raise
+        entries: Entries = []
+        for stream, items in reply or ():
+            shard = self._shard_of[stream.decode()]
+            for sid, flat in items:
+                it = iter(flat or ())
+                entries.append((shard, sid.decode(), dict(zip(it, it, strict=True)) or None))
+        return entries
+
     async def _read_and_flush(self, block_ms: int | None) -> int:
         await self._ensure_groups()
-        reply = await self._rt.redis.xreadgroup(
-            GROUP, self.name, dict.fromkeys(self._streams, ">"),
-            count=self._cfg.flush_batch, block=block_ms,
-        )
-        entries: Entries = []
-        for stream, items in reply or []:
-            shard = self._shard_of[_s(stream)]
-            entries += [(shard, _s(sid), fields) for sid, fields in items]
+        ahead, self._ahead = self._ahead, None
+        entries = await ahead if ahead is not None else await self._read(block_ms)
+        if len(entries) >= self._cfg.flush_batch:
+            self._ahead = asyncio.create_task(self._read(None), name="ledger-read-ahead")
         # A batch in hand is retried as it is: once read it is pending on this consumer and
         # would otherwise wait for a claim.
         await self._retrying(self._flush, entries)
@@ -232,15 +257,18 @@ class Flusher:
             for stream, ids in zip(streams, by_shard.values(), strict=True):
                 pipe.xack(stream, GROUP, *ids)
             for stream in streams:
-                pipe.xpending(stream, GROUP)
+                # The group's last-delivered id first: an entry delivered after it is pending
+                # (or acknowledged) by the time XPENDING runs, so trimming to just past it never
+                # drops an unflushed entry even when another read slips in between.
                 pipe.xinfo_groups(stream)
+                pipe.xpending(stream, GROUP)
             replies = (await pipe.execute())[len(streams):]
         # Only what every consumer has acknowledged may go: below the oldest pending entry, and
         # never beyond what the group has delivered (undelivered entries are not yet flushed).
         # Entries delivered after these replies have larger ids, so the bound stays safe.
         async with redis.pipeline(transaction=False) as pipe:
             for i, stream in enumerate(streams):
-                pending, groups = replies[2 * i], replies[2 * i + 1]
+                groups, pending = replies[2 * i], replies[2 * i + 1]
                 if pending["pending"]:
                     minid = _s(pending["min"])
                 else:
@@ -293,6 +321,13 @@ class Flusher:
         return self._conn
 
     async def _close(self) -> None:
+        self._reads.close()  # fails a read ahead in flight: its entries wait for a claim
+        ahead = self._ahead
+        if ahead is not None and not (ahead.done() and not ahead.cancelled()
+                                      and ahead.exception() is None):
+            self._ahead = None  # a batch read ahead in full stays in hand for the retry
+            ahead.cancel()
+            await asyncio.gather(ahead, return_exceptions=True)
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):

@@ -27,6 +27,7 @@ from typing import Any, cast
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ResponseError
 
 Arg = bytes | str | int | float
 
@@ -222,3 +223,39 @@ def _settle(waiter: asyncio.Future[Any], reply: Any, _elapsed: float) -> None:
 def _lost(waiter: asyncio.Future[Any], exc: Exception) -> None:
     if not waiter.done():
         waiter.set_exception(exc)
+
+
+class RespClient:
+    """Request/response over one lazily opened `RespConnection`, replies raw from hiredis (bulk
+    strings stay bytes, nothing is converted): for a reader whose replies are big and whose
+    caller wants them as they come, e.g. the ledger flusher's XREADGROUP. Error replies raise
+    redis-py's `ResponseError`; a lost connection fails the calls in flight with
+    `ConnectionError`, and the next call opens a new one."""
+
+    def __init__(self, ep: Endpoint, *, name: str, timeout_s: float = 10.0) -> None:
+        self._ep = ep
+        self._name = name
+        self._timeout_s = timeout_s
+        self._conn: RespConnection | None = None
+
+    async def call(self, *args: Arg) -> Any:
+        conn = self._conn
+        if conn is None or not conn.is_open:
+            conn = self._conn = await RespConnection.open(
+                self._ep, _settle, _lost, name=self._name, timeout_s=self._timeout_s)
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        conn.send(pack(args), [waiter])
+        try:
+            reply = await waiter
+        except asyncio.CancelledError:
+            # The reply would come to nobody: a read it held stays pending on the server.
+            conn.close()
+            raise
+        if isinstance(reply, hiredis.ReplyError):
+            raise ResponseError(str(reply))  # redis-py's, as its clients raise
+        return reply
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
