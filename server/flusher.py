@@ -26,7 +26,7 @@ import asyncpg
 from redis.exceptions import RedisError, ResponseError
 
 from server import ledger
-from server.resp import Endpoint, RespClient
+from server.resp import Endpoint, RespClient, pack, pack_ids
 from server.runtime import Runtime
 from server.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
 
@@ -37,6 +37,15 @@ CONSUMER_FORGET_MS = 3600_000
 _BACKOFF_MAX_S = 5.0
 STOP_TIMEOUT_S = 10.0
 Entries = list[tuple[int, str, dict[bytes, bytes] | None]]  # (shard, stream id, fields)
+
+
+_GROUP_B = GROUP.encode()
+
+
+def _info(flat: Sequence[Any]) -> dict[bytes, Any]:
+    """An XINFO reply's flat field list as a dict."""
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))
 
 
 def consumer_name() -> str:
@@ -252,32 +261,28 @@ class Flusher:
         for shard, sid in done:
             by_shard.setdefault(shard, []).append(sid)
         streams = [self._streams[shard] for shard in by_shard]
-        redis = self._rt.redis
-        async with redis.pipeline(transaction=False) as pipe:
-            for stream, ids in zip(streams, by_shard.values(), strict=True):
-                pipe.xack(stream, GROUP, *ids)
-            for stream in streams:
-                # The group's last-delivered id first: an entry delivered after it is pending
-                # (or acknowledged) by the time XPENDING runs, so trimming to just past it never
-                # drops an unflushed entry even when another read slips in between.
-                pipe.xinfo_groups(stream)
-                pipe.xpending(stream, GROUP)
-            replies = (await pipe.execute())[len(streams):]
+        commands = [pack_ids(["XACK", stream, GROUP], ids)
+                    for stream, ids in zip(streams, by_shard.values(), strict=True)]
+        for stream in streams:
+            # The group's last-delivered id first: an entry delivered after it is pending (or
+            # acknowledged) by the time XPENDING runs, so trimming to just past it never drops
+            # an unflushed entry even when another consumer's read slips in between.
+            commands += [pack(["XINFO", "GROUPS", stream]), pack(["XPENDING", stream, GROUP])]
+        replies = (await self._reads.call_many(commands))[len(streams):]
         # Only what every consumer has acknowledged may go: below the oldest pending entry, and
         # never beyond what the group has delivered (undelivered entries are not yet flushed).
-        # Entries delivered after these replies have larger ids, so the bound stays safe.
-        async with redis.pipeline(transaction=False) as pipe:
-            for i, stream in enumerate(streams):
-                groups, pending = replies[2 * i], replies[2 * i + 1]
-                if pending["pending"]:
-                    minid = _s(pending["min"])
-                else:
-                    last = next(_s(g["last-delivered-id"]) for g in groups
-                                if _s(g["name"]) == GROUP)
-                    ms, _, seq = last.partition("-")
-                    minid = f"{ms}-{int(seq) + 1}"
-                pipe.xtrim(stream, minid=minid, approximate=False)
-            await pipe.execute()
+        trims = []
+        for i, stream in enumerate(streams):
+            groups, pending = replies[2 * i], replies[2 * i + 1]
+            if pending[0]:  # XPENDING summary: [count, min id, max id, consumers]
+                minid = pending[1].decode()
+            else:
+                last = next(_info(g)[b"last-delivered-id"].decode() for g in groups
+                            if _info(g)[b"name"] == _GROUP_B)
+                ms, _, seq = last.partition("-")
+                minid = f"{ms}-{int(seq) + 1}"
+            trims.append(pack(["XTRIM", stream, "MINID", minid]))
+        await self._reads.call_many(trims)
 
     async def report_lag(self) -> int:
         """Entries in the streams not yet in Postgres (acknowledged entries are trimmed)."""

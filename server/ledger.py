@@ -86,26 +86,28 @@ class StagedTx(NamedTuple):
     stream_seq: int
 
 
-def _int(raw: bytes | None) -> int | None:
-    return int(raw) if raw else None
-
-
-def _str(raw: bytes | None) -> str | None:
-    return raw.decode() if raw else None
-
-
 def parse_entry(shard: int, stream_id: str, raw: Mapping[bytes, bytes]) -> StagedTx:
+    # Inlined (no helper calls): this runs once per ledger entry, and was a quarter of the
+    # flusher's CPU while catching up.
     g = raw.get
     kind, user, ref = raw[b"k"].decode(), raw[b"u"].decode(), raw[b"t"].decode()
-    other = _str(g(b"o"))
+    other = o.decode() if (o := g(b"o")) else None
     if kind not in POSTINGS:
         raise ValueError(f"unknown ledger kind {kind!r}")
     ms, _, seq = stream_id.partition("-")
     return StagedTx(
         tx_key(kind, user, ref, other or ""), kind, user, other, ref, int(g(b"a") or 0),
-        int(g(b"d") or 0), _int(g(b"b")), _int(g(b"cy")), _int(g(b"sh")), _str(g(b"r")),
-        _str(g(b"g")), _int(g(b"n")), _str(g(b"cb")), _int(g(b"pc")), _str(g(b"cu")), shard,
-        int(ms), int(seq),
+        int(g(b"d") or 0),
+        int(v) if (v := g(b"b")) else None,
+        int(v) if (v := g(b"cy")) else None,
+        int(v) if (v := g(b"sh")) else None,
+        v.decode() if (v := g(b"r")) else None,
+        v.decode() if (v := g(b"g")) else None,
+        int(v) if (v := g(b"n")) else None,
+        v.decode() if (v := g(b"cb")) else None,
+        int(v) if (v := g(b"pc")) else None,
+        v.decode() if (v := g(b"cu")) else None,
+        shard, int(ms), int(seq),
     )
 
 
