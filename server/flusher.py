@@ -69,13 +69,10 @@ class Flusher:
         # Stream reads go over a lean connection: redis-py's parsing of XREADGROUP replies was
         # half the flusher's CPU at the spend peak (BENCHMARKS.md, ledger).
         self._reads = RespClient(Endpoint.of(rt.redis), name=f"giftwire-flusher-{self.name}")
-        self._read_args: list[str | int] = [
-            "XREADGROUP", "GROUP", GROUP, self.name, "COUNT", self._cfg.flush_batch,
-            "STREAMS", *self._streams, *([">"] * len(self._streams)),
-        ]
+        self._read_tail: list[str] = ["STREAMS", *self._streams, *([">"] * len(self._streams))]
         # The next batch, read while this one is written (only when a full batch says we are
         # behind). Its entries are pending on this consumer, so a crash meanwhile loses nothing.
-        self._ahead: asyncio.Task[Entries] | None = None
+        self._ahead: asyncio.Task[tuple[Entries, int]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._groups_ready = False
         self._stopping = False
@@ -146,30 +143,39 @@ class Flusher:
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         return 0
 
-    async def _read(self, block_ms: int | None) -> Entries:
-        args = self._read_args
+    async def _read(self, block_ms: int | None, count: int) -> tuple[Entries, int]:
+        """Up to `count` new entries of each stream; and how many streams gave `count` (are
+        behind)."""
+        args: list[str | int] = ["XREADGROUP", "GROUP", GROUP, self.name, "COUNT", count]
         if block_ms is not None:
-            args = [*args[:6], "BLOCK", block_ms, *args[6:]]
+            args += ["BLOCK", block_ms]
         try:
-            reply = await self._reads.call(*args)
+            reply = await self._reads.call(*args, *self._read_tail)
         except ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream or its group was deleted: create it again
                 self._groups_ready = False
             raise
         entries: Entries = []
+        full = 0
         for stream, items in reply or ():
             shard = self._shard_of[stream.decode()]
+            full += len(items) >= count
             for sid, flat in items:
                 it = iter(flat or ())
                 entries.append((shard, sid.decode(), dict(zip(it, it, strict=True)) or None))
-        return entries
+        return entries, full
 
     async def _read_and_flush(self, block_ms: int | None) -> int:
         await self._ensure_groups()
         ahead, self._ahead = self._ahead, None
-        entries = await ahead if ahead is not None else await self._read(block_ms)
-        if len(entries) >= self._cfg.flush_batch:
-            self._ahead = asyncio.create_task(self._read(None), name="ledger-read-ahead")
+        batch = self._cfg.flush_batch
+        entries, behind = await ahead if ahead is not None else await self._read(block_ms, batch)
+        if behind:
+            # Behind: read the next batch while this one is written, and a larger one when few
+            # streams are behind (one busy creator's credits): fewer, bigger transactions, with
+            # at most about four batches' worth of entries in hand.
+            self._ahead = asyncio.create_task(
+                self._read(None, max(batch, 4 * batch // behind)), name="ledger-read-ahead")
         # A batch in hand is retried as it is: once read it is pending on this consumer and
         # would otherwise wait for a claim.
         await self._retrying(self._flush, entries)

@@ -66,7 +66,7 @@ async def test_a_flusher_dying_with_a_batch_read_ahead_loses_and_duplicates_noth
     assert first >= BATCH
     ahead = dying._ahead
     assert ahead is not None
-    read_ahead = len(await ahead)
+    read_ahead = len((await ahead)[0])
     assert read_ahead >= BATCH
     await dying.stop()  # like a crash: nothing of the batch read ahead was written or acked
     written, _ = await _ledger_counts(runtime)
@@ -122,3 +122,24 @@ async def test_the_lean_client_returns_raw_replies_and_raises_error_replies(
     finally:
         client.close()
         await runtime.redis.delete(key)
+
+
+async def test_a_stream_that_alone_is_behind_is_read_in_bigger_batches(
+    wallet: Wallet, live_room: str, flusher: Flusher, runtime: Runtime
+) -> None:
+    # One viewer, one creator: at most two streams hold the backlog.
+    expected = await _backlog(wallet, live_room, users=1, gifts=40)
+    first = await flusher._read_and_flush(None)
+    assert first <= 2 * BATCH
+    ahead = flusher._ahead
+    assert ahead is not None
+    entries, _ = await ahead
+    per_shard: dict[int, int] = {}
+    for shard, _sid, _fields in entries:
+        per_shard[shard] = per_shard.get(shard, 0) + 1
+    # Larger than a batch per stream, and never more than four batches in hand.
+    assert BATCH < max(per_shard.values()) <= 4 * BATCH
+    # The batch read ahead is still in the flusher's hand (a done task): drained exactly once.
+    assert await flusher.drain() == expected - first
+    assert await _ledger_counts(runtime) == (expected, expected)
+    assert await stream_total(runtime) == 0
