@@ -89,10 +89,9 @@ class Gifts:
             conn.error(ErrorCode.COMBO_NOT_FOUND, "that combo has settled: start a new combo id",
                        msg.id, tx=msg.tx, room=msg.room)
             return
+        req = SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
         try:
-            result = await wallet.spend(
-                SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
-            )
+            result = await wallet.spend(req)
         except Exception:
             log.exception("spend %s failed", msg.tx)
             conn.error(ErrorCode.UNAVAILABLE, "the wallet is unavailable; retry with the same tx",
@@ -102,7 +101,6 @@ class Gifts:
             conn.error(result.code or ErrorCode.INTERNAL_ERROR, "gift refused", msg.id,
                        tx=msg.tx, room=msg.room)
             return
-        req = SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
         try:
             await self.publish_spend(req, principal.name, result)
         except Exception:
