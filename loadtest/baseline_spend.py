@@ -32,7 +32,7 @@ async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
     import psutil
 
     from server.keys import Keys
-    from server.runtime import redis_client
+    from server.runtime import delete_prefix, redis_client
     from server.scripts import load_scripts
 
     keys = Keys(f"ltb{secrets.token_hex(3)}:", 16)
@@ -76,9 +76,7 @@ async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
     elapsed = time.monotonic() - started
     cpu = sum(proc.cpu_times()[:2]) - cpu0
     # Clean up the throw-away prefix (ledger streams included).
-    batch = [k async for k in redis.scan_iter(match=keys.prefix + "*", count=1000)]
-    for i in range(0, len(batch), 1000):
-        await redis.unlink(*batch[i:i + 1000])
+    await delete_prefix(redis, keys.prefix)
     await redis.aclose()
     from loadtest.stats import summary_ms
 

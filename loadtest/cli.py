@@ -184,27 +184,15 @@ def _target(
 
 async def _drop(cfg: Any) -> None:
     """Machine Redis/Postgres: remove the run's keys and schema (embedded ones are discarded)."""
-    import asyncpg
-
-    from server.runtime import redis_client
+    from server.db import drop_schema
+    from server.runtime import delete_prefix, redis_client
 
     redis = redis_client(cfg.redis_url)
     try:
-        batch: list[bytes] = []
-        async for key in redis.scan_iter(match=cfg.key_prefix + "*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await redis.unlink(*batch)
-                batch.clear()
-        if batch:
-            await redis.unlink(*batch)
+        await delete_prefix(redis, cfg.key_prefix)
     finally:
         await redis.aclose()
-    conn = await asyncpg.connect(cfg.database_url)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{cfg.db_schema}" CASCADE')
-    finally:
-        await conn.close()
+    await drop_schema(cfg.database_url, cfg.db_schema)
 
 
 async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[str, Any] | None:

@@ -86,6 +86,15 @@ async def migrate(dsn: str, schema: str, directory: Path = MIGRATIONS_DIR) -> li
     return applied_now
 
 
+async def drop_schema(dsn: str, schema: str) -> None:
+    """Remove a schema and everything in it (a test's or a load run's); never the live one."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def migrations_current(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DIR) -> bool:
     """True when every migration shipped with this code is applied (readiness)."""
     want = {m.version for m in load_migrations(directory)}

@@ -33,6 +33,23 @@ def redis_client(url: str, **kwargs: Any) -> Redis:
     return Redis.from_url(url, **kwargs)
 
 
+async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
+    """Unlink every key under a key prefix (a test's or a load run's namespace); returns the count.
+
+    SCAN, not KEYS, so a big Redis is never blocked; never use this on a production prefix.
+    """
+    deleted = 0
+    pending: list[bytes] = []
+    async for key in redis.scan_iter(match=prefix + "*", count=batch):
+        pending.append(key)
+        if len(pending) >= batch:
+            deleted += await redis.unlink(*pending)
+            pending.clear()
+    if pending:
+        deleted += await redis.unlink(*pending)
+    return deleted
+
+
 @dataclass
 class Runtime:
     config: Config

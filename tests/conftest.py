@@ -22,7 +22,7 @@ from server.auth import TokenIssuer
 from server.config import Config
 from server.embedded import embedded_services
 from server.keys import Keys
-from server.runtime import Runtime, open_runtime, redis_client
+from server.runtime import Runtime, delete_prefix, open_runtime, redis_client
 from tests.support.servers import RunningServer, inprocess_server
 
 
@@ -65,19 +65,8 @@ async def redis(config: Config) -> AsyncIterator[Redis]:
     try:
         yield client
     finally:
-        await _drop_prefix(client, config.key_prefix)
+        await delete_prefix(client, config.key_prefix)
         await client.aclose()
-
-
-async def _drop_prefix(client: Redis, prefix: str) -> None:
-    batch: list[bytes] = []
-    async for key in client.scan_iter(match=prefix + "*", count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            await client.unlink(*batch)
-            batch.clear()
-    if batch:
-        await client.unlink(*batch)
 
 
 @pytest.fixture
@@ -89,11 +78,7 @@ async def pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
         yield p
     finally:
         await p.close()
-        conn = await asyncpg.connect(config.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{config.db_schema}" CASCADE')
-        finally:
-            await conn.close()
+        await db.drop_schema(config.database_url, config.db_schema)
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ import uuid
 from server import catalog
 from server.config import Config
 from server.flusher import Flusher
-from server.runtime import Runtime, open_runtime
+from server.runtime import Runtime, delete_prefix, open_runtime
 from server.scripts import ScriptRunner
 from server.wallet import SpendRequest, Wallet
-from tests.conftest import _drop_prefix
 from tests.wallet.test_spend import fund
 
 
@@ -101,7 +100,7 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
             assert await _states(wallet2, users) == before
     finally:
         async with open_runtime(fresh, migrate=False) as rt2:
-            await _drop_prefix(rt2.redis, fresh.key_prefix)
+            await delete_prefix(rt2.redis, fresh.key_prefix)
 
 
 async def test_reconcile_reports_nothing_when_in_step_and_each_difference_otherwise(
