@@ -25,7 +25,7 @@ COLUMNS = (
 async def _measure(dsn: str, rows: int) -> dict[str, Any]:
     import asyncpg
 
-    from server import db
+    from server.storage import db
 
     schema = f"ltcopy_{secrets.token_hex(4)}"
     await db.migrate(dsn, schema)

@@ -3,7 +3,7 @@
 `CONCURRENCY` tasks each await `EVALSHA spend` in a loop (no pipelining, no batching) with the
 server's own Redis client factory (`server.runtime.redis_client`: redis-py + hiredis) on uvloop,
 in a process of its own, against the run's Redis under a throw-away key prefix. The keys and
-arguments are exactly the wallet's (`server/wallet.py`), so Redis does the same work per call.
+arguments are exactly the wallet's (`server/money/wallet.py`), so Redis does the same work per call.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def main(redis_url: str, duration_s: float, pipe: Connection) -> None:
 async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
     import psutil
 
-    from server.keys import Keys
     from server.runtime import delete_prefix, redis_client
-    from server.scripts import load_scripts
+    from server.storage.keys import Keys
+    from server.storage.scripts import load_scripts
 
     keys = Keys(f"ltb{secrets.token_hex(3)}:", 16)
     redis = redis_client(redis_url, max_connections=CONCURRENCY + 8)

@@ -150,7 +150,7 @@ def measure_broadcast(
     import multiprocessing
 
     from loadtest.stats import summary_ms
-    from server.embedded import free_port
+    from server.storage.embedded import free_port
 
     ctx = multiprocessing.get_context("spawn")
     port = free_port()

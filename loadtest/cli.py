@@ -145,7 +145,7 @@ def _is_setup_failure(exc: BaseException) -> bool:
     from loadtest.provision import ProvisionError
     from loadtest.spawn import ServerDied
     from server.config import ConfigError
-    from server.embedded import EmbeddedUnavailable
+    from server.storage.embedded import EmbeddedUnavailable
 
     return isinstance(exc, ServerDied | ProvisionError | EmbeddedUnavailable | ConfigError
                       | TimeoutError | ConnectionError)
@@ -184,8 +184,8 @@ def _target(
 
 async def _drop(cfg: Any) -> None:
     """Machine Redis/Postgres: remove the run's keys and schema (embedded ones are discarded)."""
-    from server.db import drop_schema
     from server.runtime import delete_prefix, redis_client
+    from server.storage.db import drop_schema
 
     redis = redis_client(cfg.redis_url)
     try:

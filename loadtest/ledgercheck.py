@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 from redis.asyncio import Redis
 
-from server.keys import Keys
+from server.storage.keys import Keys
 
 
 @dataclass

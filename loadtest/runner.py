@@ -34,8 +34,8 @@ from loadtest.verify import Verification, verify
 from loadtest.worker import WorkerPlan
 from server.auth import TokenIssuer
 from server.config import Config
-from server.keys import Keys
 from server.runtime import redis_client
+from server.storage.keys import Keys
 
 TIMELINE_S = 0.5
 

@@ -24,7 +24,7 @@ import httpx
 import psutil
 
 from server.config import Config
-from server.embedded import embedded_services, free_port
+from server.storage.embedded import embedded_services, free_port
 
 READY_TIMEOUT_S = 60.0
 

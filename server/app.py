@@ -13,9 +13,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from server.config import Config
-from server.health import healthz, readyz
-from server.problem import HTTPProblem, problem
 from server.runtime import Runtime, open_runtime
+from server.web.health import healthz, readyz
+from server.web.problem import HTTPProblem, problem
 
 log = logging.getLogger("giftwire.app")
 
@@ -66,8 +66,8 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     # -- Lua script runner (shared by wallet and hub) and the wallet + ledger flusher --
     from typing import Any
 
-    from server import wallet
-    from server.scripts import ScriptRunner
+    from server.money import wallet
+    from server.storage.scripts import ScriptRunner
 
     lua_seconds: dict[str, Any] = {}  # script -> its labelled histogram (labels() is not free)
 
@@ -83,14 +83,14 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     rt.components["scripts"] = runner
     await wallet.start(rt, runner, stack)
     # -- real-time hub: broker, rooms, fan-out; `/ws` sessions; drain on SIGTERM --
-    from server import drain
+    from server.edge import drain
 
     realtime = await drain.start_realtime(rt, stack)
     rt.components["drain"] = drain.drain_callable(rt)
     rt.components["on_room_change"] = realtime.on_room_change
     # -- demo (`make run`): a live room and gift bots; keep it last, it uses everything above --
     if rt.config.demo:
-        from server import demo
+        from server.web import demo
 
         await demo.start(rt, stack)
 
@@ -99,18 +99,18 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     """HTTP API and WebSocket routes of the components."""
     found: list[BaseRoute] = []
     # -- wallet, ledger and room lifecycle HTTP API --
-    from server import api
+    from server.web import api
 
     found += api.routes(config)
     # -- pages (overlay, demo, static files) --
-    from server import pages
+    from server.web import pages
 
     found += pages.routes(config)
     # -- real-time hub: the WebSocket endpoint and the room goal --
     from starlette.routing import WebSocketRoute
 
-    from server.connection import ws_endpoint
-    from server.roomstate import post_goal
+    from server.edge.connection import ws_endpoint
+    from server.hub.roomstate import post_goal
 
     found += [
         WebSocketRoute("/ws", ws_endpoint),

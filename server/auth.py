@@ -15,7 +15,7 @@ import jwt
 from redis.asyncio import Redis
 
 from protocol import ErrorCode, Role
-from server.keys import Keys
+from server.storage.keys import Keys
 
 ALGORITHM = "HS256"
 ISSUER = "giftwire"

@@ -25,8 +25,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from server import db
     from server.serve import resolved
+    from server.storage import db
 
     cfg = config_mod.from_env()
     configure(cfg.log_level, cfg.log_json)
@@ -39,7 +39,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     from server.auth import TokenIssuer
-    from server.keys import Keys
+    from server.storage.keys import Keys
 
     cfg = config_mod.from_env()
     issuer = TokenIssuer(cfg.jwt_secret, Keys(cfg.key_prefix, cfg.wallet_shards), cfg.token_ttl_s)

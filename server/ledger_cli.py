@@ -12,11 +12,11 @@ from typing import Any
 
 from server import config as config_mod
 from server.config import Config
-from server.flusher import Flusher, ensure_groups
 from server.logsetup import configure
+from server.money.flusher import Flusher, ensure_groups
+from server.money.wallet import Wallet
 from server.runtime import open_runtime
-from server.scripts import ScriptRunner
-from server.wallet import Wallet
+from server.storage.scripts import ScriptRunner
 
 
 def register(sub: Any) -> None:
@@ -81,7 +81,7 @@ def _flush(args: argparse.Namespace) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from server.reconcile import reconcile
+    from server.money.reconcile import reconcile
 
     cfg = _config()
 
@@ -100,7 +100,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from server.reconcile import RebuildRefused, rebuild
+    from server.money.reconcile import RebuildRefused, rebuild
 
     cfg = _config()
 

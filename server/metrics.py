@@ -46,7 +46,7 @@ class Metrics:
         self.flushed = Counter(
             "giftwire_ledger_flushed_total", "Ledger entries written to Postgres", registry=r
         )
-        # Hub (server/hub.py, server/broker_redis.py).
+        # Hub (server/hub/hub.py, server/hub/broker_redis.py).
         self.pubsub_resubscribes = Counter(
             "giftwire_pubsub_resubscribes_total",
             "Times the pub/sub connection was re-established with every room re-subscribed",

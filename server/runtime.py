@@ -15,11 +15,11 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from server import db
 from server.auth import TokenIssuer
 from server.config import DEV_SECRET, Config
-from server.keys import Keys
 from server.metrics import Metrics
+from server.storage import db
+from server.storage.keys import Keys
 
 log = logging.getLogger("giftwire")
 

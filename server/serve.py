@@ -18,7 +18,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Config
-from server.embedded import embedded_services
+from server.storage.embedded import embedded_services
 
 log = logging.getLogger("giftwire.serve")
 

@@ -17,12 +17,12 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from server import db
 from server.auth import TokenIssuer
 from server.config import Config
-from server.embedded import embedded_services
-from server.keys import Keys
 from server.runtime import Runtime, delete_prefix, open_runtime, redis_client
+from server.storage import db
+from server.storage.embedded import embedded_services
+from server.storage.keys import Keys
 from tests.support.servers import RunningServer, inprocess_server
 
 

@@ -3,8 +3,8 @@ import asyncio
 import asyncpg
 import httpx
 
-from server import db
 from server.config import Config
+from server.storage import db
 from tests.support.servers import RunningServer
 
 

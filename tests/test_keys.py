@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server.keys import Keys, cluster_slot
+from server.storage.keys import Keys, cluster_slot
 
 
 def test_cluster_slot_matches_redis_reference_values() -> None:

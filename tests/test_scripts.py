@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from server.config import Config
-from server.scripts import LuaScript, ScriptError, ScriptRunner, load_scripts
+from server.storage.scripts import LuaScript, ScriptError, ScriptRunner, load_scripts
 
 
 def _script(name: str, source: str) -> LuaScript:

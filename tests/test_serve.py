@@ -11,7 +11,7 @@ import httpx
 import psutil
 
 from server.config import Config
-from server.embedded import free_port
+from server.storage.embedded import free_port
 from tests.support.servers import subprocess_server, wait_ready
 
 

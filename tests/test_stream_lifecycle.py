@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from protocol import Goal, GoalUpdate, Leaderboard, SendGift
-from server import streams
 from server.auth import TokenIssuer
+from server.money import streams
 from tests.hub.support import Client, grant, open_client, setup_room
 from tests.support.servers import RunningServer
 

@@ -31,8 +31,8 @@ from protocol import (
     Welcome,
     codec_for,
 )
-from server import streams
 from server.config import Config
+from server.money import streams
 from server.runtime import Runtime
 from tests.support.servers import RunningServer, inprocess_server
 

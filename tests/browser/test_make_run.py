@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Page
 
 from server.config import Config
-from server.embedded import free_port
+from server.storage.embedded import free_port
 from tests.browser.support import wait_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

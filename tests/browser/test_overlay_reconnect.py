@@ -184,7 +184,7 @@ async def test_closed_as_too_slow_the_overlay_comes_back_at_once_and_resumes(
         await record_alerts(page)
         await send(hal, 8)
         await wait_page(page, "window.giftwireOverlay.stats.received === 8")
-        # What the server does to a client whose buffer overflowed (server/connection.py).
+        # What the server does to a client whose buffer overflowed (server/edge/connection.py).
         (conn,) = [c for c in rt.components["realtime"].connections
                    if c.principal is not None and c.principal.role.value == "overlay"]
         conn.kill(4008, "too slow: reconnect and resume")

@@ -137,7 +137,7 @@ async def clients(ws_url: str, tokens: list[str], **kw: Any) -> AsyncIterator[li
 
 
 async def setup_room(rt: Any, room: str, creator: str = "creator1") -> None:
-    from server import streams
+    from server.money import streams
 
     await streams.go_live(rt, room, creator, f"{room} stream",
                           on_change=rt.components.get("on_room_change"))

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import pytest
 from redis.asyncio import Redis
 
-from server.broker_redis import RedisBroker
 from server.config import Config
+from server.hub.broker_redis import RedisBroker
 
 
 @pytest.fixture

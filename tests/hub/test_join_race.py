@@ -13,16 +13,16 @@ import pytest
 from redis.asyncio import Redis
 
 from protocol import MsgpackCodec
-from server import streams
-from server.broker_redis import RedisBroker
-from server.combos import ComboSweeper
 from server.config import Config
-from server.hub import Hub
+from server.edge.writer import FlushScheduler, Writer
+from server.hub.broker_redis import RedisBroker
+from server.hub.combos import ComboSweeper
+from server.hub.hub import Hub
+from server.hub.roomstate import RoomState
 from server.metrics import Metrics
-from server.roomstate import RoomState
+from server.money import streams
 from server.runtime import Runtime
-from server.scripts import ScriptRunner
-from server.writer import FlushScheduler, Writer
+from server.storage.scripts import ScriptRunner
 
 
 class GatedBroker(RedisBroker):

@@ -11,12 +11,12 @@ import asyncpg
 import pytest
 
 from protocol import Ack, GiftEvent, GoingAway, SendGift, ViewerCount
-from server import streams
 from server.auth import TokenIssuer
 from server.config import Config
+from server.money import streams
+from server.money.wallet import Wallet
 from server.runtime import Runtime
-from server.scripts import ScriptRunner
-from server.wallet import Wallet
+from server.storage.scripts import ScriptRunner
 from tests.hub.support import Client, open_client
 from tests.support.servers import subprocess_server
 
@@ -125,7 +125,7 @@ async def test_sigterm_with_200_clients_going_away_clean_close_and_no_lost_debit
         assert rc == 0
         await asyncio.gather(*(c.close() for c in clients))
     # Every debit reached the ledger: flush what the stopped server left in the streams.
-    from server.flusher import Flusher, ensure_groups
+    from server.money.flusher import Flusher, ensure_groups
 
     await ensure_groups(runtime)
     flusher = Flusher(runtime, wallet)

@@ -15,10 +15,10 @@ from protocol import (
     SendGift,
     ViewerCount,
 )
-from server import streams
 from server.auth import TokenIssuer
-from server.keys import cluster_slot
-from server.scripts import LUA_DIR
+from server.money import streams
+from server.storage.keys import cluster_slot
+from server.storage.scripts import LUA_DIR
 from tests.hub.support import grant, open_client, setup_room
 from tests.support.servers import RunningServer
 

@@ -15,9 +15,9 @@ from typing import Any
 from protocol import Ping, Pong
 from server.auth import TokenIssuer
 from server.config import Config
-from server.embedded import free_port
 from server.runtime import Runtime
 from server.serve import DrainingServer, uvicorn_config
+from server.storage.embedded import free_port
 from tests.hub.support import Client, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import msgpack
 
 from protocol import MsgpackCodec
-from server.writer import FlushScheduler, Writer
+from server.edge.writer import FlushScheduler, Writer
 
 
 class Sink:
@@ -96,9 +96,9 @@ async def test_a_stalled_send_overflows_at_the_bound_and_never_holds_more() -> N
 
 
 class Transport:
-    """A `server.wire.Wire` over an in-memory transport: frames handed over synchronously; while
-    `stalled`, written bytes stay `held` (what a real transport's buffer holds for a client that
-    does not read)."""
+    """A `server.edge.wire.Wire` over an in-memory transport: frames handed over synchronously;
+    while `stalled`, written bytes stay `held` (what a real transport's buffer holds for a client
+    that does not read)."""
 
     def __init__(self) -> None:
         self.frames: list[bytes] = []

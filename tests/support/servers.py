@@ -21,9 +21,9 @@ import httpx
 import uvicorn
 
 from server.config import Config
-from server.embedded import free_port
 from server.runtime import Runtime
 from server.serve import DrainingServer, uvicorn_config
+from server.storage.embedded import free_port
 
 
 @dataclass

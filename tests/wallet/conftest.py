@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server import catalog, streams
-from server.flusher import Flusher, ensure_groups
+from server.money import catalog, streams
+from server.money.flusher import Flusher, ensure_groups
+from server.money.wallet import Wallet
 from server.runtime import Runtime
-from server.scripts import ScriptRunner
-from server.wallet import Wallet
+from server.storage.scripts import ScriptRunner
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import contextlib
 import itertools
 from urllib.parse import parse_qs, urlsplit
 
-from server.wallet import SpendRequest, Wallet
+from server.money.wallet import SpendRequest, Wallet
 
 
 class SpendLoad:

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from server.auth import TokenIssuer
-from server.flusher import Flusher
-from server.payments import sign_sandbox_receipt
+from server.money.flusher import Flusher
+from server.money.payments import sign_sandbox_receipt
 from server.runtime import Runtime
 from tests.support.servers import RunningServer
 

@@ -16,10 +16,10 @@ import asyncpg
 import pytest
 
 from server.config import Config
-from server.flusher import GROUP, Flusher
-from server.reconcile import reconcile
+from server.money.flusher import GROUP, Flusher
+from server.money.reconcile import reconcile
+from server.money.wallet import Wallet
 from server.runtime import Runtime
-from server.wallet import Wallet
 from tests.wallet.support import PgProxy, SpendLoad
 from tests.wallet.test_rebuild import cli
 from tests.wallet.test_spend import fund

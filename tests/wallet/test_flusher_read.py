@@ -9,10 +9,10 @@ import pytest
 from redis.exceptions import ResponseError
 
 from server.config import Config
-from server.flusher import GROUP, Flusher
-from server.resp import Endpoint, RespClient
+from server.money.flusher import GROUP, Flusher
+from server.money.wallet import SpendRequest, Wallet
 from server.runtime import Runtime
-from server.wallet import SpendRequest, Wallet
+from server.storage.resp import Endpoint, RespClient
 from tests.conftest import with_config
 from tests.wallet.test_spend import fund, stream_total
 

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from server import flusher as flusher_mod
-from server import ledger
-from server.flusher import GROUP, Flusher
-from server.reconcile import reconcile
+from server.money import flusher as flusher_mod
+from server.money import ledger
+from server.money.flusher import GROUP, Flusher
+from server.money.reconcile import reconcile
+from server.money.wallet import TX_TTL_S, SpendRequest, Wallet
 from server.runtime import Runtime
-from server.scripts import ScriptRunner
-from server.wallet import TX_TTL_S, SpendRequest, Wallet
+from server.storage.scripts import ScriptRunner
 from tests.wallet.support import SpendLoad
 from tests.wallet.test_spend import fund, stream_total
 

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import uuid
 
-from server import catalog
 from server.config import Config
-from server.flusher import Flusher
+from server.money import catalog
+from server.money.flusher import Flusher
+from server.money.wallet import SpendRequest, Wallet
 from server.runtime import Runtime, delete_prefix, open_runtime
-from server.scripts import ScriptRunner
-from server.wallet import SpendRequest, Wallet
+from server.storage.scripts import ScriptRunner
 from tests.wallet.test_spend import fund
 
 

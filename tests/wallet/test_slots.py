@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from server.flusher import Flusher
-from server.keys import cluster_slot
+from server.money.flusher import Flusher
+from server.money.wallet import WALLET_SCRIPTS, SpendRequest, Wallet
 from server.runtime import Runtime
-from server.scripts import LUA_DIR, ScriptRunner
-from server.wallet import WALLET_SCRIPTS, SpendRequest, Wallet
+from server.storage.keys import cluster_slot
+from server.storage.scripts import LUA_DIR, ScriptRunner
 
 
 async def test_every_wallet_script_touches_one_slot_and_every_one_is_exercised(

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from server import catalog, streams
-from server.flusher import Flusher
+from server.money import catalog, streams
+from server.money.flusher import Flusher
+from server.money.wallet import SpendRequest, Wallet
 from server.runtime import Runtime, redis_client
-from server.scripts import ScriptRunner
-from server.wallet import SpendRequest, Wallet
+from server.storage.scripts import ScriptRunner
 
 
 async def fund(wallet: Wallet, user: str, coins: int) -> None:

@@ -21,12 +21,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from protocol import Ack, ComboEnd, ErrorCode, SendGift
-from server.ratelimit import gift_budget
-from server.roomstate import RoomState
-from server.wallet import SpendRequest, SpendResult
+from server.edge.ratelimit import gift_budget
+from server.hub.roomstate import RoomState
+from server.money.wallet import SpendRequest, SpendResult
 
 if TYPE_CHECKING:
-    from server.connection import Connection
+    from server.edge.connection import Connection
 
 log = logging.getLogger("giftwire.gifts")
 

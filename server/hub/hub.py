@@ -3,7 +3,7 @@
 Per process, a room exists while it has local members (or joins in flight): the first join
 subscribes to its channel, the last leave unsubscribes. Each event from the broker is decoded once,
 encoded at most once per codec, and the same bytes are pushed to every member's writer (see
-server/writer.py); nothing here awaits a client.
+server/edge/writer.py); nothing here awaits a client.
 
 Ordering and recovery (docs/hub.md): events carry the room's seq. The hub remembers the last seq it
 delivered per room; a seq that skips ahead (only possible when pub/sub lost messages, e.g. around a
@@ -24,11 +24,10 @@ from typing import Any
 import msgpack
 
 from protocol import CloseCode, ComboProgress, Joined, ServerMessage, ViewerCount
-from server.broker import Broker
-from server.combos import ComboSweeper
-from server.envelopes import changes_state, event_message, read_state, state_messages
-from server.metrics import Metrics
-from server.rooms import (
+from server.hub.broker import Broker
+from server.hub.combos import ComboSweeper
+from server.hub.envelopes import changes_state, event_message, read_state, state_messages
+from server.hub.rooms import (
     Codecs,
     HubError,
     HubSettings,
@@ -38,7 +37,8 @@ from server.rooms import (
     Room,
     RoomEvent,
 )
-from server.roomstate import RoomState, decode_event
+from server.hub.roomstate import RoomState, decode_event
+from server.metrics import Metrics
 
 log = logging.getLogger("giftwire.hub")
 

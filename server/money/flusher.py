@@ -25,10 +25,10 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError, ResponseError
 
-from server import ledger
-from server.resp import Endpoint, RespClient, pack, pack_ids
+from server.money import ledger
+from server.money.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
 from server.runtime import Runtime
-from server.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
+from server.storage.resp import Endpoint, RespClient, pack, pack_ids
 
 log = logging.getLogger("giftwire.flusher")
 

@@ -1,6 +1,6 @@
 """What a room's channel carries, decoded into protocol messages for the hub.
 
-Envelopes are msgpack maps published by the room scripts (server/roomstate.py): `{"k": "ev",
+Envelopes are msgpack maps published by the room scripts (server/hub/roomstate.py): `{"k": "ev",
 "ev": {...}}` for a room event (optionally with the room's new `top`/`goal`), `{"k": "st", ...}`
 for a state change alone (`top`, `goal`, `nogoal`, `live`). Room events come back from the
 history in the same `ev` form. Leaderboard and goal are latest-wins room state, pushed to members
@@ -24,7 +24,7 @@ from protocol import (
     ServerMessage,
     TopEntry,
 )
-from server.rooms import Room, RoomEvent
+from server.hub.rooms import Room, RoomEvent
 
 log = logging.getLogger("giftwire.hub")
 

@@ -113,7 +113,7 @@ class Keys:
     def room_channel(self, room: str) -> str:
         return f"{self._r(room)}:events"
 
-    # Hub additions (server/hub.py, roomstate.py).
+    # Hub additions (server/hub/hub.py, roomstate.py).
     def room_names(self, room: str) -> str:
         """Hash user -> display name of the room's gifters (the leaderboard shows names)."""
         return f"{self._r(room)}:names"

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from server.wallet import valid_ident
+from server.money.wallet import valid_ident
 
 MAX_RECEIPT_LEN = 2048
 

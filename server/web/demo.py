@@ -37,13 +37,13 @@ from protocol import (
     ServerMessage,
     Welcome,
 )
-from server import streams
-from server.catalog import Gift
+from server.money import streams
+from server.money.catalog import Gift
+from server.money.wallet import Wallet
 from server.runtime import Runtime
-from server.wallet import Wallet
 
 if TYPE_CHECKING:
-    from server.roomstate import RoomState
+    from server.hub.roomstate import RoomState
 
 log = logging.getLogger("giftwire.demo")
 

@@ -25,12 +25,13 @@ from starlette.responses import JSONResponse, Response
 from protocol import ErrorCode, Goal, ProtocolError, TopEntry
 from protocol.fields import FieldReader
 from protocol.limits import MAX_ROOM_ID_LEN, MAX_SAFE_INT
-from server import api, streams
 from server.auth import Role
-from server.keys import Keys
-from server.problem import HTTPProblem
-from server.scripts import ScriptRunner
-from server.wallet import valid_ident
+from server.money import streams
+from server.money.wallet import valid_ident
+from server.storage.keys import Keys
+from server.storage.scripts import ScriptRunner
+from server.web import api
+from server.web.problem import HTTPProblem
 
 TOP_SIZE = 10
 # How long (and how many) transactions a room remembers as published. A client retries a tx

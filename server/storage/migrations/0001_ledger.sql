@@ -1,6 +1,6 @@
 -- The double-entry ledger. One row per transaction (unique by its ledger key), two entries per
 -- transaction that moves value, summing to zero per currency. Written only by the flusher
--- (server/flusher.py), from the wallet shards' Redis streams; read by history, reconcile, rebuild.
+-- (server/money/flusher.py), from the wallet shards' Redis streams; read by history, reconcile, rebuild.
 --
 -- Ledger keys (tx_key): g:<viewer>:<tx> gift, c:<viewer>:<tx> its credit, p:<user>:<receipt>
 -- purchase, a:<user>:<grant id> grant, r:<original key> chargeback, d:<creator>:<request> redeem.
@@ -35,7 +35,7 @@ CREATE TABLE ledger_tx (
 CREATE INDEX ledger_tx_user ON ledger_tx (user_id, id);
 CREATE INDEX ledger_tx_purchase_ref ON ledger_tx (ref) WHERE kind = 'purchase';
 
--- Entries are written only by the statement that inserts their transaction (server/ledger.py), so
+-- Entries are written only by the statement that inserts their transaction (server/money/ledger.py), so
 -- neither a foreign key nor a primary key is checked per row: each costs the flusher insert rate,
 -- and reconcile verifies that every transaction has entries summing to zero per currency.
 CREATE TABLE ledger_entries (

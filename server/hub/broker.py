@@ -1,8 +1,8 @@
 """The broker interface: publish/subscribe of opaque bytes between server processes.
 
-Backends (Redis pub/sub in `server.broker_redis`) carry payloads as `bytes` end to end and never
+Backends (Redis pub/sub in `server.hub.broker_redis`) carry payloads as `bytes` end to end and never
 decode them: events are msgpack, and a transport that turns them into `str` breaks on the first
-byte that is not UTF-8 (design.md 4a). Channels are names built by `server.keys`.
+byte that is not UTF-8 (design.md 4a). Channels are names built by `server.storage.keys`.
 
 Contract for every backend:
 - `subscribe` returns only once the subscription is live on the server, so a caller that reads

@@ -1,6 +1,6 @@
 """Postgres: the connection pool and versioned migrations.
 
-Migrations are `server/migrations/NNNN_name.sql`, applied in order in one transaction and
+Migrations are `server/storage/migrations/NNNN_name.sql`, applied in order in one transaction and
 recorded in `schema_migrations`. A transaction-level advisory lock serialises processes that start
 together, so applying twice (or from two processes at once) is safe.
 """

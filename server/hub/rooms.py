@@ -15,7 +15,7 @@ from protocol import (
     ServerMessage,
     TopEntry,
 )
-from server.writer import Writer
+from server.edge.writer import Writer
 
 
 class Codecs:

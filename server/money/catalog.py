@@ -1,4 +1,4 @@
-"""The gift catalog and the coin packages: shipped as `server/data/catalog.json`.
+"""The gift catalog and the coin packages: shipped as `server/money/data/catalog.json`.
 
 The spend script prices every gift itself from a copy of the catalog on the wallet's shard
 (`keys.catalog(shard)`), so a client never names a price and a spend stays in one cluster slot.
@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from protocol.limits import IDENTIFIER_PATTERN, MAX_GIFT_ID_LEN
-from server.keys import Keys
+from server.storage.keys import Keys
 
 CATALOG_PATH = Path(__file__).with_name("data") / "catalog.json"
 _ID = re.compile(IDENTIFIER_PATTERN)

@@ -1,6 +1,6 @@
 """The browser pages: the creator overlay (`/overlay`), the viewer demo (`/demo`) and their files.
 
-The pages are static files with no build step (server/static). `/overlay?token=...` checks the
+The pages are static files with no build step (server/web/static). `/overlay?token=...` checks the
 overlay token before serving the page, so a wrong or expired link says so in the browser source
 instead of showing an empty overlay; the page then uses the same token for its WebSocket `hello`.
 `?test=1` serves the page without a token: it generates fake gifts locally (docs/overlay.md).
@@ -18,11 +18,11 @@ from starlette.staticfiles import StaticFiles
 
 from server.auth import AuthError, Role
 from server.config import Config
-from server.problem import HTTPProblem
 from server.runtime import Runtime
+from server.web.problem import HTTPProblem
 
 if TYPE_CHECKING:
-    from server.demo import DemoState
+    from server.web.demo import DemoState
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -68,7 +68,7 @@ async def demo_page(request: Request) -> Response:
 
 
 def _demo(request: Request) -> tuple[Runtime, DemoState]:
-    from server.demo import DemoState
+    from server.web.demo import DemoState
 
     rt: Runtime = request.app.state.runtime
     state = rt.components.get("demo")
@@ -79,7 +79,7 @@ def _demo(request: Request) -> tuple[Runtime, DemoState]:
 
 async def demo_session(request: Request) -> Response:
     """The demo room, its viewers and a fresh overlay link (demo mode only)."""
-    from server.demo import overlay_url
+    from server.web.demo import overlay_url
 
     rt, state = _demo(request)
     return JSONResponse(

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 import hiredis
 from redis.asyncio import Redis
 
-from server.broker import Broker
+from server.hub.broker import Broker
 
 log = logging.getLogger("giftwire.broker")
 

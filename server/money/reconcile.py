@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from server import catalog as catalog_mod
-from server import ledger
-from server.flusher import Flusher, ensure_groups
-from server.keys import Keys
+from server.money import catalog as catalog_mod
+from server.money import ledger
+from server.money.flusher import Flusher, ensure_groups
+from server.money.wallet import TX_TTL_S, Wallet
 from server.runtime import Runtime
-from server.wallet import TX_TTL_S, Wallet
+from server.storage.keys import Keys
 
 _CHUNK = 1000
 

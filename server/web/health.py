@@ -9,8 +9,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server import db
 from server.runtime import Runtime
+from server.storage import db
 
 
 async def healthz(request: Request) -> Response:

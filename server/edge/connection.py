@@ -3,7 +3,7 @@
 Session: subprotocol picks the codec (refused before the handshake if none fits); the first message
 must be `hello` (token in it or in `?token=`) within `hello_timeout_s`; then join/leave, gift,
 combo_end and ping until the client leaves, idles past `idle_timeout_s` (4010), floods (4009),
-sends garbage too often (4002), reads too slowly (4008, see server/writer.py), or the server
+sends garbage too often (4002), reads too slowly (4008, see server/edge/writer.py), or the server
 drains (going_away, 1001). Every request gets exactly one reply carrying its id: its result or an
 `error` with a stable code.
 """
@@ -45,11 +45,11 @@ from protocol import (
 )
 from protocol.limits import MAX_PROTOCOL_ERRORS, MAX_TOKEN_LEN
 from server.auth import AuthError, Principal, Role
-from server.drain import Realtime
-from server.hub import HubError
-from server.ratelimit import TokenBucket
-from server.wire import Wire, release_handshake, wire_for
-from server.writer import Writer
+from server.edge.drain import Realtime
+from server.edge.ratelimit import TokenBucket
+from server.edge.wire import Wire, release_handshake, wire_for
+from server.edge.writer import Writer
+from server.hub.hub import HubError
 
 log = logging.getLogger("giftwire.ws")
 

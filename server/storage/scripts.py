@@ -1,9 +1,9 @@
-"""Lua scripts: loaded once from `server/lua/*.lua`, called by SHA, reloaded after NOSCRIPT.
+"""Lua scripts: loaded once from `server/storage/lua/*.lua`, called by SHA, reloaded after NOSCRIPT.
 
 `ScriptRunner.call` is the one way code runs a script. Once started, calls go over the runner's
-own connection (server/resp.py): everything queued in one event-loop iteration is packed here and
-written as one batch, without waiting for earlier batches' replies (a streaming pipeline), and
-replies are matched in order. The Python client, not Redis, bounds the spend path
+own connection (server/storage/resp.py): everything queued in one event-loop iteration is packed
+here and written as one batch, without waiting for earlier batches' replies (a streaming
+pipeline), and replies are matched in order. The Python client, not Redis, bounds the spend path
 (BENCHMARKS.md), so the runner does as little per call as it can.
 A NOSCRIPT reply means that call did not run at all, so it is safe to resend it (as EVAL).
 A lost connection fails the calls in flight (`ConnectionError`: spends are idempotent by tx, so
@@ -25,7 +25,7 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, ResponseError
 
-from server.resp import Endpoint, RespConnection, bulk
+from server.storage.resp import Endpoint, RespConnection, bulk
 
 log = logging.getLogger("giftwire.scripts")
 

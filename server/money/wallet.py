@@ -1,6 +1,6 @@
 """The wallet: coin spends, purchases, grants, chargebacks, diamonds and redemption.
 
-Every change to a balance is one Lua script on the wallet's shard (server/lua/): it checks,
+Every change to a balance is one Lua script on the wallet's shard (server/storage/lua/): it checks,
 changes the wallet, records the operation's id with its result (idempotency) and appends the
 ledger entry to the shard's stream, atomically. Nothing here reads a balance and then writes it.
 A gift's diamonds are credited by `credit.lua` on the creator's shard (another slot) right after
@@ -21,18 +21,18 @@ from typing import Any
 
 from protocol.errors import ErrorCode
 from protocol.limits import IDENTIFIER_PATTERN, MAX_GIFT_COUNT, MAX_SAFE_INT, MAX_TX_ID_LEN
-from server import catalog as catalog_mod
-from server import ledger, streams
-from server.catalog import Catalog, load_catalog
+from server.money import catalog as catalog_mod
+from server.money import ledger, streams
+from server.money.catalog import Catalog, load_catalog
 from server.runtime import Runtime
-from server.scripts import ScriptRunner
+from server.storage.scripts import ScriptRunner
 
 log = logging.getLogger("giftwire.wallet")
 
 # Gift and credit records live this long: far beyond any client retry, and `rebuild` restores
 # those still inside the window from Postgres. Deposit, reversal and redemption records are kept.
 TX_TTL_S = 7 * 24 * 3600
-# The scripts (server/lua/<name>.lua) this module calls; tests check each stays in one slot.
+# The scripts (server/storage/lua/<name>.lua) this module calls; tests check each stays in one slot.
 # Credits waiting for the background batcher; beyond this a spend pays its credit itself.
 MAX_QUEUED_CREDITS = 10_000
 MAX_CREDITS_PER_CALL = 256
@@ -365,7 +365,7 @@ def _op(status: str, balance: int, tx_key: str) -> OpResult:
 
 async def start(rt: Runtime, runner: ScriptRunner, stack: contextlib.AsyncExitStack) -> Wallet:
     """App start-up: publish the catalog to every shard, attach the wallet, start the flusher."""
-    from server.flusher import Flusher, ensure_groups  # the flusher itself uses the wallet
+    from server.money.flusher import Flusher, ensure_groups  # the flusher itself uses the wallet
 
     wallet = Wallet(rt, runner)
     await catalog_mod.publish(rt.redis, rt.keys, wallet.catalog)

@@ -6,7 +6,7 @@ process per window, not one per event or per connection); replies (`push_control
 pongs, joined) are sent at once and go ahead of queued data, so liveness never waits behind a
 backlog.
 
-Two ways to the client (server/wire.py):
+Two ways to the client (server/edge/wire.py):
 - a `Wire` (uvicorn's websockets-sansio): the flush writes the batch frame straight into the
   transport, synchronously, like `websockets.broadcast`. No task per connection, no wake-up per
   flush. The bound counts queued bytes plus what the transport still holds; a flush or push past
@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from protocol.limits import MAX_SERVER_FRAME_BYTES
-from server.wire import Wire
+from server.edge.wire import Wire
 
 log = logging.getLogger("giftwire.writer")
 

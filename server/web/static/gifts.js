@@ -5,7 +5,7 @@
 
 const catalog = new Map(); // gift id -> {id, name, coins, streakable, animation, tier}
 
-// Unit price (coins) at which each tier starts, matching server/data/catalog.json's tiers; used
+// Unit price (coins) at which each tier starts, matching server/money/data/catalog.json's tiers; used
 // for gifts the catalog does not know. Tier 5 is the Universe class.
 export const TIER_FLOORS = [0, 10, 200, 1000, 20000];
 

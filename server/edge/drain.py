@@ -18,14 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from server.broker_redis import RedisBroker
-from server.combos import ComboSweeper, Gifts
-from server.hub import Hub, HubSettings
-from server.roomstate import RoomState
-from server.writer import FlushScheduler
+from server.edge.writer import FlushScheduler
+from server.hub.broker_redis import RedisBroker
+from server.hub.combos import ComboSweeper, Gifts
+from server.hub.hub import Hub, HubSettings
+from server.hub.roomstate import RoomState
 
 if TYPE_CHECKING:
-    from server.connection import Connection
+    from server.edge.connection import Connection
     from server.runtime import Runtime
 
 log = logging.getLogger("giftwire.drain")
@@ -53,7 +53,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     assert cfg.redis_url is not None
     runner = rt.components.get("scripts")
     if runner is None:
-        from server.scripts import ScriptRunner
+        from server.storage.scripts import ScriptRunner
 
         runner = ScriptRunner(rt.redis)
         await runner.load()
@@ -85,7 +85,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     stack.callback(scheduler.cancel)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper))
     rt.components["realtime"] = realtime
-    from server.connection import watch_sessions  # connection imports this module
+    from server.edge.connection import watch_sessions  # connection imports this module
 
     watcher = asyncio.create_task(
         watch_sessions(realtime, cfg.hello_timeout_s, cfg.idle_timeout_s), name="ws-timeouts"

@@ -19,14 +19,14 @@ from starlette.routing import Route
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.fields import FieldReader
 from protocol.limits import MAX_GIFT_COUNT, MAX_ROOM_ID_LEN, MAX_TX_ID_LEN
-from server import ledger, streams
 from server.auth import AuthError, Principal, Role
 from server.config import Config
-from server.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
-from server.problem import HTTPProblem, problem
-from server.ratelimit import gift_budget
+from server.edge.ratelimit import gift_budget
+from server.money import ledger, streams
+from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
+from server.money.wallet import SpendRequest, Wallet, valid_ident
 from server.runtime import Runtime
-from server.wallet import SpendRequest, Wallet, valid_ident
+from server.web.problem import HTTPProblem, problem
 
 log = logging.getLogger("giftwire.api")
 

@@ -1,0 +1,2 @@
+"""Money: the wallet, the ledger and its flusher, reconcile, payments, the gift catalog, stream
+lifecycle."""
