@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loadtest.scenarios import Plan
-
-if TYPE_CHECKING:
-    from loadtest.runner import Target
+from loadtest.spawn import ServerProcess
 
 SCHEDULE = (
     (0.25, "kill", "flusher"),
@@ -23,10 +21,12 @@ SCHEDULE = (
 )
 
 
-async def run(plan: Plan, target: Target, t0: float, events: list[dict[str, Any]]) -> None:
+async def run(plan: Plan, flusher: ServerProcess | None, server: ServerProcess, t0: float,
+              events: list[dict[str, Any]]) -> None:
+    """Kill and restart `flusher` (a `giftwire flush` process) and `server` on SCHEDULE."""
     for fraction, action, what in SCHEDULE:
         await asyncio.sleep(max(0.0, t0 + fraction * plan.duration_s - time.monotonic()))
-        proc = target.flusher if what == "flusher" else target.servers[-1]
+        proc = flusher if what == "flusher" else server
         if proc is None:
             continue
         at = round(time.monotonic() - t0, 3)

@@ -206,8 +206,10 @@ async def execute(
             pids = {f"server{i}": p.pid for i, p in enumerate(target.servers) if p.pid}
             pids.update({f"worker{i}": pid for i, pid in enumerate(fleet.pids)})
             profiler.start(pids, plan.duration_s)
-        chaos_task = (asyncio.create_task(chaos_mod.run(plan, target, data.t0, data.chaos_events))
-                      if plan.chaos else None)
+        chaos_task = None
+        if plan.chaos:
+            chaos_task = asyncio.create_task(chaos_mod.run(
+                plan, target.flusher, target.servers[-1], data.t0, data.chaos_events))
         sent_task = asyncio.create_task(fleet.gather("sent", plan.duration_s + plan.settle_s + 60))
         last = [0.0, 0.0, 0.0]
         while not sent_task.done():
