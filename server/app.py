@@ -66,7 +66,7 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     # -- Lua script runner (shared by wallet and hub) and the wallet + ledger flusher --
     from typing import Any
 
-    from server.money import wallet
+    from server.money import startup as money
     from server.storage.scripts import ScriptRunner
 
     lua_seconds: dict[str, Any] = {}  # script -> its labelled histogram (labels() is not free)
@@ -81,7 +81,7 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     runner.start()
     stack.push_async_callback(runner.stop)
     rt.components["scripts"] = runner
-    await wallet.start(rt, runner, stack)
+    await money.start(rt, runner, stack)
     # -- real-time hub: broker, rooms, fan-out; `/ws` sessions; drain on SIGTERM --
     from server.edge import drain
 

@@ -26,7 +26,7 @@ import asyncpg
 from redis.exceptions import RedisError, ResponseError
 
 from server.money import ledger
-from server.money.wallet import MAX_CREDITS_PER_CALL, Credit, Wallet
+from server.money.credits import MAX_CREDITS_PER_CALL, Credit, Crediter
 from server.runtime import Runtime
 from server.storage.resp import Endpoint, RespClient, pack, pack_ids
 
@@ -57,7 +57,7 @@ def _s(value: Any) -> str:
 
 
 class Flusher:
-    def __init__(self, rt: Runtime, wallet: Wallet, *, database_url: str | None = None) -> None:
+    def __init__(self, rt: Runtime, wallet: Crediter, *, database_url: str | None = None) -> None:
         self._rt = rt
         self._wallet = wallet
         self._cfg = rt.config

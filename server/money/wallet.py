@@ -21,9 +21,9 @@ from typing import Any
 
 from protocol.errors import ErrorCode
 from protocol.limits import IDENTIFIER_PATTERN, MAX_GIFT_COUNT, MAX_SAFE_INT, MAX_TX_ID_LEN
-from server.money import catalog as catalog_mod
 from server.money import ledger, streams
 from server.money.catalog import Catalog, load_catalog
+from server.money.credits import MAX_CREDITS_PER_CALL, Credit
 from server.runtime import Runtime
 from server.storage.scripts import ScriptRunner
 
@@ -32,10 +32,9 @@ log = logging.getLogger("giftwire.wallet")
 # Gift and credit records live this long: far beyond any client retry, and `rebuild` restores
 # those still inside the window from Postgres. Deposit, reversal and redemption records are kept.
 TX_TTL_S = 7 * 24 * 3600
-# The scripts (server/storage/lua/<name>.lua) this module calls; tests check each stays in one slot.
 # Credits waiting for the background batcher; beyond this a spend pays its credit itself.
 MAX_QUEUED_CREDITS = 10_000
-MAX_CREDITS_PER_CALL = 256
+# The scripts (server/storage/lua/<name>.lua) this module calls; tests check each stays in one slot.
 WALLET_SCRIPTS = frozenset({"spend", "credit", "credited", "deposit", "reverse", "redeem"})
 _ID = re.compile(IDENTIFIER_PATTERN)
 assert IDENTIFIER_PATTERN.endswith("+")
@@ -63,19 +62,6 @@ class SpendResult:
     creator: str | None = None
     gift_name: str = ""
     streakable: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Credit:
-    """One accepted gift's credit to its creator."""
-
-    creator: str
-    viewer: str
-    tx: str
-    coins: int
-    room: str
-    gift: str
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,21 +347,3 @@ def _op(status: str, balance: int, tx_key: str) -> OpResult:
     if status in ("ok", "dup"):
         return OpResult(True, status == "dup", None, balance, tx_key)
     return OpResult(False, False, status, balance, tx_key)
-
-
-async def start(rt: Runtime, runner: ScriptRunner, stack: contextlib.AsyncExitStack) -> Wallet:
-    """App start-up: publish the catalog to every shard, attach the wallet, start the flusher."""
-    from server.money.flusher import Flusher, ensure_groups  # the flusher itself uses the wallet
-
-    wallet = Wallet(rt, runner)
-    await catalog_mod.publish(rt.redis, rt.keys, wallet.catalog)
-    await ensure_groups(rt)
-    wallet.start()
-    stack.push_async_callback(wallet.stop)
-    rt.components["wallet"] = wallet
-    if rt.config.run_flusher:
-        flusher = Flusher(rt, wallet)
-        flusher.start()
-        stack.push_async_callback(flusher.stop)
-        rt.components["flusher"] = flusher
-    return wallet
