@@ -84,8 +84,9 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     await money.start(rt, runner, stack)
     # -- real-time hub: broker, rooms, fan-out; `/ws` sessions; drain on SIGTERM --
     from server.edge import drain
+    from server.edge.realtime import start_realtime
 
-    realtime = await drain.start_realtime(rt, stack)
+    realtime = await start_realtime(rt, stack)
     rt.components["drain"] = drain.drain_callable(rt)
     rt.components["on_room_change"] = realtime.on_room_change
     # -- demo (`make run`): a live room and gift bots; keep it last, it uses everything above --

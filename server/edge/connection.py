@@ -45,8 +45,8 @@ from protocol import (
 )
 from protocol.limits import MAX_PROTOCOL_ERRORS, MAX_TOKEN_LEN
 from server.auth import AuthError, Principal, Role
-from server.edge.drain import Realtime
 from server.edge.ratelimit import TokenBucket
+from server.edge.realtime import Realtime
 from server.edge.wire import Wire, release_handshake, wire_for
 from server.edge.writer import Writer
 from server.hub.hub import HubError
@@ -332,23 +332,6 @@ class Connection:
 
     def ack(self, msg: SendGift, balance: int, duplicate: bool) -> None:
         self.reply(Ack(id=msg.id, tx=msg.tx, balance=balance, duplicate=duplicate))
-
-
-async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float
-                         ) -> None:
-    """One task for every session's timers: no `hello` in time (4011), nothing received for
-    `idle_timeout_s` (4010). Cheaper than a timer per connection per receive."""
-    period = max(0.05, min(1.0, hello_timeout_s / 4, idle_timeout_s / 4))
-    while True:
-        await asyncio.sleep(period)  # the sweep period
-        now = time.monotonic()
-        for conn in list(realtime.connections):
-            if conn.close_code is not None:
-                continue
-            if conn.principal is None and now - conn.opened > hello_timeout_s:
-                conn.kill(CloseCode.HELLO_TIMEOUT, "no hello in time")
-            elif now - conn.last_rx > idle_timeout_s:
-                conn.kill(CloseCode.IDLE_TIMEOUT, "idle timeout")
 
 
 def _payload(message: dict[str, Any]) -> bytes | str:

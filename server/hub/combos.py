@@ -1,34 +1,18 @@
-"""Sending gifts from a connection, and combos (streaks).
-
-A gift: the wallet's spend script debits (idempotent per tx), then `room_event.lua` publishes the
-room event (idempotent per tx, in the room's slot), then the client gets its ack. The two steps
-are two slots, so not one atomic step; the guarantee (docs/hub.md): the room event is published
-at least once per accepted tx and deduplicated by tx id, because a client that saw no ack retries
-the same tx, the wallet answers "duplicate" without debiting, and the room script publishes if it
-had not. A publish failure after a debit is reported as `unavailable` with the tx, never silently.
+"""Combos (streaks): which rooms may hold running combos, swept on a timer.
 
 A combo: each click is its own debited tx and its own `combo` progress event (count so far);
 `combo_end`, or the server-side timeout after the last click, settles it into exactly one `gift`
 event with the combo id and the total (HDEL in the room slot decides; see room_combo_settle.lua).
-Timeouts are swept by every process that serves the room or took clicks for it.
+Timeouts are swept by every process that serves the room or took clicks for it. Sending a gift
+or a combo click from a connection is server/edge/gifts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from typing import TYPE_CHECKING, Any
 
-from protocol import Ack, ComboEnd, ErrorCode, SendGift
-from server.edge.ratelimit import gift_budget
 from server.hub.roomstate import RoomState
-from server.money.wallet import SpendRequest, SpendResult
-
-if TYPE_CHECKING:
-    from server.edge.connection import Connection
-
-log = logging.getLogger("giftwire.gifts")
 
 
 class ComboSweeper:
@@ -52,90 +36,3 @@ class ComboSweeper:
                 rooms.add(name)
         # Concurrent calls: the script runner sends them as one pipeline.
         return sum(await asyncio.gather(*(self.state.settle_combos(name) for name in rooms)))
-
-
-class Gifts:
-    def __init__(self, rt: Any, state: RoomState, sweeper: ComboSweeper) -> None:
-        self.rt = rt
-        self.state = state
-        self.sweeper = sweeper
-        # Shared with `POST /api/gifts`: one gift rate per user, whichever way they send.
-        self.users = gift_budget(rt)
-
-    async def send(self, conn: Connection, msg: SendGift) -> None:
-        principal = conn.principal
-        assert principal is not None
-        if not principal.can_spend:
-            conn.error(ErrorCode.FORBIDDEN, "this token cannot send gifts", msg.id, tx=msg.tx,
-                       room=msg.room)
-            return
-        if msg.room not in conn.rooms:
-            conn.error(ErrorCode.NOT_JOINED, "join the room before sending gifts", msg.id,
-                       tx=msg.tx, room=msg.room)
-            return
-        retry = self.users.take(principal.user)
-        if retry:
-            conn.error(ErrorCode.RATE_LIMITED, "too many gifts", msg.id, tx=msg.tx, room=msg.room,
-                       retry_ms=retry)
-            return
-        wallet = self.rt.components.get("wallet")
-        if wallet is None:
-            conn.error(ErrorCode.UNAVAILABLE, "gifting is not available", msg.id, tx=msg.tx,
-                       room=msg.room, retry_ms=1000)
-            return
-        if msg.combo is not None and await self.state.combo_settled(
-            msg.room, principal.user, msg.combo
-        ):
-            conn.error(ErrorCode.COMBO_NOT_FOUND, "that combo has settled: start a new combo id",
-                       msg.id, tx=msg.tx, room=msg.room)
-            return
-        req = SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
-        try:
-            result = await wallet.spend(req)
-        except Exception:
-            log.exception("spend %s failed", msg.tx)
-            conn.error(ErrorCode.UNAVAILABLE, "the wallet is unavailable; retry with the same tx",
-                       msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
-            return
-        if not result.ok:
-            conn.error(result.code or ErrorCode.INTERNAL_ERROR, "gift refused", msg.id,
-                       tx=msg.tx, room=msg.room)
-            return
-        try:
-            await self.publish_spend(req, principal.name, result)
-        except Exception:
-            # Debited but not yet shown: the same tx retried completes the publish, once.
-            log.exception("publishing %s failed after the debit", msg.tx)
-            conn.error(ErrorCode.UNAVAILABLE, "accepted but not yet delivered; retry the same tx",
-                       msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
-            return
-        conn.ack(msg, result.balance, result.duplicate)
-
-    async def publish_spend(self, req: SpendRequest, name: str, result: SpendResult) -> int | None:
-        """The room event of an accepted spend (idempotent per tx): for any path that spends,
-        the WebSocket above or an HTTP API. Returns the event's seq, None if already published."""
-        combo = req.combo if result.streakable else None
-        seq = await self.state.publish_gift(
-            req.room, sender=req.user, name=name, tx=req.tx, gift=req.gift, count=req.count,
-            coins=result.coins, combo=combo,
-        )
-        if combo is not None:
-            self.sweeper.note(req.room)
-        return seq
-
-    async def end_combo(self, conn: Connection, msg: ComboEnd) -> None:
-        principal = conn.principal
-        assert principal is not None
-        if not principal.can_spend:
-            conn.error(ErrorCode.FORBIDDEN, "this token cannot send gifts", msg.id, room=msg.room)
-            return
-        settled = await self.state.settle_combos(msg.room, sender=principal.user, combo=msg.combo)
-        if not settled:
-            conn.error(ErrorCode.COMBO_NOT_FOUND, "no running combo with that id", msg.id,
-                       room=msg.room)
-            return
-        # Replied with an ack naming the combo (the protocol's replies are joined, left, ack,
-        # pong, error); the settled `gift` event itself reaches the room.
-        wallet = self.rt.components.get("wallet")
-        balance = await wallet.balance(principal.user) if wallet is not None else 0
-        conn.reply(Ack(id=msg.id, tx=msg.combo, balance=balance, duplicate=False))

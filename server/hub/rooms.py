@@ -15,7 +15,6 @@ from protocol import (
     ServerMessage,
     TopEntry,
 )
-from server.edge.writer import Writer
 
 
 class Codecs:
@@ -38,13 +37,27 @@ class Codecs:
 RoomEvent = GiftEvent | ComboProgress
 
 
+class Outbox(Protocol):
+    """A member's bounded queue of encoded messages (server/edge/writer.py): the hub hands over
+    bytes and never awaits a client."""
+
+    def push(self, data: Any, size: int) -> bool:
+        """Queue a data message, sent within the flush window; False if refused (closed, or
+        over its bound: the writer then closes the member)."""
+        ...
+
+    def push_control(self, data: Any, size: int) -> bool:
+        """Queue a message sent at once, ahead of queued data; False if refused."""
+        ...
+
+
 class Member(Protocol):
     """What the hub needs of a connection."""
 
     conn_id: str
     binary: bool
     counted: bool  # counts as a viewer (overlays do not)
-    writer: Writer[Any]
+    writer: Outbox
 
     def kill(self, code: int, reason: str) -> None:
         """Close the connection soon (never re-enters the hub synchronously)."""

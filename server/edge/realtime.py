@@ -1,0 +1,119 @@
+"""The real-time component: the broker, the hub, the writers' flush clock, the gift path and the
+open sessions, started together (and stopped in reverse by the app's exit stack).
+
+Draining it on SIGTERM is server/edge/drain.py; one WebSocket session is server/edge/connection.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocol import CloseCode
+from server.auth import Principal
+from server.edge.gifts import Gifts
+from server.edge.writer import FlushScheduler
+from server.hub.broker_redis import RedisBroker
+from server.hub.combos import ComboSweeper
+from server.hub.hub import Hub, HubSettings
+from server.hub.roomstate import RoomState
+from server.runtime import Runtime
+from server.storage.scripts import ScriptRunner
+
+
+class Session(Protocol):
+    """What the component needs of an open WebSocket session (server/edge/connection.py)."""
+
+    principal: Principal | None
+    close_code: int | None
+    opened: float  # time.monotonic() of the accept
+    last_rx: float  # time.monotonic() of the last frame received
+
+    def kill(self, code: int, reason: str) -> None: ...
+
+    async def going_away(self, reason: str, reconnect_ms: int, flush_s: float) -> None: ...
+
+
+@dataclass
+class Realtime:
+    hub: Hub
+    broker: RedisBroker
+    state: RoomState
+    scheduler: FlushScheduler
+    gifts: Gifts
+    connections: set[Session] = field(default_factory=set)
+    # Bounds concurrent token checks (one Redis round trip each) so a reconnect storm queues
+    # here instead of exhausting the Redis connection pool.
+    auth_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+
+    async def on_room_change(self, info: Any) -> None:
+        """streams.go_live / end_stream hook: tell every process's members (`room` update)."""
+        await self.state.announce_status(info.room, bool(info.live))
+
+
+async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realtime:
+    cfg = rt.config
+    assert cfg.redis_url is not None
+    runner = rt.components.get("scripts")
+    if runner is None:
+        runner = ScriptRunner(rt.redis)
+        await runner.load()
+        runner.start()
+        stack.push_async_callback(runner.stop)
+        rt.components["scripts"] = runner
+    state = RoomState(
+        rt.keys, runner, rt.redis,
+        history_maxlen=cfg.history_maxlen, history_max_age_s=cfg.history_max_age_s,
+        combo_timeout_ms=cfg.combo_timeout_ms, presence_ttl_s=cfg.presence_ttl_s,
+    )
+    ping_s = float(cfg.extra.get("pubsub_ping_s", max(0.5, cfg.heartbeat_s / 4)))
+    # CLIENT SETNAME refuses spaces: keep the name to a safe alphabet whatever the prefix.
+    tag = re.sub(r"[^A-Za-z0-9:._-]", "_", cfg.key_prefix)
+    broker = RedisBroker(cfg.redis_url, rt.redis, name=f"giftwire-pubsub-{tag}",
+                         ping_interval_s=ping_s)
+    await broker.start()
+    stack.push_async_callback(broker.stop)
+    sweeper = ComboSweeper(state)
+    settings = HubSettings(
+        tick_s=min(0.25, cfg.combo_timeout_ms / 4000),
+        presence_refresh_s=max(1.0, cfg.presence_ttl_s / 3),
+        max_replay=cfg.history_maxlen,
+    )
+    hub = Hub(broker, state, rt.metrics, sweeper, settings)
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    scheduler = FlushScheduler(cfg.writer_window_ms / 1000)
+    stack.callback(scheduler.cancel)
+    realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper))
+    rt.components["realtime"] = realtime
+    watcher = asyncio.create_task(
+        watch_sessions(realtime, cfg.hello_timeout_s, cfg.idle_timeout_s), name="ws-timeouts"
+    )
+
+    async def stop_watcher() -> None:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+    stack.push_async_callback(stop_watcher)
+    return realtime
+
+
+async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float
+                         ) -> None:
+    """One task for every session's timers: no `hello` in time (4011), nothing received for
+    `idle_timeout_s` (4010). Cheaper than a timer per connection per receive."""
+    period = max(0.05, min(1.0, hello_timeout_s / 4, idle_timeout_s / 4))
+    while True:
+        await asyncio.sleep(period)  # the sweep period
+        now = time.monotonic()
+        for conn in list(realtime.connections):
+            if conn.close_code is not None:
+                continue
+            if conn.principal is None and now - conn.opened > hello_timeout_s:
+                conn.kill(CloseCode.HELLO_TIMEOUT, "no hello in time")
+            elif now - conn.last_rx > idle_timeout_s:
+                conn.kill(CloseCode.IDLE_TIMEOUT, "idle timeout")
