@@ -111,7 +111,7 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from starlette.routing import WebSocketRoute
 
     from server.edge.connection import ws_endpoint
-    from server.hub.roomstate import post_goal
+    from server.web.goal import post_goal
 
     found += [
         WebSocketRoute("/ws", ws_endpoint),
