@@ -196,7 +196,7 @@ class Connection:
         try:
             await self._hello(receive, query_token)
             while self.close_code is None:
-                # No timer per receive: `watch_sessions` closes idle sessions for all of them.
+                # No timer per receive: realtime.watch_sessions closes idle sessions for all.
                 message = await receive()
                 self.last_rx = time.monotonic()
                 if message["type"] != "websocket.receive":
