@@ -110,7 +110,7 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     # -- real-time hub: the WebSocket endpoint and the room goal --
     from starlette.routing import WebSocketRoute
 
-    from server.edge.connection import ws_endpoint
+    from server.edge.endpoint import ws_endpoint
     from server.web.goal import post_goal
 
     found += [

@@ -70,6 +70,22 @@ class Config:
     combo_timeout_ms: int = 3000
     presence_ttl_s: int = 30
 
+    # Socket edge (server/edge/transport/; docs/protocol.md, "Limits of the socket edge"): what a
+    # client may cost before and after it is trusted.
+    handshake_timeout_s: float = 5.0
+    http_max_header_bytes: int = 16 * 1024
+    http_max_headers: int = 64
+    http_max_body_bytes: int = 64 * 1024
+    max_pending_per_address: int = 64
+    trusted_addresses: str = "127.0.0.1,::1"
+    ws_max_message_bytes: int = 64 * 1024
+    ws_max_fragments: int = 16
+    ws_max_queued_messages: int = 64
+    ws_ping_rate_per_s: float = 2.0
+    ws_ping_burst: int = 10
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+
     # Lifecycle.
     drain_timeout_s: float = 10.0
     reconnect_hint_ms: int = 1000
@@ -162,6 +178,14 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_WRITER_MAX_BYTES must be at least 1024")
     if c.socket_sndbuf < 0:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
+    for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",
+                 "http_max_body_bytes", "max_pending_per_address", "ws_max_message_bytes",
+                 "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst",
+                 "ws_ping_interval_s", "ws_ping_timeout_s"):
+        if getattr(c, name) <= 0:
+            raise ConfigError(f"{ENV_NAMES[name]} must be positive")
+    if c.ws_ping_rate_per_s < 0:
+        raise ConfigError("GIFTWIRE_WS_PING_RATE_PER_S must be 0 or positive")
     if len(c.jwt_secret.encode()) < 32:
         raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
     if not c.db_schema.isidentifier():
