@@ -103,6 +103,8 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
         # Protocol limits are enforced by the codec with an error frame; this is the hard cap.
         ws_max_size=64 * 1024,
         ws_per_message_deflate=False,
+        ws_ping_interval=config.ws_ping_interval_s,
+        ws_ping_timeout=config.ws_ping_timeout_s,
         timeout_graceful_shutdown=int(config.drain_timeout_s) + 5,
     )
 
