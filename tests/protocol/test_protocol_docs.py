@@ -280,8 +280,8 @@ def test_documented_defaults_are_the_servers() -> None:
     fields = {var: name for name, var in ENV_NAMES.items()}
     defaults = Config()
     assert {var for var, _ in stated} >= {
-        "GIFTWIRE_HEARTBEAT_S", "GIFTWIRE_IDLE_TIMEOUT_S", "GIFTWIRE_WS_PING_INTERVAL_S",
-        "GIFTWIRE_WS_PING_TIMEOUT_S",
+        "GIFTWIRE_HEARTBEAT_S", "GIFTWIRE_IDLE_TIMEOUT_S", "GIFTWIRE_HELLO_TIMEOUT_S",
+        "GIFTWIRE_WS_PING_INTERVAL_S", "GIFTWIRE_WS_PING_TIMEOUT_S",
     }
     for var, value in stated:
         assert getattr(defaults, fields[var]) == int(value), var
@@ -290,6 +290,10 @@ def test_documented_defaults_are_the_servers() -> None:
     assert (uv.ws_ping_interval, uv.ws_ping_timeout) == (
         defaults.ws_ping_interval_s, defaults.ws_ping_timeout_s)
     assert defaults.hello_timeout_s == limits.HELLO_TIMEOUT_S
+    # The WebSocket layer's frame cap behind close 1009, as the close code table states it.
+    rows = {int(row[0]): " | ".join(row[1:]) for row in section("Close codes").rows
+            if row[0].isdigit()}
+    assert uv.ws_max_size == 64 * 1024 and "64 KiB" in rows[1009]
 
 
 def test_the_welcome_example_announces_the_default_timeouts() -> None:
