@@ -355,3 +355,14 @@ def test_every_http_error_code_is_a_documented_code() -> None:
     codes = _http_codes()
     assert {"not_found", "method_not_allowed", "insufficient_funds"} <= codes
     assert codes <= {code.value for code in ErrorCode}
+
+
+def test_seq_and_combo_count_are_stated_as_the_server_does_them() -> None:
+    # tests/hub/test_contract.py shows the behaviour: seqs 1, 2, 3, 4 and clicks of 2 counting
+    # 2, 4, 6; the doc must promise exactly that, not "increasing" or "clicks so far".
+    text = " ".join(DOC.read_text(encoding="utf-8").split())
+    assert "`seq` is contiguous" in text and "not guaranteed to be contiguous" not in text
+    combo = message_sections("Server messages")["combo"]
+    (count,) = [row for row in combo.rows if row[0] == "`count`"]
+    assert "sum of its clicks' `count`s" in count[3]
+    assert "A click's `count` MAY be more than 1" in text
