@@ -1,6 +1,7 @@
 """What docs/protocol.md promises a third-party client, against a real server (issue 16): which
 error wins, combo counts and contiguous seqs, a resent click after its combo settled, and the
-WebSocket layer's keepalive (Ping frames, close 1011) and UTF-8 check (close 1007)."""
+close codes the WebSocket layer sends on its own: 1011 (keepalive), 1007 (not UTF-8), 1002 (an
+unmasked frame), 1012 (a shutdown without a drain)."""
 
 from __future__ import annotations
 
@@ -160,10 +161,11 @@ async def test_a_click_resent_after_its_combo_settled_is_a_replay_not_combo_not_
         await c.close()
 
 
-async def _raw_session(url: str, subprotocol: str, first: bytes, *, text: bool = False
-                       ) -> tuple[list[Opcode], Close | None]:
-    """A client that sends one frame after the handshake and then never writes again, so it
-    answers no WebSocket Ping; returns the opcodes it received and the server's close."""
+async def _raw_session(url: str, subprotocol: str, first: bytes, *, text: bool = False,
+                       raw: bool = False) -> tuple[list[Opcode], Close | None]:
+    """A client that sends one frame after the handshake (`raw`: bytes written to the socket as
+    they are) and then never writes again, so it answers no WebSocket Ping; returns the opcodes
+    it received and the server's close."""
     proto = ClientProtocol(parse_uri(url), subprotocols=[Subprotocol(subprotocol)])
     uri = parse_uri(url)
     reader, writer = await asyncio.open_connection(uri.host, uri.port)
@@ -180,6 +182,9 @@ async def _raw_session(url: str, subprotocol: str, first: bytes, *, text: bool =
             for event in proto.events_received():
                 if isinstance(event, Response):
                     assert event.status_code == 101, event.status_code
+                    if raw:
+                        writer.write(first)
+                        continue
                     if text:
                         proto.send_text(first)  # bytes as they are: they may be bad UTF-8
                     else:
@@ -214,3 +219,19 @@ async def test_a_text_frame_that_is_not_utf8_closes_1007(contract: RunningServer
     _, close = await _raw_session(contract.ws_url, SUBPROTOCOL_JSON, b'{"type":"\xff"}',
                                   text=True)
     assert close is not None and close.code == 1007
+
+
+async def test_an_unmasked_frame_closes_1002(contract: RunningServer) -> None:
+    # RFC 6455 5.1: a client MUST mask its frames; this empty binary frame is not masked.
+    _, close = await _raw_session(contract.ws_url, SUBPROTOCOL_MSGPACK, b"\x82\x00", raw=True)
+    assert close is not None and close.code == 1002
+
+
+async def test_a_shutdown_without_a_drain_closes_1012(
+    config: Config, redis: Redis, pool: asyncpg.Pool, issuer: TokenIssuer
+) -> None:
+    async with inprocess_server(config) as running:
+        c = await open_client(running.ws_url, issuer.mint("u", "viewer"))
+        assert running.server is not None
+        running.server.should_exit = True  # uvicorn stops; the drain hook is not called
+        assert await c.wait_closed() == 1012
