@@ -83,6 +83,12 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     """A backend is temporarily down; retry with the same tx id after `retry_ms`."""
 
+    # -- HTTP API only (problem+json `code`; the HTTP API shares this list) --
+    NOT_FOUND = "not_found"
+    """No such route, or the resource the request names does not exist (HTTP 404)."""
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    """The route exists but not with this method (HTTP 405)."""
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes the server sends."""
@@ -91,10 +97,19 @@ class CloseCode(IntEnum):
     """The session ended normally."""
     GOING_AWAY = 1001
     """The server is draining (deploy, shutdown): reconnect, possibly to another server."""
+    # 1002, 1007, 1009, 1012 and the keepalive's 1011 come from the WebSocket layer (websockets'
+    # frame parser, uvicorn), not from giftwire's code; they are listed so the doc lists them.
+    PROTOCOL_ERROR = 1002
+    """A frame broke RFC 6455 (the WebSocket layer's parser refused it)."""
+    INVALID_DATA = 1007
+    """A text frame was not valid UTF-8 (the WebSocket layer refused it)."""
     MESSAGE_TOO_BIG = 1009
     """A frame was far beyond the size limit; the transport refused to read it."""
     INTERNAL_ERROR = 1011
-    """The server hit an unexpected condition: reconnect with backoff."""
+    """The server hit an unexpected condition, or (reason `keepalive ping timeout`) the client did
+    not answer a WebSocket Ping in time: reconnect with backoff."""
+    SERVICE_RESTART = 1012
+    """The server stopped without a drain (forced shutdown): reconnect with backoff."""
     UNAUTHORIZED = 4001
     """The token was missing, malformed or forged: do not reconnect with the same token."""
     PROTOCOL_VIOLATION = 4002

@@ -37,11 +37,13 @@ MAX_SAFE_INT: Final = 2**53 - 1
 
 MAX_ROOMS_PER_CONNECTION: Final = 8
 
-# The server closes a connection that has not completed `hello` within this many seconds (4011).
+# The server closes a connection that has not completed `hello` within this many seconds (4011):
+# the default of the server's `hello_timeout_s` setting.
 HELLO_TIMEOUT_S: Final = 10
-# The server closes a connection from which nothing arrived for this many heartbeat intervals
-# (4010); two intervals tolerate one late ping.
-IDLE_TIMEOUT_HEARTBEATS: Final = 2
+# The idle timeout (4010) a server announces in `welcome.idle_timeout_s` is at least this many
+# heartbeat intervals, so a client that pings every `heartbeat_s` survives one late or lost ping;
+# the server refuses a configuration that breaks it.
+MIN_IDLE_TIMEOUT_HEARTBEATS: Final = 2
 # After this many rejected frames on one connection the server stops answering and closes (4002):
 # a client that keeps sending garbage is broken or hostile, not unlucky.
 MAX_PROTOCOL_ERRORS: Final = 10

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from protocol import ErrorCode
 from server.config import Config
 from server.runtime import Runtime, open_runtime
 from server.web.health import healthz, readyz
@@ -27,7 +28,10 @@ async def _problem_handler(request: Request, exc: Exception) -> Response:
 
 async def _http_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    # Every code is one of the protocol's (docs/protocol.md section 6): clients switch on one list.
+    fallback = ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.INVALID_MESSAGE
+    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code,
+                                                                            fallback).value
     return problem(exc.status_code, code, str(exc.detail))
 
 

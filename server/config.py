@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.limits import HELLO_TIMEOUT_S, MIN_IDLE_TIMEOUT_HEARTBEATS
+
 DEV_SECRET = "giftwire-development-secret-change-me-in-production"
 
 
@@ -62,8 +64,13 @@ class Config:
     history_maxlen: int = 1000
     history_max_age_s: int = 3600
     heartbeat_s: int = 20
+    # Told to clients in `welcome.idle_timeout_s`; at least MIN_IDLE_TIMEOUT_HEARTBEATS beats.
     idle_timeout_s: int = 60
-    hello_timeout_s: int = 10
+    hello_timeout_s: int = HELLO_TIMEOUT_S
+    # WebSocket-level (opcode 9) keepalive: a ping every interval, close 1011 when its pong is
+    # later than the timeout (docs/protocol.md section 3).
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
     max_rooms_per_connection: int = 8
     rate_per_s: float = 20.0
     rate_burst: int = 40
@@ -83,8 +90,6 @@ class Config:
     ws_max_queued_messages: int = 64
     ws_ping_rate_per_s: float = 2.0
     ws_ping_burst: int = 10
-    ws_ping_interval_s: float = 20.0
-    ws_ping_timeout_s: float = 20.0
 
     # Lifecycle.
     drain_timeout_s: float = 10.0
@@ -180,13 +185,22 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",
                  "http_max_body_bytes", "max_pending_per_address", "ws_max_message_bytes",
-                 "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst",
-                 "ws_ping_interval_s", "ws_ping_timeout_s"):
+                 "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{ENV_NAMES[name]} must be positive")
     if c.ws_ping_rate_per_s < 0:
         raise ConfigError("GIFTWIRE_WS_PING_RATE_PER_S must be 0 or positive")
     if len(c.jwt_secret.encode()) < 32:
         raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
+    if c.heartbeat_s < 1 or c.hello_timeout_s < 1:
+        raise ConfigError("GIFTWIRE_HEARTBEAT_S and GIFTWIRE_HELLO_TIMEOUT_S must be at least 1")
+    if c.idle_timeout_s < MIN_IDLE_TIMEOUT_HEARTBEATS * c.heartbeat_s:
+        # Clients ping every heartbeat_s; a shorter idle timeout would close them on one late ping.
+        raise ConfigError(
+            f"GIFTWIRE_IDLE_TIMEOUT_S must be at least {MIN_IDLE_TIMEOUT_HEARTBEATS} x "
+            "GIFTWIRE_HEARTBEAT_S"
+        )
+    if c.ws_ping_interval_s <= 0 or c.ws_ping_timeout_s <= 0:
+        raise ConfigError("GIFTWIRE_WS_PING_INTERVAL_S and GIFTWIRE_WS_PING_TIMEOUT_S must be > 0")
     if not c.db_schema.isidentifier():
         raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

@@ -272,6 +272,7 @@ class Connection:
             self.edge.admitted()
         self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
                            heartbeat_s=self.rt.config.heartbeat_s,
+                           idle_timeout_s=self.rt.config.idle_timeout_s,
                            server_time=int(time.time() * 1000)))
 
     def _fatal(self, code: ErrorCode | str, message: str, request_id: str | None) -> Any:

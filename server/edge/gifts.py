@@ -69,9 +69,7 @@ class Gifts:
             conn.error(ErrorCode.UNAVAILABLE, "gifting is not available", msg.id, tx=msg.tx,
                        room=msg.room, retry_ms=1000)
             return
-        if msg.combo is not None and await self.state.combo_settled(
-            msg.room, principal.user, msg.combo
-        ):
+        if await self.late_click(principal.user, msg.room, msg.combo, msg.tx):
             conn.error(ErrorCode.COMBO_NOT_FOUND, "that combo has settled: start a new combo id",
                        msg.id, tx=msg.tx, room=msg.room)
             return
@@ -96,6 +94,15 @@ class Gifts:
                        msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
             return
         conn.ack(msg, result.balance, result.duplicate)
+
+    async def late_click(self, user: str, room: str, combo: str | None, tx: str) -> bool:
+        """A click for a combo that has settled (`combo_not_found`, nothing spent). A resend of a
+        click spent before the settlement is not one: it goes on to the replay (ack, duplicate),
+        since `combo_not_found` would tell the client its spent coins were not spent."""
+        if combo is None or not await self.state.combo_settled(room, user, combo):
+            return False
+        wallet = self.rt.components.get("wallet")
+        return wallet is None or not await wallet.spent(user, tx)
 
     async def publish_spend(self, req: SpendRequest, name: str, result: SpendResult) -> int | None:
         """The room event of an accepted spend (idempotent per tx): for any path that spends,

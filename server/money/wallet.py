@@ -249,6 +249,10 @@ class Wallet:
     async def balance(self, user: str) -> int:
         return _int(await self._rt.redis.hget(self._keys.wallet(user), "coins"))
 
+    async def spent(self, user: str, tx: str) -> bool:
+        """Whether `tx` holds a spend record: a resend of it is a replay (spend answers `dup`)."""
+        return bool(await self._rt.redis.exists(self._keys.tx(user, tx)))
+
     async def state(self, user: str) -> WalletState:
         coins, diamonds, carry, frozen, limit = await self._rt.redis.hmget(
             self._keys.wallet(user), ["coins", "diamonds", "carry", "frozen", "daily_limit"]

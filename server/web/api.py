@@ -164,9 +164,8 @@ async def post_gift(request: Request) -> Response:
         r.opt_ident("combo", 64),
     )
     realtime = _rt(request).components.get("realtime")
-    if req.combo is not None and realtime is not None and await realtime.state.combo_settled(
-        req.room, req.user, req.combo
-    ):
+    if realtime is not None and await realtime.gifts.late_click(req.user, req.room, req.combo,
+                                                                req.tx):
         raise _refuse("combo_not_found", "that combo has settled: start a new combo id")
     res = await _wallet(request).spend(req)
     if not res.ok:
