@@ -35,6 +35,11 @@ class Config:
     db_schema: str = "giftwire"
     # Ledger-stream shards: wallets hash onto them; each shard is one Redis Cluster slot.
     wallet_shards: int = 16
+    # The shared Redis client's pool (commands outside the Lua script runner and pub/sub): at
+    # most this many connections; a command finding all busy waits up to `redis_pool_wait_s`,
+    # then is answered `unavailable` (HTTP 503 with Retry-After).
+    redis_max_connections: int = 64
+    redis_pool_wait_s: float = 2.0
 
     # Security.
     jwt_secret: str = DEV_SECRET
@@ -69,6 +74,9 @@ class Config:
     rate_burst: int = 40
     combo_timeout_ms: int = 3000
     presence_ttl_s: int = 30
+
+    # HTTP API: the largest request body, refused (413) while it streams in, before buffering.
+    http_max_body_bytes: int = 16 * 1024
 
     # Lifecycle.
     drain_timeout_s: float = 10.0
@@ -160,6 +168,12 @@ def _validate(c: Config) -> None:
         raise ConfigError("diamond share must be num >= 0 and den >= 1")
     if c.writer_max_bytes < 1024:
         raise ConfigError("GIFTWIRE_WRITER_MAX_BYTES must be at least 1024")
+    if c.redis_max_connections < 1:
+        raise ConfigError("GIFTWIRE_REDIS_MAX_CONNECTIONS must be at least 1")
+    if c.redis_pool_wait_s <= 0:
+        raise ConfigError("GIFTWIRE_REDIS_POOL_WAIT_S must be positive")
+    if c.http_max_body_bytes < 1024:
+        raise ConfigError("GIFTWIRE_HTTP_MAX_BODY_BYTES must be at least 1024")
     if c.socket_sndbuf < 0:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     if len(c.jwt_secret.encode()) < 32:

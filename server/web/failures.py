@@ -1,0 +1,75 @@
+"""What the HTTP API answers when a request fails: always a problem+json with a stable code.
+
+- `HTTPProblem` (raised by routes) and `ProtocolError` (a field read by a strict `FieldReader`)
+  become their code's problem.
+- A backend that cannot serve the request now (Redis or Postgres down, refusing, timing out, or
+  the Redis pool's wait deadline passed under a burst) is `503 unavailable` with `Retry-After`,
+  logged as one WARNING line without a traceback: it is an operating condition, not a bug, and a
+  burst of them must not flood the log. Anything else stays a 500 with a traceback: a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import asyncpg
+import redis.exceptions
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from protocol import ProtocolError
+from server.web.problem import STATUS, HTTPProblem, problem
+
+log = logging.getLogger("giftwire.api")
+
+# Seconds a client is told to wait after `unavailable` (the WebSocket path's retry_ms is 1000).
+RETRY_AFTER_S = 1
+
+# Failures of a backend, not of the request or the code: redis-py's connection errors (the
+# blocking pool's "No connection available." among them) and timeouts; asyncpg's lost or refused
+# connections; and the OSError family the script runner's own connection raises.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    TimeoutError,
+)
+
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPProblem)
+    return problem(exc.status, exc.code, exc.detail, exc.headers)
+
+
+async def _protocol(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ProtocolError)
+    code = exc.code.value
+    return problem(STATUS.get(code, 400), code, exc.message)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, str(exc.detail))
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: backend unavailable (%s: %s)", request.method, request.url.path,
+                type(exc).__name__, exc)
+    return problem(503, "unavailable", "a backend is unavailable; retry shortly",
+                   {"Retry-After": str(RETRY_AFTER_S)})
+
+
+def exception_handlers() -> Mapping[type[BaseException], Handler]:
+    handlers: dict[type[BaseException], Handler] = {
+        HTTPProblem: _problem, ProtocolError: _protocol, HTTPException: _http,
+    }
+    handlers.update(dict.fromkeys(UNAVAILABLE, _unavailable))
+    return handlers
