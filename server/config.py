@@ -39,7 +39,7 @@ class Config:
     # most this many connections; a command finding all busy waits up to `redis_pool_wait_s`,
     # then is answered `unavailable` (HTTP 503 with Retry-After).
     redis_max_connections: int = 64
-    redis_pool_wait_s: float = 2.0
+    redis_pool_wait_s: float = 5.0
 
     # Security.
     jwt_secret: str = DEV_SECRET

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.auth import TokenIssuer
 from server.config import DEV_SECRET, Config
@@ -24,13 +24,19 @@ from server.storage.keys import Keys
 log = logging.getLogger("giftwire")
 
 
-def redis_client(url: str, **kwargs: Any) -> Redis:
+def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.0,
+                 **kwargs: Any) -> Redis:
+    """A client whose pool queues: a command finding every connection busy waits up to
+    `pool_wait_s` for one (a burst is served in turn, not failed) and then raises redis-py's
+    `ConnectionError`, which the HTTP API answers 503 and the WebSocket edge `unavailable`."""
     # Commands get a timeout so a dead Redis is noticed; pub/sub builds its own policy (hub).
     kwargs.setdefault("socket_timeout", 10)
     kwargs.setdefault("socket_connect_timeout", 5)
     kwargs.setdefault("health_check_interval", 15)
-    kwargs.setdefault("max_connections", 64)
-    return Redis.from_url(url, **kwargs)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_wait_s, **kwargs
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
@@ -71,7 +77,8 @@ async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator
         log.warning("GIFTWIRE_JWT_SECRET is the development default: set it in production")
     if migrate:
         await db.migrate(config.database_url, config.db_schema)
-    redis = redis_client(config.redis_url)
+    redis = redis_client(config.redis_url, max_connections=config.redis_max_connections,
+                         pool_wait_s=config.redis_pool_wait_s)
     pool = await db.create_pool(config.database_url, config.db_schema)
     keys = Keys(config.key_prefix, config.wallet_shards)
     try:
