@@ -69,12 +69,19 @@ async def test_past_the_pool_deadline_requests_are_told_unavailable(
     client = Client(ws, SUBPROTOCOL_MSGPACK)
     client.start()
     try:
+        auth = {"Authorization": "Bearer " + token}
         async with httpx.AsyncClient(base_url=one_connection.base_url) as http:
-            r = await http.get("/api/me/balance", headers={"Authorization": "Bearer " + token})
-        assert r.status_code == 503, r.text
-        assert r.headers["content-type"] == "application/problem+json"
-        assert r.json()["code"] == "unavailable"
-        assert r.headers["retry-after"] == "1"
+            replies = [
+                await http.get("/api/me/balance", headers=auth),
+                await http.get("/api/me/transactions", headers=auth),
+                await http.post("/api/gifts", headers=auth, json={}),
+                await http.get("/overlay", params={"token": token}),
+            ]
+        for r in replies:
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.json()["code"] == "unavailable"
+            assert r.headers["retry-after"] == "1"
 
         await client.send(Hello(id="h1", v=1, client="test", token=token))
         refused = await client.reply("h1")

@@ -24,6 +24,7 @@ from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_re
 from server.money.wallet import SpendRequest, Wallet, valid_ident
 from server.runtime import Runtime
 from server.web.body import read_fields
+from server.web.failures import UNAVAILABLE
 from server.web.problem import problem, refusal
 
 log = logging.getLogger("giftwire.api")
@@ -126,8 +127,11 @@ async def post_gift(request: Request) -> Response:
     if realtime is not None:
         try:
             await realtime.gifts.publish_spend(req, p.name, res)
-        except Exception:
-            log.exception("publishing %s failed after the debit", req.tx)
+        except Exception as exc:
+            if isinstance(exc, UNAVAILABLE):  # Redis is down or busy: not a bug
+                log.warning("publishing %s failed after the debit: %s", req.tx, exc)
+            else:
+                log.exception("publishing %s failed after the debit", req.tx)
             raise refusal(
                 "unavailable", "accepted but not yet delivered; retry the same tx"
             ) from None
