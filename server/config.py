@@ -8,13 +8,17 @@ The README's configuration table lists every field; `tests/test_config.py` keeps
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Published development defaults: a server outside development mode refuses to start with either.
 DEV_SECRET = "giftwire-development-secret-change-me-in-production"
+DEV_RECEIPT_SECRET = "giftwire-sandbox-receipts"
+ENVIRONMENTS = frozenset({"auto", "development", "production"})
 
 
 class ConfigError(ValueError):
@@ -41,9 +45,11 @@ class Config:
     redis_max_connections: int = 64
     redis_pool_wait_s: float = 5.0
 
-    # Security.
+    # Security. `env`: development | production | auto (development only while listening on a
+    # loopback address): see `development` and `check_deployment`.
+    env: str = "auto"
     jwt_secret: str = DEV_SECRET
-    sandbox_receipt_secret: str = "giftwire-sandbox-receipts"
+    sandbox_receipt_secret: str = DEV_RECEIPT_SECRET
     token_ttl_s: int = 24 * 3600
 
     # Money rules.
@@ -88,6 +94,15 @@ class Config:
 
     # Extra settings not read from the environment (tests inject them).
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def development(self) -> bool:
+        """Development mode: development defaults and sandbox receipts are accepted. `auto` is
+        development only on a loopback address, so `make run`, the tests and the load tester
+        work on a fresh machine while anything reachable from outside is production."""
+        if self.env == "auto":
+            return _is_loopback(self.host)
+        return self.env == "development"
 
     @property
     def embedded(self) -> bool:
@@ -141,6 +156,31 @@ def _convert(name: str, raw: str, default: object) -> object:
     return raw
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume it is reachable
+
+
+def check_deployment(c: Config) -> None:
+    """Outside development mode, refuse the published development secrets (`ConfigError`): a
+    token signed with the default JWT secret or a receipt signed with the default receipt secret
+    would otherwise be accepted by anyone who has read this file."""
+    if c.development:
+        return
+    why = (f"GIFTWIRE_ENV={c.env}" if c.env != "auto"
+           else f"GIFTWIRE_HOST={c.host} is not a loopback address")
+    for var, value, default in (("GIFTWIRE_JWT_SECRET", c.jwt_secret, DEV_SECRET),
+                                ("GIFTWIRE_SANDBOX_RECEIPT_SECRET", c.sandbox_receipt_secret,
+                                 DEV_RECEIPT_SECRET)):
+        if value == default:
+            raise ConfigError(f"{var} is the published development default; production mode "
+                              f"({why}) needs a secret of your own (or GIFTWIRE_ENV=development)")
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     defaults = Config()
@@ -178,5 +218,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     if len(c.jwt_secret.encode()) < 32:
         raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
+    if c.env not in ENVIRONMENTS:
+        allowed = ", ".join(sorted(ENVIRONMENTS))
+        raise ConfigError(f"GIFTWIRE_ENV={c.env!r} must be one of {allowed}")
     if not c.db_schema.isidentifier():
         raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

@@ -16,7 +16,7 @@ import asyncpg
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.auth import TokenIssuer
-from server.config import DEV_SECRET, Config
+from server.config import DEV_SECRET, Config, check_deployment
 from server.metrics import Metrics
 from server.storage import db
 from server.storage.keys import Keys
@@ -73,8 +73,9 @@ class Runtime:
 async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator[Runtime]:
     if config.redis_url is None or config.database_url is None:
         raise RuntimeError("open_runtime needs REDIS_URL and DATABASE_URL resolved")
+    check_deployment(config)
     if config.jwt_secret == DEV_SECRET:
-        log.warning("GIFTWIRE_JWT_SECRET is the development default: set it in production")
+        log.warning("GIFTWIRE_JWT_SECRET is the development default (development mode only)")
     if migrate:
         await db.migrate(config.database_url, config.db_schema)
     redis = redis_client(config.redis_url, max_connections=config.redis_max_connections,
