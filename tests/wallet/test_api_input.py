@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from server.auth import TokenIssuer
 from server.runtime import Runtime
+from server.web.problem import STATUS
 from tests.support.servers import RunningServer
 
 DEEP = b'{"coins":' + b"[" * 2000 + b"]" * 2000 + b"}"
@@ -127,3 +130,13 @@ async def test_an_oversized_body_is_refused_before_it_is_buffered(
            f"Content-Length: {64 << 20}\r\n")
     head, closed = await _raw_request(server, get, b"")
     assert head.startswith(b"HTTP/1.1 413") and closed
+
+
+def test_the_http_docs_list_every_refusal_code_under_its_status() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ledger.md").read_text()
+    errors = " ".join(text.split("**Errors.**", 1)[1].split("\n\n", 1)[0].split())
+    for code, status in STATUS.items():
+        at = errors.find(f"`{code}`")
+        assert at >= 0, f"docs/ledger.md (HTTP API, Errors) lacks {code}"
+        listed = re.findall(r"`(\d{3})`", errors[:at])
+        assert listed and int(listed[-1]) == status, f"{code}: documented under {listed[-1:]}"
