@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.auth import TokenIssuer
@@ -22,6 +23,20 @@ from server.storage import db
 from server.storage.keys import Keys
 
 log = logging.getLogger("giftwire")
+
+# Failures of a backend, not of a request or of the code: redis-py's connection errors (the
+# blocking pool's "No connection available." among them) and timeouts; asyncpg's lost or refused
+# connections; and the OSError family the script runner's own connection raises. The HTTP API
+# answers them 503 `unavailable`, the WebSocket edge `unavailable` with retry_ms: never a 500.
+BACKEND_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.0,

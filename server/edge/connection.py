@@ -50,6 +50,7 @@ from server.edge.realtime import Realtime
 from server.edge.wire import Wire, release_handshake, wire_for
 from server.edge.writer import Writer
 from server.hub.hub import HubError
+from server.runtime import BACKEND_UNAVAILABLE
 
 log = logging.getLogger("giftwire.ws")
 
@@ -233,7 +234,7 @@ class Connection:
                     principal = await self.rt.issuer.verify(token, self.rt.redis)
             except AuthError as exc:
                 self._fatal(exc.code, exc.message, hello.id)
-            except Exception as exc:
+            except BACKEND_UNAVAILABLE as exc:
                 log.warning("token check failed: %s: %s", type(exc).__name__, exc)
                 self.error(ErrorCode.UNAVAILABLE, "cannot check the token now; send hello again",
                            hello.id, retry_ms=1000)

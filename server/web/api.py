@@ -22,9 +22,8 @@ from server.edge.ratelimit import gift_budget
 from server.money import ledger, streams
 from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
 from server.money.wallet import SpendRequest, Wallet, valid_ident
-from server.runtime import Runtime
+from server.runtime import BACKEND_UNAVAILABLE, Runtime
 from server.web.body import read_fields
-from server.web.failures import UNAVAILABLE
 from server.web.problem import problem, refusal
 
 log = logging.getLogger("giftwire.api")
@@ -128,7 +127,7 @@ async def post_gift(request: Request) -> Response:
         try:
             await realtime.gifts.publish_spend(req, p.name, res)
         except Exception as exc:
-            if isinstance(exc, UNAVAILABLE):  # Redis is down or busy: not a bug
+            if isinstance(exc, BACKEND_UNAVAILABLE):  # Redis is down or busy: not a bug
                 log.warning("publishing %s failed after the debit: %s", req.tx, exc)
             else:
                 log.exception("publishing %s failed after the debit", req.tx)

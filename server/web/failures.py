@@ -13,32 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
-import asyncpg
-import redis.exceptions
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from protocol import ProtocolError
+from server.runtime import BACKEND_UNAVAILABLE
 from server.web.problem import STATUS, HTTPProblem, problem
 
 log = logging.getLogger("giftwire.api")
 
 # Seconds a client is told to wait after `unavailable` (the WebSocket path's retry_ms is 1000).
 RETRY_AFTER_S = 1
-
-# Failures of a backend, not of the request or the code: redis-py's connection errors (the
-# blocking pool's "No connection available." among them) and timeouts; asyncpg's lost or refused
-# connections; and the OSError family the script runner's own connection raises.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    ConnectionError,
-    TimeoutError,
-)
 
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
@@ -71,5 +57,5 @@ def exception_handlers() -> Mapping[type[BaseException], Handler]:
     handlers: dict[type[BaseException], Handler] = {
         HTTPProblem: _problem, ProtocolError: _protocol, HTTPException: _http,
     }
-    handlers.update(dict.fromkeys(UNAVAILABLE, _unavailable))
+    handlers.update(dict.fromkeys(BACKEND_UNAVAILABLE, _unavailable))
     return handlers
