@@ -101,3 +101,19 @@ async def test_past_the_pool_deadline_requests_are_told_unavailable(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("unavailable" in m for m in warnings), warnings
     assert any("token check failed" in m for m in warnings), warnings
+
+
+async def test_a_bug_is_a_500_problem_with_its_traceback_logged(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The one failure that is not turned into a stable refusal still answers in the API's own
+    shape, and is not hidden: its traceback is logged."""
+    rt = server.runtime
+    rt.components["wallet"] = None  # a broken component: every balance read is a bug now
+    token = rt.issuer.mint("buggy", "viewer")
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        r = await http.get("/api/me/balance", headers={"Authorization": "Bearer " + token})
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "internal_error"
+    assert any(rec.exc_info and rec.exc_info[0] is AttributeError for rec in caplog.records)

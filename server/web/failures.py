@@ -5,7 +5,8 @@
 - A backend that cannot serve the request now (Redis or Postgres down, refusing, timing out, or
   the Redis pool's wait deadline passed under a burst) is `503 unavailable` with `Retry-After`,
   logged as one WARNING line without a traceback: it is an operating condition, not a bug, and a
-  burst of them must not flood the log. Anything else stays a 500 with a traceback: a bug.
+  burst of them must not flood the log. Anything else is a bug: `500 internal_error`, and its
+  traceback is logged.
 """
 
 from __future__ import annotations
@@ -53,9 +54,15 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
                    {"Retry-After": str(RETRY_AFTER_S)})
 
 
-def exception_handlers() -> Mapping[type[BaseException], Handler]:
-    handlers: dict[type[BaseException], Handler] = {
-        HTTPProblem: _problem, ProtocolError: _protocol, HTTPException: _http,
+async def _bug(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after this answer, so the traceback still reaches the log.
+    return problem(500, "internal_error", "a server bug; the request may or may not have "
+                   "taken effect: retry with the same ids")
+
+
+def exception_handlers() -> Mapping[type[BaseException] | int, Handler]:
+    handlers: dict[type[BaseException] | int, Handler] = {
+        HTTPProblem: _problem, ProtocolError: _protocol, HTTPException: _http, 500: _bug,
     }
     handlers.update(dict.fromkeys(BACKEND_UNAVAILABLE, _unavailable))
     return handlers
