@@ -72,6 +72,8 @@ class ErrorCode(StrEnum):
     """The gift would exceed the viewer's daily spending limit; nothing was spent."""
     WALLET_FROZEN = "wallet_frozen"
     """The wallet is frozen by an administrator; nothing was spent."""
+    SELF_GIFT = "self_gift"
+    """The sender owns the room: nobody may gift a room they own; nothing was spent."""
     TX_CONFLICT = "tx_conflict"
     """The tx id was already used for a different gift (other room, gift, count or combo)."""
     RATE_LIMITED = "rate_limited"

@@ -15,6 +15,10 @@ SUPPORTED_VERSIONS: Final = frozenset({PROTOCOL_VERSION})
 MAX_CLIENT_FRAME_BYTES: Final = 4096
 # Server frames carry batches of events; a client decoder needs a bound too, but a generous one.
 MAX_SERVER_FRAME_BYTES: Final = 1 << 20
+# JSON from clients (text frames, HTTP bodies) nested deeper than this is refused: no request is
+# more than one map deep, and a bound of our own replaces the interpreter's recursion limit.
+# (msgpack's decoder has its own fixed stack bound and never recurses in Python.)
+MAX_JSON_DEPTH: Final = 16
 
 MAX_ROOM_ID_LEN: Final = 64
 MAX_GIFT_ID_LEN: Final = 32

@@ -7,32 +7,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from protocol import ErrorCode
 from server.config import Config
 from server.runtime import Runtime, open_runtime
+from server.web.body import BodyLimit
+from server.web.failures import exception_handlers
 from server.web.health import healthz, readyz
-from server.web.problem import HTTPProblem, problem
 
 log = logging.getLogger("giftwire.app")
-
-
-async def _problem_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPProblem)
-    return problem(exc.status, exc.code, exc.detail)
-
-
-async def _http_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    # Every code is one of the protocol's (docs/protocol.md section 6): clients switch on one list.
-    fallback = ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.INVALID_MESSAGE
-    code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(exc.status_code,
-                                                                            fallback).value
-    return problem(exc.status_code, code, str(exc.detail))
 
 
 async def _metrics(request: Request) -> Response:
@@ -61,7 +47,9 @@ def create_app(config: Config) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPProblem: _problem_handler, HTTPException: _http_handler},
+        # Every request body is bounded before a route runs (server/web/body.py).
+        middleware=[Middleware(BodyLimit, max_bytes=config.http_max_body_bytes)],
+        exception_handlers=dict(exception_handlers()),
     )
 
 

@@ -47,6 +47,7 @@ from server.edge.realtime import Realtime
 from server.edge.wire import Edge
 from server.edge.writer import Writer
 from server.hub.hub import HubError
+from server.runtime import BACKEND_UNAVAILABLE
 
 log = logging.getLogger("giftwire.ws")
 
@@ -243,37 +244,47 @@ class Connection:
                 await asyncio.gather(writer_task, return_exceptions=True)
 
     async def _hello(self, receive: Any, query_token: str | None) -> None:
+        # Until a token check succeeds: one that Redis could not answer (down, or no pooled
+        # connection within `redis_pool_wait_s`) is `unavailable` with retry_ms and the client
+        # may send hello again on the same connection, within `hello_timeout_s` (4011).
+        while (hello := await self._receive_hello(receive)) is not None:
+            token = hello.token or query_token
+            if not token:
+                self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
+            try:
+                async with self.realtime.auth_slots:
+                    principal = await self.rt.issuer.verify(token, self.rt.redis)
+            except AuthError as exc:
+                self._fatal(exc.code, exc.message, hello.id)
+            except BACKEND_UNAVAILABLE as exc:
+                log.warning("token check failed: %s: %s", type(exc).__name__, exc)
+                self.error(ErrorCode.UNAVAILABLE, "cannot check the token now; send hello again",
+                           hello.id, retry_ms=1000)
+                continue
+            self.principal = principal
+            self.counted = principal.role is not Role.OVERLAY
+            if self.edge is not None:
+                self.edge.admitted()
+            self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
+                               heartbeat_s=self.rt.config.heartbeat_s,
+                               idle_timeout_s=self.rt.config.idle_timeout_s,
+                               server_time=int(time.time() * 1000)))
+            return
+        raise _Closing(CloseCode.NORMAL, "bye")
+
+    async def _receive_hello(self, receive: Any) -> Hello | None:
+        """The next frame, which must be a valid `hello`; None when the client left."""
         message = await receive()
         self.last_rx = message.get("t") or time.monotonic()
         if message["type"] != "websocket.receive":
-            raise _Closing(CloseCode.NORMAL, "bye")
+            return None
         try:
             hello = self.codec.decode_client(_payload(message))
         except ProtocolError as exc:
             self._fatal(exc.code, exc.message, exc.request_id)
         if not isinstance(hello, Hello):
             self._fatal(ErrorCode.HELLO_REQUIRED, "the first message must be hello", None)
-        token = hello.token or query_token
-        if not token:
-            self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
-        try:
-            async with self.realtime.auth_slots:
-                principal = await self.rt.issuer.verify(token, self.rt.redis)
-        except AuthError as exc:
-            self._fatal(exc.code, exc.message, hello.id)
-        except Exception as exc:
-            log.warning("token check failed: %s", exc)
-            self.error(ErrorCode.UNAVAILABLE, "cannot check the token now", hello.id,
-                       retry_ms=1000)
-            raise _Closing(CloseCode.INTERNAL_ERROR, "unavailable") from None
-        self.principal = principal
-        self.counted = principal.role is not Role.OVERLAY
-        if self.edge is not None:
-            self.edge.admitted()
-        self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
-                           heartbeat_s=self.rt.config.heartbeat_s,
-                           idle_timeout_s=self.rt.config.idle_timeout_s,
-                           server_time=int(time.time() * 1000)))
+        return hello
 
     def _fatal(self, code: ErrorCode | str, message: str, request_id: str | None) -> Any:
         self.error(code, message, request_id)

@@ -155,6 +155,11 @@ RAW_CASES: list[tuple[str, AnyCodec, Any, ErrorCode]] = [
     ("json lone surrogate", JS, '{"type":"ping","id":"\\ud800"}', ErrorCode.MALFORMED_FRAME),
     ("json raw surrogate", JS, '{"type":"ping","id":"\ud800"}', ErrorCode.MALFORMED_FRAME),
     ("json deep nesting", JS, "[" * 4000 + "]" * 4, ErrorCode.MALFORMED_FRAME),
+    # MAX_JSON_DEPTH (16) counts the message map: 1 + 16 arrays is past it, 1 + 15 is not.
+    ("json past MAX_JSON_DEPTH", JS, '{"type":"ping","t":' + "[" * 16 + "]" * 16 + "}",
+     ErrorCode.MALFORMED_FRAME),
+    ("json at MAX_JSON_DEPTH", JS, '{"type":"ping","t":' + "[" * 15 + "]" * 15 + "}",
+     ErrorCode.WRONG_TYPE),
     ("json exponent int", JS, '{"type":"join","room":"r","after":1e3}', ErrorCode.WRONG_TYPE),
     ("json huge float", JS, '{"type":"join","room":"r","after":1e999}', ErrorCode.WRONG_TYPE),
     (
@@ -255,3 +260,25 @@ def test_protocol_error_shape() -> None:
         "r1",
     )
     assert str(err) == "too_long: room: longer than 64"
+
+
+def test_http_bodies_decode_under_the_frame_rules() -> None:
+    """`JsonCodec.decode_map` (HTTP bodies) applies the client frames' rules, one code each."""
+    js = JS
+    assert js.decode_map(b'{"count":1,"room":"r"}', 64) == {"count": 1, "room": "r"}
+    cases = [
+        (b'{"count":1,"count":1000}', ErrorCode.MALFORMED_FRAME),  # duplicate key
+        (b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}", ErrorCode.FRAME_TOO_LARGE),
+        (b"[]", ErrorCode.INVALID_MESSAGE),
+        (b'{"a":NaN}', ErrorCode.MALFORMED_FRAME),
+        (b'{"a":"\xff"}', ErrorCode.MALFORMED_FRAME),
+        (b"{", ErrorCode.MALFORMED_FRAME),
+    ]
+    for body, code in cases:
+        with pytest.raises(ProtocolError) as info:
+            js.decode_map(body, 64)
+        assert info.value.code is code, body[:40]
+    deep = b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}"
+    with pytest.raises(ProtocolError) as info:
+        js.decode_map(deep, 16 * 1024)
+    assert info.value.code is ErrorCode.MALFORMED_FRAME
