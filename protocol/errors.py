@@ -90,6 +90,14 @@ class ErrorCode(StrEnum):
     """No such route, or the resource the request names does not exist (HTTP 404)."""
     METHOD_NOT_ALLOWED = "method_not_allowed"
     """The route exists but not with this method (HTTP 405)."""
+    SANDBOX_DISABLED = "sandbox_disabled"
+    """Sandbox receipts are refused outside development/demo mode (HTTP 403)."""
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    """A request head did not arrive whole in time; the connection is closed (HTTP 408)."""
+    LENGTH_REQUIRED = "length_required"
+    """A request body without `Content-Length` (chunked); the connection is closed (HTTP 411)."""
+    HEADERS_TOO_LARGE = "headers_too_large"
+    """A request head over its byte or line limit; the connection is closed (HTTP 431)."""
 
 
 class CloseCode(IntEnum):

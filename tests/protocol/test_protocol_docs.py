@@ -334,8 +334,9 @@ def _http_codes() -> set[str]:
 
     root = DOC.parents[1]
     found: set[str] = set()
-    helpers = {"_refuse", "HTTPProblem", "problem", "ReceiptError", "AuthError"}
+    helpers = {"refusal", "HTTPProblem", "problem", "ReceiptError", "AuthError"}
     for path in [*(root / "server" / "web").glob("*.py"), root / "server" / "app.py",
+                 root / "server" / "edge" / "transport" / "gate.py",
                  root / "server" / "money" / "payments.py", root / "server" / "auth.py"]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call):

@@ -119,12 +119,13 @@ async def test_an_oversized_body_is_refused_before_it_is_buffered(
                 f"\r\nContent-Type: application/json\r\nContent-Length: {64 << 20}\r\n")
     head, closed = await _raw_request(server, declared, b'{"title":"')
     assert head.startswith(b"HTTP/1.1 413") and closed
-    # Chunked: no length up front, so it is counted while it streams in.
+    # Chunked: no length up front. The gate (server/edge/transport/gate.py) must know where each
+    # request ends to bound the next head, so it refuses it (411) before reading any of it.
     chunked = (f"POST /api/rooms/stage/goal HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
                f"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n")
     chunk = b'{"title":"' + b"x" * 40_000
     head, closed = await _raw_request(server, chunked, b"%x\r\n" % len(chunk) + chunk + b"\r\n")
-    assert head.startswith(b"HTTP/1.1 413") and closed
+    assert head.startswith(b"HTTP/1.1 411") and closed
     # A route that reads no body refuses a huge declared one too.
     get = (f"GET /api/me/balance HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
            f"Content-Length: {64 << 20}\r\n")

@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from protocol import ErrorCode
 from server.edge.transport.admission import Admission, EdgeLimits
 from server.edge.transport.websocket import EdgeWebSocket
 
@@ -33,8 +34,9 @@ log = logging.getLogger("giftwire.gate")
 
 _REASONS = {408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
             431: "Request Header Fields Too Large", 400: "Bad Request"}
-_CODES = {408: "handshake_timeout", 411: "length_required", 413: "frame_too_large",
-          431: "headers_too_large", 400: "invalid_request"}
+_CODES = {408: ErrorCode.HANDSHAKE_TIMEOUT, 411: ErrorCode.LENGTH_REQUIRED,
+          413: ErrorCode.FRAME_TOO_LARGE, 431: ErrorCode.HEADERS_TOO_LARGE,
+          400: ErrorCode.INVALID_MESSAGE}
 
 
 class Gate(asyncio.Protocol):
@@ -201,7 +203,7 @@ class Gate(asyncio.Protocol):
             # A request sent behind another in the same read (pipelining) may still have an
             # earlier answer in flight: it gets no answer of ours mixed into that one.
             body = json.dumps({"type": "about:blank", "title": _REASONS[status],
-                               "status": status, "code": _CODES[status]}).encode()
+                               "status": status, "code": _CODES[status].value}).encode()
             transport.write(
                 f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
                 "content-type: application/problem+json\r\n"
