@@ -107,14 +107,16 @@ class CloseCode(IntEnum):
     """The session ended normally."""
     GOING_AWAY = 1001
     """The server is draining (deploy, shutdown): reconnect, possibly to another server."""
-    # 1002, 1007, 1009, 1012 and the keepalive's 1011 come from the WebSocket layer (websockets'
-    # frame parser, uvicorn), not from giftwire's code; they are listed so the doc lists them.
+    # 1002, 1007, 1008, 1009, 1012 and the keepalive's 1011 come from the WebSocket layer
+    # (server/edge/transport/websocket.py and the sans-I/O frame parser), before the session.
     PROTOCOL_ERROR = 1002
     """A frame broke RFC 6455 (the WebSocket layer's parser refused it)."""
     INVALID_DATA = 1007
     """A text frame was not valid UTF-8 (the WebSocket layer refused it)."""
+    POLICY_VIOLATION = 1008
+    """WebSocket Ping frames beyond their budget (the WebSocket layer's limit)."""
     MESSAGE_TOO_BIG = 1009
-    """A frame was far beyond the size limit; the transport refused to read it."""
+    """A message beyond the size limit or its fragment limit; it was not read further."""
     INTERNAL_ERROR = 1011
     """The server hit an unexpected condition, or (reason `keepalive ping timeout`) the client did
     not answer a WebSocket Ping in time: reconnect with backoff."""

@@ -32,6 +32,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from protocol import CloseCode
 from server.edge.ratelimit import TokenBucket
 from server.edge.transport.admission import Admission, EdgeLimits
 from server.edge.transport.arrival import CLOCK, ArrivalWindow
@@ -45,7 +46,6 @@ _sansio_log.setLevel(logging.WARNING)  # it logs every close at INFO: noise at 5
 CLOSE_TIMEOUT_S = 10.0
 PARSE_SLICE = 1024  # bytes handed to the frame parser at a time
 _EMPTY = memoryview(b"")
-INVALID_DATA, POLICY_VIOLATION, MESSAGE_TOO_BIG = 1007, 1008, 1009  # RFC 6455 close codes
 
 
 class EdgeWebSocket(asyncio.Protocol):
@@ -161,11 +161,11 @@ class EdgeWebSocket(asyncio.Protocol):
         elif op is Opcode.CONT:
             self.parts.append(frame.data)
             if len(self.parts) > self.limits.ws_max_fragments:
-                self._fail(MESSAGE_TOO_BIG, "too many fragments")
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
                 return
         elif op is Opcode.PING:
             if self.pings.take(self.arrived):
-                self._fail(POLICY_VIOLATION, "too many pings")
+                self._fail(CloseCode.POLICY_VIOLATION, "too many pings")
             return
         elif op is Opcode.PONG:
             self.keepalive.pong(bytes(frame.data))
@@ -186,7 +186,7 @@ class EdgeWebSocket(asyncio.Protocol):
                 text = data.decode()
             except UnicodeDecodeError:
                 log.info("closing %s: invalid UTF-8 in a text message", _peer(self.client))
-                self._fail(INVALID_DATA, "invalid UTF-8")
+                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
                 return
             self._enqueue({"type": "websocket.receive", "text": text, "t": self.arrived})
         else:
@@ -387,7 +387,7 @@ class EdgeWebSocket(asyncio.Protocol):
 
     def _ping_timed_out(self) -> None:
         if not self._closing():
-            self._fail(1011, "keepalive ping timeout")
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _stop_timers(self) -> None:
         self.keepalive.stop()
