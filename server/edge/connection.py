@@ -68,6 +68,7 @@ class Connection:
     __slots__ = (
         "__weakref__",
         "_close_task",
+        "_done",
         "_send",
         "binary",
         "bucket",
@@ -78,6 +79,7 @@ class Connection:
         "edge",
         "errors",
         "hub",
+        "in_flight",
         "last_rx",
         "opened",
         "principal",
@@ -93,6 +95,8 @@ class Connection:
                  edge: Edge | None = None) -> None:
         self.rt = rt
         self.edge = edge
+        self.in_flight = False  # a request is being carried out (its reply not yet queued)
+        self._done: asyncio.Future[None] | None = None  # wanted by a drain waiting for it
         self.realtime = realtime
         self.hub = realtime.hub
         self._send = send
@@ -205,7 +209,15 @@ class Connection:
         if self.close_code is not None:
             return
         self.close_code = CloseCode.GOING_AWAY
+        # The session's end waits for this close: it must not end the socket before it.
+        self._close_task = asyncio.current_task()
         self.reply(GoingAway(reason=reason, reconnect_ms=reconnect_ms))
+        if self.in_flight:
+            # A request being carried out (a gift debited, its publish pending) finishes and its
+            # reply is queued before the close: a charged gift always reaches its ack.
+            self._done = asyncio.get_running_loop().create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._done), flush_s)
         self.writer.close()
         await self._close(CloseCode.GOING_AWAY, reason, flush_s=flush_s)
 
@@ -222,8 +234,8 @@ class Connection:
                 # When it arrived, not when it is processed (server/edge/transport/arrival.py): a
                 # stall here must not make a steady client look like a burst.
                 self.last_rx = message.get("t") or time.monotonic()
-                if message["type"] != "websocket.receive":
-                    return
+                if message["type"] != "websocket.receive" or self.close_code is not None:
+                    return  # closing meanwhile (a drain): not carried out, the client retries
                 await self._on_frame(message)
         except _Closing as c:
             if self.close_code is None:
@@ -310,6 +322,7 @@ class Connection:
             return
         # Decays rather than resets: a flood that gets one refilled token through is still a flood.
         self.rate_strikes = max(0, self.rate_strikes - 1)
+        self.in_flight = True
         try:
             await self._dispatch(msg)
         except Exception:
@@ -318,6 +331,10 @@ class Connection:
             self.error(ErrorCode.UNAVAILABLE, "the server could not do this now; retry", msg.id,
                        tx=getattr(msg, "tx", None), room=getattr(msg, "room", None),
                        retry_ms=1000)
+        finally:
+            self.in_flight = False
+            if self._done is not None and not self._done.done():
+                self._done.set_result(None)
 
     async def _dispatch(self, msg: ClientMessage) -> None:
         if isinstance(msg, Ping):

@@ -99,7 +99,8 @@ async def test_sigterm_with_200_clients_going_away_clean_close_and_no_lost_debit
         acked: dict[str, list[str]] = {u: [] for u in senders}
 
         async def keep_sending(c: Client, user: str) -> None:
-            # Gifts in flight when SIGTERM lands: each is acked or fails with the connection.
+            # Gifts in flight when SIGTERM lands: each is acked before the close, or was never
+            # charged (sent after the server stopped reading).
             for i in range(1000):
                 tx = f"{user}-{i}"
                 try:
@@ -138,6 +139,6 @@ async def test_sigterm_with_200_clients_going_away_clean_close_and_no_lost_debit
         ledger[row["user_id"]].add(row["ref"])
         coins[row["user_id"]] += row["coins"]
     for user in senders:
-        assert set(acked[user]) <= ledger[user]
+        assert ledger[user] == set(acked[user])  # every charged gift reached its ack
         assert coins[user] == 1000 - await wallet.balance(user)
     assert sum(len(v) for v in acked.values()) >= 20
