@@ -99,6 +99,9 @@ def plan_from(args: argparse.Namespace) -> Plan:
             raise PlanError("--url needs GIFTWIRE_JWT_SECRET: the harness mints its own tokens")
         if plan.chaos:
             raise PlanError("the chaos scenario kills servers: it needs --spawn, not --url")
+        if plan.scenario == "hostile":
+            raise PlanError("the hostile scenario watches its server's memory and log: it "
+                            "needs --spawn, not --url")
     if args.profile is not None:
         from loadtest.profile import py_spy
 
@@ -179,26 +182,20 @@ def _target(
             if not services.embedded:
                 # Called from inside the running loop: the clean-up gets a loop of its own.
                 with concurrent.futures.ThreadPoolExecutor(1) as pool:
-                    pool.submit(asyncio.run, _drop(cfg)).result(timeout=120)
-
-
-async def _drop(cfg: Any) -> None:
-    """Machine Redis/Postgres: remove the run's keys and schema (embedded ones are discarded)."""
-    from server.runtime import delete_prefix, redis_client
-    from server.storage.db import drop_schema
-
-    redis = redis_client(cfg.redis_url)
-    try:
-        await delete_prefix(redis, cfg.key_prefix)
-    finally:
-        await redis.aclose()
-    await drop_schema(cfg.database_url, cfg.db_schema)
+                    pool.submit(asyncio.run, spawn.drop_run_data(cfg)).result(timeout=120)
 
 
 async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[str, Any] | None:
     from loadtest import report
     from loadtest.live import Progress
 
+    if plan.scenario == "hostile":
+        from loadtest.hostile.run import run_hostile
+
+        out = await run_hostile(plan, console)
+        if args.json:
+            report.write_json(out, args.json)
+        return out
     run_id = secrets.token_hex(4)
     baselines: dict[str, Any] = {}
     progress = Progress(plan, console, enabled=not args.quiet)

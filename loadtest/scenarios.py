@@ -67,6 +67,10 @@ SCENARIOS: dict[str, Plan] = {
     "ledger": Plan("ledger", duration_s=10, rooms=100, connections=500, senders=500, rate=0,
                    overlays_per_room=0, combo_share=0.0, big_share=0.0, ledger_catchup=True,
                    settle_s=120),
+    # Each attack of issue 10 for `duration_s` while an honest pair gifts at `rate` and measures
+    # itself against its own baseline (loadtest/hostile/).
+    "hostile": Plan("hostile", duration_s=8, rooms=1, connections=2, senders=1, rate=10,
+                    overlays_per_room=0, workers=1),
     "chaos": Plan("chaos", duration_s=20, rooms=4, connections=400, senders=60, rate=300,
                   spawn=2, chaos=True, settle_s=30),
 }

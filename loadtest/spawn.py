@@ -178,3 +178,17 @@ def server_config(base: Config, services: Services, *, port: int | None = None) 
         port=port or free_port(),
         data_dir=services.workdir / "data",
     )
+
+
+async def drop_run_data(cfg: Config) -> None:
+    """Machine Redis/Postgres: remove the run's keys and schema (embedded ones are discarded)."""
+    from server.runtime import delete_prefix, redis_client
+    from server.storage.db import drop_schema
+
+    assert cfg.redis_url and cfg.database_url
+    redis = redis_client(cfg.redis_url)
+    try:
+        await delete_prefix(redis, cfg.key_prefix)
+    finally:
+        await redis.aclose()
+    await drop_schema(cfg.database_url, cfg.db_schema)

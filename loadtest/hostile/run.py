@@ -1,0 +1,163 @@
+"""One `hostile` run: a server of its own, the honest pair's baseline, then each attack while the
+pair measures itself again. Per attack: the pair's p99 against its baseline, events lost, server
+RSS growth, HTTP 5xx answers, tracebacks the server logged, and what the attack observed."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import multiprocessing
+import secrets
+from typing import Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from loadtest import spawn
+from loadtest.hostile.attacks import ATTACKS, Target, run_attack
+from loadtest.hostile.pair import HonestPair
+from loadtest.scenarios import Plan
+from server.auth import TokenIssuer
+from server.config import Config
+from server.storage.keys import Keys
+
+RSS_LIMIT_MB = 50.0
+P99_LIMIT = 2.0  # the pair's p99 under attack, as a multiple of its own baseline
+P99_FLOOR_MS = 5.0  # baselines below this are noise on a shared machine: compare with this
+ROOM = "stage"
+_SPAWN = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
+
+
+def hostile_config(run_id: str) -> Config:
+    # The server's own defaults, as in production, except that loopback is not trusted: the
+    # attacks come from 127.0.0.1 and must meet the per-address cap.
+    return Config(key_prefix=f"lh{run_id}:", db_schema=f"lh_{run_id}",
+                  jwt_secret="hostile-" + secrets.token_hex(16), log_level="INFO",
+                  trusted_addresses="", drain_timeout_s=5.0)
+
+
+async def _provision(base_url: str, issuer: TokenIssuer, run_id: str) -> dict[str, str]:
+    users = {"sender": f"{run_id}s", "receiver": f"{run_id}r", "attacker": f"{run_id}a",
+             "creator": f"{run_id}c"}
+    tokens = {k: issuer.mint(u, "creator" if k == "creator" else "viewer")
+              for k, u in users.items()}
+    admin = issuer.mint(f"{run_id}admin", "admin")
+    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as http:
+        resp = await http.post(f"/api/rooms/{ROOM}/live", json={"title": "hostile"},
+                               headers={"authorization": f"Bearer {tokens['creator']}"})
+        resp.raise_for_status()
+        for who in ("sender", "attacker", "creator"):
+            resp = await http.post("/api/admin/grant", json={
+                "user": users[who], "coins": 1_000_000, "grant_id": f"{users[who]}-fund"},
+                headers={"authorization": f"Bearer {admin}"})
+            resp.raise_for_status()
+    return tokens
+
+
+class RssPeak:
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.start = self.peak = self.proc.memory_info().rss
+        self._task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            with contextlib.suppress(psutil.Error):
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+            await asyncio.sleep(0.1)  # the sampling period
+
+    async def growth_mb(self) -> float:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        return round((self.peak - self.start) / 2**20, 1)
+
+
+def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    failed = []
+    if row["rss_growth_mb"] >= RSS_LIMIT_MB:
+        failed.append("rss")
+    if row["http_5xx"]:
+        failed.append("5xx")
+    if row["tracebacks"]:
+        failed.append("tracebacks")
+    pair = row["pair"]
+    if pair["lost"] or pair["events"] < pair["acked"]:
+        failed.append("lost events")
+    for key in ("ack_p99_ms", "event_p99_ms"):
+        limit = P99_LIMIT * max(base[key] or 0.0, P99_FLOOR_MS)
+        if pair[key] is None or pair[key] > limit:
+            failed.append(key)
+    seen = row["attack"]
+    if seen.get("still_open_at_end") or seen.get("duplicate_key_accepted") \
+            or seen.get("self_gift_accepted"):
+        failed.append("attack succeeded")
+    if "close_code" in seen and seen["close_code"] != 4004:
+        failed.append("revoked session not closed 4004")
+    return failed
+
+
+async def run_hostile(plan: Plan, console: Console) -> dict[str, Any]:
+    run_id = secrets.token_hex(3)
+    rate = plan.rate
+    with spawn.services() as services, contextlib.ExitStack() as stack:
+        cfg = spawn.server_config(hostile_config(run_id), services)
+        server = spawn.ServerProcess(cfg, services.workdir / "server.log")
+        server.start()
+        try:
+            await asyncio.to_thread(server.wait_ready)
+            assert server.pid is not None
+            issuer = TokenIssuer(cfg.jwt_secret, Keys(cfg.key_prefix, cfg.wallet_shards))
+            tokens = await _provision(server.base_url, issuer, run_id)
+            target = Target(cfg.port, tokens["attacker"], tokens["creator"], ROOM)
+            rows: list[dict[str, Any]] = []
+            attackers = concurrent.futures.ProcessPoolExecutor(1, mp_context=_SPAWN)
+            stack.callback(attackers.shutdown, cancel_futures=True)
+            async with HonestPair(server.ws_url, tokens["sender"], tokens["receiver"],
+                                  ROOM) as pair:
+                base = await pair.measure(plan.duration_s, rate)
+                console.print(f"baseline: {base}")
+                loop = asyncio.get_running_loop()
+                for name in ATTACKS:
+                    log_at = server.log_path.stat().st_size
+                    rss = RssPeak(server.pid)
+                    task = loop.run_in_executor(attackers, run_attack, name, target,
+                                                plan.duration_s)
+                    window = await pair.measure(plan.duration_s, rate)
+                    seen = await asyncio.wait_for(task, 120)
+                    log = server.log_path.read_bytes()[log_at:].decode(errors="replace")
+                    row = {"attack": seen, "pair": window, "rss_growth_mb": await rss.growth_mb(),
+                           "http_5xx": int(seen.get("5xx", 0)),
+                           "tracebacks": log.count("Traceback (most recent call last)"),
+                           "server_alive": server.exit_code() is None}
+                    row["failed"] = _judge(row, base) + ([] if row["server_alive"] else ["died"])
+                    rows.append({"name": name, **row})
+                    console.print(f"{name}: {'OK' if not row['failed'] else row['failed']}")
+        finally:
+            server.stop()
+            if not services.embedded:
+                await spawn.drop_run_data(cfg)
+    out = {"scenario": "hostile", "ok": all(not r["failed"] for r in rows),
+           "seconds_per_attack": plan.duration_s, "pair_rate_per_s": rate, "baseline": base,
+           "attacks": rows}
+    print_table(out, console)
+    return out
+
+
+def print_table(out: dict[str, Any], console: Console) -> None:
+    table = Table(title="hostile: the honest pair under each attack")
+    for col in ("attack", "ack p99 ms", "event p99 ms", "lost", "RSS +MB", "5xx", "tracebacks",
+                "verdict"):
+        table.add_column(col)
+    base = out["baseline"]
+    table.add_row("(baseline)", str(base["ack_p99_ms"]), str(base["event_p99_ms"]),
+                  str(base["lost"]), "", "", "", "")
+    for r in out["attacks"]:
+        p = r["pair"]
+        table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]), str(p["lost"]),
+                      str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
+                      "OK" if not r["failed"] else ", ".join(r["failed"]))
+    console.print(table)
+    console.print(f"verdict: {'OK' if out['ok'] else 'FAILED'}")
