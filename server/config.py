@@ -95,6 +95,8 @@ class Config:
     http_max_headers: int = 64
     http_max_body_bytes: int = 16 * 1024  # also read by the HTTP API (server/web/body.py)
     max_pending_per_address: int = 64
+    accept_rate_per_s: float = 50.0
+    accept_burst: int = 200
     trusted_addresses: str = "127.0.0.1,::1"
     ws_max_message_bytes: int = 64 * 1024
     ws_max_fragments: int = 16
@@ -235,7 +237,8 @@ def _validate(c: Config) -> None:
     if c.socket_sndbuf < 0:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",
-                 "http_max_body_bytes", "max_pending_per_address", "ws_max_message_bytes",
+                 "http_max_body_bytes", "max_pending_per_address", "accept_rate_per_s",
+                 "accept_burst", "ws_max_message_bytes",
                  "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{ENV_NAMES[name]} must be positive")

@@ -4,6 +4,7 @@ is anyone is bounded where the bytes arrive, and an honest client is not disturb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 
@@ -135,3 +136,20 @@ async def test_a_hello_frees_the_pending_slot(
             assert all(v.closed_code is None for v in viewers)
         finally:
             await asyncio.gather(*(v.close() for v in viewers))
+
+
+async def test_new_connections_of_one_address_are_rate_limited(
+    config: Config, redis: object, pool: object,
+) -> None:
+    cfg = with_config(config, trusted_addresses="", accept_rate_per_s=0.001, accept_burst=3)
+    async with inprocess_server(cfg) as server:
+        for _ in range(3):  # the burst: each served, each then closed by its client
+            async with raw(server.config.port) as (reader, writer):
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+                assert b" 200 " in await read_to_end(reader)
+        async with raw(server.config.port) as (reader, writer):
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            assert await read_to_end(reader) == b""  # closed unread: a storm costs an accept

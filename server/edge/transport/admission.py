@@ -1,6 +1,6 @@
-"""What a connection may cost before it is trusted: the socket edge's limits, and the count of
+"""What a connection may cost before it is trusted: the socket edge's limits, the count of
 connections per client address that have not yet said `hello` (or finished their first HTTP
-request head).
+request head), and the rate at which one address may open connections.
 
 Every number here is a setting (server/config.py, README); docs/protocol.md lists what a client
 meets when it breaks one.
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from server.edge.ratelimit import UserBuckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,10 @@ class EdgeLimits:
     http_max_headers: int = 64
     http_max_body_bytes: int = 64 * 1024  # any HTTP request's declared Content-Length
     max_pending_per_address: int = 64  # connections of one address before hello
+    # New connections per second of one address, beyond a burst: a reconnect storm (a client
+    # that is closed for a broken limit and comes straight back) is cut at the accept.
+    accept_rate_per_s: float = 50.0
+    accept_burst: int = 200
     trusted_addresses: str = "127.0.0.1,::1"  # not capped: a local proxy or load tester
     ws_max_message_bytes: int = 64 * 1024
     ws_max_fragments: int = 16  # frames in one message
@@ -38,20 +44,23 @@ class Admission:
     """Connections per client address not yet trusted; one per server process (the event loop is
     one thread, so plain counters)."""
 
-    def __init__(self, max_per_address: int, trusted: str = "") -> None:
+    def __init__(self, max_per_address: int, trusted: str = "", accept_rate_per_s: float = 1e9,
+                 accept_burst: int = 10**9) -> None:
         self.max_per_address = max_per_address
         self.trusted = frozenset(a.strip() for a in trusted.split(",") if a.strip())
         self._pending: dict[str, int] = {}
+        self._accepts = UserBuckets(accept_rate_per_s, accept_burst)
 
     @classmethod
     def from_limits(cls, limits: EdgeLimits) -> Admission:
-        return cls(limits.max_pending_per_address, limits.trusted_addresses)
+        return cls(limits.max_pending_per_address, limits.trusted_addresses,
+                   limits.accept_rate_per_s, limits.accept_burst)
 
     def admit(self, address: str) -> bool:
         if address in self.trusted:
             return True
         count = self._pending.get(address, 0)
-        if count >= self.max_per_address:
+        if count >= self.max_per_address or self._accepts.take(address):
             return False
         self._pending[address] = count + 1
         return True

@@ -5,8 +5,8 @@ through the public `asyncio.Protocol` interface only, and bounds what a client c
 server hold before it is anyone (docs/protocol.md, "Limits of the socket edge"):
 
 - connections per client address that are not yet trusted (no complete request head, or a
-  WebSocket that has not said `hello`): `max_pending_per_address`; over it, the socket is closed
-  unread;
+  WebSocket that has not said `hello`): `max_pending_per_address`, and new connections per
+  second (`accept_rate_per_s` beyond `accept_burst`); over either, the socket is closed unread;
 - each request head must complete within `handshake_timeout_s` of its first byte (of the accept,
   for the first), in at most `http_max_header_bytes` and `http_max_headers` lines: else 408 / 431
   and close, having buffered no more than the limit;
