@@ -97,6 +97,8 @@ class Config:
     max_pending_per_address: int = 64
     accept_rate_per_s: float = 50.0
     accept_burst: int = 200
+    http_rate_per_s: float = 100.0
+    http_burst: int = 200
     trusted_addresses: str = "127.0.0.1,::1"
     ws_max_message_bytes: int = 64 * 1024
     ws_max_fragments: int = 16
@@ -238,7 +240,7 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",
                  "http_max_body_bytes", "max_pending_per_address", "accept_rate_per_s",
-                 "accept_burst", "ws_max_message_bytes",
+                 "accept_burst", "http_rate_per_s", "http_burst", "ws_max_message_bytes",
                  "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{ENV_NAMES[name]} must be positive")

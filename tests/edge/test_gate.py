@@ -153,3 +153,22 @@ async def test_new_connections_of_one_address_are_rate_limited(
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             assert await read_to_end(reader) == b""  # closed unread: a storm costs an accept
+
+
+async def test_http_requests_of_one_address_are_rate_limited_before_they_are_read(
+    config: Config, redis: object, pool: object,
+) -> None:
+    cfg = with_config(config, trusted_addresses="", http_rate_per_s=0.001, http_burst=3)
+    async with inprocess_server(cfg) as server:
+        async with raw(server.config.port) as (reader, writer):
+            request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            for _ in range(3):
+                writer.write(request)
+                await writer.drain()
+                assert b" 200 " in await reader.readuntil(b"}")
+            writer.write(request)
+            await writer.drain()
+            response = await read_to_end(reader)
+        status, problem = _status(response)
+        assert (status, problem["code"]) == (429, "rate_limited")
+        assert b"retry-after: " in response.lower()

@@ -27,6 +27,10 @@ class EdgeLimits:
     # that is closed for a broken limit and comes straight back) is cut at the accept.
     accept_rate_per_s: float = 50.0
     accept_burst: int = 200
+    # HTTP requests per second of one address, beyond a burst: refused 429 at the gate, before
+    # any parsing, auth or body read (the API's own per-user limits come after this).
+    http_rate_per_s: float = 100.0
+    http_burst: int = 200
     trusted_addresses: str = "127.0.0.1,::1"  # not capped: a local proxy or load tester
     ws_max_message_bytes: int = 64 * 1024
     ws_max_fragments: int = 16  # frames in one message
@@ -45,16 +49,19 @@ class Admission:
     one thread, so plain counters)."""
 
     def __init__(self, max_per_address: int, trusted: str = "", accept_rate_per_s: float = 1e9,
-                 accept_burst: int = 10**9) -> None:
+                 accept_burst: int = 10**9, http_rate_per_s: float = 1e9,
+                 http_burst: int = 10**9) -> None:
         self.max_per_address = max_per_address
         self.trusted = frozenset(a.strip() for a in trusted.split(",") if a.strip())
         self._pending: dict[str, int] = {}
         self._accepts = UserBuckets(accept_rate_per_s, accept_burst)
+        self._requests = UserBuckets(http_rate_per_s, http_burst)
 
     @classmethod
     def from_limits(cls, limits: EdgeLimits) -> Admission:
         return cls(limits.max_pending_per_address, limits.trusted_addresses,
-                   limits.accept_rate_per_s, limits.accept_burst)
+                   limits.accept_rate_per_s, limits.accept_burst, limits.http_rate_per_s,
+                   limits.http_burst)
 
     def admit(self, address: str) -> bool:
         if address in self.trusted:
@@ -64,6 +71,10 @@ class Admission:
             return False
         self._pending[address] = count + 1
         return True
+
+    def request(self, address: str) -> int:
+        """An HTTP request of this address: 0 if allowed, else milliseconds until it would be."""
+        return 0 if address in self.trusted else self._requests.take(address)
 
     def release(self, address: str) -> None:
         if address in self.trusted:

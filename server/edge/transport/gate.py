@@ -7,6 +7,8 @@ server hold before it is anyone (docs/protocol.md, "Limits of the socket edge"):
 - connections per client address that are not yet trusted (no complete request head, or a
   WebSocket that has not said `hello`): `max_pending_per_address`, and new connections per
   second (`accept_rate_per_s` beyond `accept_burst`); over either, the socket is closed unread;
+- HTTP requests per client address: `http_rate_per_s` beyond `http_burst`, else 429 with
+  `Retry-After` before the request is parsed further (no auth, no body read);
 - each request head must complete within `handshake_timeout_s` of its first byte (of the accept,
   for the first), in at most `http_max_header_bytes` and `http_max_headers` lines: else 408 / 431
   and close, having buffered no more than the limit;
@@ -33,9 +35,10 @@ from server.edge.transport.websocket import EdgeWebSocket
 log = logging.getLogger("giftwire.gate")
 
 _REASONS = {408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
-            431: "Request Header Fields Too Large", 400: "Bad Request"}
+            429: "Too Many Requests", 431: "Request Header Fields Too Large", 400: "Bad Request"}
 _CODES = {408: ErrorCode.HANDSHAKE_TIMEOUT, 411: ErrorCode.LENGTH_REQUIRED,
-          413: ErrorCode.FRAME_TOO_LARGE, 431: ErrorCode.HEADERS_TOO_LARGE,
+          413: ErrorCode.FRAME_TOO_LARGE, 429: ErrorCode.RATE_LIMITED,
+          431: ErrorCode.HEADERS_TOO_LARGE,
           400: ErrorCode.INVALID_MESSAGE}
 
 
@@ -61,6 +64,7 @@ class Gate(asyncio.Protocol):
         self.discarding = 0  # refused: bytes still read and dropped before the close
         self.heads_this_read = 0
         self.pipelined = False  # the current request came behind another in the same read
+        self.retry_ms = 0  # of a 429
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -169,6 +173,10 @@ class Gate(asyncio.Protocol):
             return 413
         if upgrade:
             self.upgrading = True
+        elif (retry := self.admission.request(self.address)):
+            self.retry_ms = retry
+            self.body_left = length  # what a lingering close reads and drops
+            return 429
         else:
             self._release()  # an HTTP request: no longer an anonymous pending connection
         self.body_left = length
@@ -204,8 +212,9 @@ class Gate(asyncio.Protocol):
             # earlier answer in flight: it gets no answer of ours mixed into that one.
             body = json.dumps({"type": "about:blank", "title": _REASONS[status],
                                "status": status, "code": _CODES[status].value}).encode()
+            retry = f"retry-after: {-(-self.retry_ms // 1000)}\r\n" if status == 429 else ""
             transport.write(
-                f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\n{retry}"
                 "content-type: application/problem+json\r\n"
                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
             )
