@@ -215,25 +215,33 @@ async def big_body(target: Target, stop: asyncio.Event) -> dict[str, Any]:
 
 async def money_tricks(target: Target, stop: asyncio.Event) -> dict[str, Any]:
     """Duplicate JSON keys on a gift, and a creator gifting their own room: nothing charged."""
-    counts = {"duplicate_key_accepted": 0, "self_gift_accepted": 0, "requests": 0, "5xx": 0}
+    counts = {"duplicate_key_accepted": 0, "self_gift_accepted": 0, "requests": 0, "5xx": 0,
+              "errors": 0}
     async with httpx.AsyncClient(base_url=target.base_url, timeout=30.0) as http:
         i = 0
         while not stop.is_set():
             i += 1
-            dup = (f'{{"room": "{target.room}", "gift": "rose", "count": 1, "count": 1000, '
-                   f'"tx": "dup{i}"}}').encode()
-            resp = await http.post("/api/gifts", content=dup, headers={
-                "authorization": f"Bearer {target.viewer_token}",
-                "content-type": "application/json"})
-            counts["duplicate_key_accepted"] += resp.status_code == 200
-            own = json.dumps({"room": target.room, "gift": "rose", "count": 1, "tx": f"own{i}"})
-            resp2 = await http.post("/api/gifts", content=own, headers={
-                "authorization": f"Bearer {target.creator_token}",
-                "content-type": "application/json"})
-            counts["self_gift_accepted"] += resp2.status_code == 200
-            counts["requests"] += 2
-            counts["5xx"] += (resp.status_code >= 500) + (resp2.status_code >= 500)
+            try:
+                one = await _money_trick(http, target, i)
+            except httpx.HTTPError:  # cut by the server (its rate limit closes the connection)
+                counts["errors"] += 1
+                continue
+            for key, value in one.items():
+                counts[key] += value
     return counts
+
+
+async def _money_trick(http: httpx.AsyncClient, target: Target, i: int) -> dict[str, int]:
+    dup = (f'{{"room": "{target.room}", "gift": "rose", "count": 1, "count": 1000, '
+           f'"tx": "dup{i}"}}').encode()
+    resp = await http.post("/api/gifts", content=dup, headers={
+        "authorization": f"Bearer {target.viewer_token}", "content-type": "application/json"})
+    own = json.dumps({"room": target.room, "gift": "rose", "count": 1, "tx": f"own{i}"})
+    resp2 = await http.post("/api/gifts", content=own, headers={
+        "authorization": f"Bearer {target.creator_token}", "content-type": "application/json"})
+    return {"duplicate_key_accepted": resp.status_code == 200,
+            "self_gift_accepted": resp2.status_code == 200, "requests": 2,
+            "5xx": (resp.status_code >= 500) + (resp2.status_code >= 500)}
 
 
 async def revoked_token(target: Target, stop: asyncio.Event) -> dict[str, Any]:
@@ -250,8 +258,12 @@ async def revoked_token(target: Target, stop: asyncio.Event) -> dict[str, Any]:
     await ws.send(codec.encode_client(Join(id="j", room=target.room)))
     await ws.recv()
     async with httpx.AsyncClient(base_url=target.base_url, timeout=30.0) as http:
-        await http.post("/api/tokens/revoke", json={"token": target.viewer_token},
-                        headers={"authorization": f"Bearer {target.viewer_token}"})
+        for _ in range(30):  # the address may be over its HTTP rate from the attacks before
+            resp = await http.post("/api/tokens/revoke", json={"token": target.viewer_token},
+                                   headers={"authorization": f"Bearer {target.viewer_token}"})
+            if resp.status_code != 429:
+                break
+            await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
     revoked_at = asyncio.get_running_loop().time()
     last_ack, i = 0.0, 0
     with contextlib.suppress(Exception):

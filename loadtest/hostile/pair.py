@@ -14,7 +14,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from protocol import SUBPROTOCOL_MSGPACK, Ack, GiftEvent, Hello, Join, SendGift, codec_for
+from protocol import SUBPROTOCOL_MSGPACK, Ack, GiftEvent, Hello, Join, Ping, SendGift, codec_for
 
 CODEC = codec_for(SUBPROTOCOL_MSGPACK)
 
@@ -87,7 +87,12 @@ class HonestPair:
     async def measure(self, seconds: float, rate: float) -> dict[str, Any]:
         """Gift at `rate` per second for `seconds`, then wait briefly for the last replies."""
         self._window = window = Window()
-        assert self._sender is not None
+        assert self._sender is not None and self._receiver is not None
+        # An honest client keeps its heartbeat: the receiver never sends otherwise and would be
+        # closed as idle (4010) in a long run.
+        for ws in (self._sender, self._receiver):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(CODEC.encode_client(Ping(id=f"hb{next(self._ids)}")))
         t0 = time.monotonic()
         n = int(seconds * rate)
         for i in range(n):
