@@ -137,7 +137,8 @@ async def test_redis_restarted_from_a_cut_aof_loses_no_event_silently_and_rebuil
                 await c.join(ROOM)
 
             async def phase(name: str, n: int) -> list[tuple[Client, str]]:
-                txs = [(c, f"{name}-{s}-{i}") for i in range(n) for c, s in zip(senders, SENDERS)]
+                txs = [(c, f"{name}-{s}-{i}") for i in range(n)
+                       for c, s in zip(senders, SENDERS, strict=True)]
                 by_sender: dict[Client, list[str]] = {}
                 for c, tx in txs:
                     by_sender.setdefault(c, []).append(tx)
@@ -149,17 +150,20 @@ async def test_redis_restarted_from_a_cut_aof_loses_no_event_silently_and_rebuil
                 await asyncio.gather(*(run(c, mine) for c, mine in by_sender.items()))
                 return txs
 
-            async def receivers_at(seq: int) -> None:
+            async def receivers_at(epoch: str, seq: int) -> None:
                 for r in receivers:
-                    await r.wait(lambda _: _walk(r)[0][1] >= seq if r.events() else False)
+                    def there(_: object, r: Client = r) -> bool:
+                        return _walk(r)[0] == (epoch, seq)
+
+                    await r.wait(there)
 
             await phase("a", 20)
-            await receivers_at(60)
             cut = _aof(private_redis).stat().st_size  # everything after this is "not fsynced"
             old_epoch = (await rt.redis.hget(k.room_epoch(ROOM), "id")).decode()
+            await receivers_at(old_epoch, 60)
 
             lost = await phase("b", 15)
-            await receivers_at(105)
+            await receivers_at(old_epoch, 105)
 
             async def ledger_has_all() -> bool:
                 n = await pool.fetchval("SELECT count(*) FROM ledger_tx WHERE kind = 'gift'")
@@ -178,7 +182,7 @@ async def test_redis_restarted_from_a_cut_aof_loses_no_event_silently_and_rebuil
                        for _id, e in await rt.redis.xrange(k.room_history(ROOM))]
             assert [(e.epoch, e.seq) for e in history] == [(new_epoch, s) for s in range(61, 91)]
 
-            await receivers_at(90)
+            await receivers_at(new_epoch, 90)
             seen: dict[str, tuple[str, str, int, int]] = {}
             for r in receivers:
                 pos, events, gaps = _walk(r)
@@ -196,8 +200,8 @@ async def test_redis_restarted_from_a_cut_aof_loses_no_event_silently_and_rebuil
                 assert (await _gift(c, tx)).duplicate
             marker = f"marker-{uuid.uuid4().hex}"
             await _gift(senders[0], marker, "doughnut")
-            await receivers_at(91)
             for r in receivers:
+                await r.wait(lambda _, r=r: any(e.gift == "doughnut" for e in r.events()))
                 pos, events, _gaps = _walk(r)
                 assert pos == (new_epoch, 91)  # the marker came next: no retry was shown again
                 assert events[-1].gift == "doughnut"
