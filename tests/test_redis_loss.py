@@ -26,7 +26,11 @@ import pytest
 from protocol import Ack, ErrorReply, Gap, GiftEvent, Joined, SendGift
 from server.auth import TokenIssuer
 from server.config import Config
+from server.money import catalog, streams
+from server.money.wallet import SpendRequest, Wallet
+from server.runtime import open_runtime
 from server.storage.embedded import EmbeddedRedis
+from server.storage.scripts import ScriptRunner
 from tests.hub.support import Client, grant, open_client, setup_room
 from tests.support.servers import inprocess_server
 from tests.wallet.test_rebuild import cli
@@ -217,3 +221,52 @@ async def test_redis_restarted_from_a_cut_aof_loses_no_event_silently_and_rebuil
             assert gifts == 105 + 30 + 1  # each retried tx charged once
         finally:
             await asyncio.gather(*(c.close() for c in (*receivers, *senders)))
+
+
+async def test_a_redis_process_crash_loses_no_acknowledged_spend(
+    config: Config, pool: asyncpg.Pool, private_redis: EmbeddedRedis
+) -> None:
+    """The other half of the loss window (docs/ledger.md): SIGKILL of redis-server alone, the
+    host staying up. Redis replies only after its write() of the AOF reached the kernel, so the
+    page cache keeps every acknowledged write: none is lost (a machine crash loses the unsynced
+    second, as above)."""
+    cfg = dataclasses.replace(config, redis_url=private_redis.url)
+    users = [f"u{i}" for i in range(8)]
+    async with open_runtime(cfg, migrate=False) as rt:
+        runner = ScriptRunner(rt.redis)
+        await runner.load()
+        runner.start()
+        try:
+            wallet = Wallet(rt, runner)
+            await catalog.publish(rt.redis, rt.keys, wallet.catalog)
+            await streams.go_live(rt, ROOM, "creator1")
+            for u in users:
+                assert (await wallet.grant(u, 1_000_000, f"g-{u}", "admin")).ok
+            acked: list[tuple[str, str, int]] = []
+            enough = asyncio.Event()
+
+            async def spend(user: str) -> None:
+                for i in range(100_000):
+                    tx = f"{user}-{i}"
+                    try:
+                        result = await wallet.spend(SpendRequest(user, ROOM, "rose", 1, tx))
+                    except ConnectionError:
+                        return  # Redis is gone: this tx got no answer
+                    assert result.ok
+                    acked.append((user, tx, result.balance))
+                    if len(acked) >= 2000:
+                        enough.set()
+
+            spenders = [asyncio.ensure_future(spend(u)) for u in users]
+            await enough.wait()
+            assert private_redis.process is not None
+            private_redis.process.kill()  # mid-stream: spends are in flight
+            await asyncio.gather(*spenders)
+            await asyncio.to_thread(private_redis.process.wait)
+            private_redis.process = None
+            await asyncio.to_thread(private_redis.start)
+            for user, tx, balance in acked:
+                again = await wallet.spend(SpendRequest(user, ROOM, "rose", 1, tx))
+                assert (again.ok, again.duplicate, again.balance) == (True, True, balance)
+        finally:
+            await runner.stop()
