@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from protocol import CloseCode, ComboProgress, Gap, Joined, ServerMessage, ViewerCount
+from protocol import CloseCode, ComboProgress, Joined, ServerMessage, ViewerCount
 from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
 from server.hub.envelopes import changes_state, event_message, read_state, state_messages
@@ -41,6 +41,7 @@ from server.hub.rooms import (
     Outgoing,
     Room,
     RoomEvent,
+    move_members,
     push_event,
 )
 from server.hub.roomstate import RoomState
@@ -149,7 +150,7 @@ class Hub:
             resume=snap.resume,
         )
         writer = member.writer
-        st.epoch = snap.epoch
+        st.epoch = room.epoch if snap.epoch == room.epoch else snap.epoch  # shared: see _deliver
         data, size = Outgoing(self.codecs, joined).encoded(member.binary)
         if not writer.push_control(data, size):
             st.buffer, st.last_seq = None, snap.seq  # closing: hold nothing for it
@@ -240,13 +241,16 @@ class Hub:
         room.last_seq = msg.seq
         self._track_combo(room, msg)
         out = Outgoing(self.codecs, msg, msg.seq)
-        epoch = msg.epoch
+        # The room's own string (equal to the event's): members hold it, so the per-member
+        # comparison below is an identity check on the fan-out path.
+        epoch = room.epoch or msg.epoch
         delivered = 0
         for member, st in room.members.items():
             if st.buffer is not None:
                 st.buffer.append(out)
             elif st.epoch != epoch:
                 delivered += push_event(self.codecs, room.name, member, st, out)
+                st.epoch = epoch
             elif msg.seq > st.last_seq:
                 st.last_seq = msg.seq
                 data, size = out.encoded(member.binary)
@@ -328,6 +332,8 @@ class Hub:
         got = merge(since, held, epoch, after)
         if since.epoch != epoch:
             self._new_epoch(room, since.epoch, since.start)
+        else:
+            move_members(self.codecs, room, after)  # members whose snapshot was of an older epoch
         if got.lost:
             # The history no longer reaches back: these members cannot be made whole here.
             log.warning("room %s lost events beyond its history; members must resume", room.name)
@@ -345,12 +351,7 @@ class Hub:
         log.warning("room %s: history restarted (epoch %s from seq %d; was %s at %s): members "
                     "told gap", room.name, epoch, start, room.epoch, room.last_seq)
         room.epoch, room.last_seq, room.live_seq, room.floor = epoch, start, start, start
-        out = Outgoing(self.codecs, Gap(room=room.name, epoch=epoch, seq=start))
-        for member, st in room.members.items():
-            if st.buffer is None and st.epoch != epoch:
-                st.epoch, st.last_seq = epoch, start
-                data, size = out.encoded(member.binary)
-                member.writer.push(data, size)
+        move_members(self.codecs, room, start)
         self._spawn(self._refresh_state(room), f"refresh {room.name}")
 
     async def _refresh_state(self, room: Room) -> None:

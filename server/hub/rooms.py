@@ -133,6 +133,19 @@ def push_event(codecs: Codecs, room: str, member: Member, st: MemberState, out: 
     return member.writer.push(data, size)
 
 
+def move_members(codecs: Codecs, room: Room, seq: int) -> None:
+    """Live members whose position is in another epoch than the room's: told `gap`, moved to
+    (the room's epoch, seq)."""
+    epoch = room.epoch
+    assert epoch is not None
+    out = Outgoing(codecs, Gap(room=room.name, epoch=epoch, seq=seq))
+    for member, st in room.members.items():
+        if st.buffer is None and st.epoch != epoch:
+            st.epoch, st.last_seq = epoch, seq
+            data, size = out.encoded(member.binary)
+            member.writer.push(data, size)
+
+
 class HubError(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
