@@ -350,6 +350,7 @@ class Hub:
         fresh leaderboard and goal follow (the old ones may hold lost gifts)."""
         log.warning("room %s: history restarted (epoch %s from seq %d; was %s at %s): members "
                     "told gap", room.name, epoch, start, room.epoch, room.last_seq)
+        self.metrics.room_epochs.inc()
         room.epoch, room.last_seq, room.live_seq, room.floor = epoch, start, start, start
         move_members(self.codecs, room, start)
         self._spawn(self._refresh_state(room), f"refresh {room.name}")

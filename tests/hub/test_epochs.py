@@ -47,6 +47,7 @@ async def test_a_room_whose_state_is_lost_starts_a_new_epoch_and_members_miss_no
             (first.epoch, 1), (first.epoch, 2), (first.epoch, 3), (new, 1), (new, 2)]
         assert len({e.eid for e in events}) == 5
         assert [(g.epoch, g.seq) for g in _gaps(viewer)] == [(new, 0)]
+        assert rt.metrics.registry.get_sample_value("giftwire_room_epoch_changes_total") == 1
         gap_at = next(i for i, m in enumerate(viewer.messages) if isinstance(m, Gap))
         assert isinstance(viewer.messages[gap_at + 1], GiftEvent)  # told before the events
 
