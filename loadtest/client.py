@@ -56,10 +56,12 @@ class ConnSpec:
 
 @dataclass(slots=True)
 class RoomLog:
-    """What this process learnt about a room's events: seq -> (eid, type, sender, combo, count)."""
+    """What this process learnt about a room's events: seq -> (eid, type, sender, combo, count).
+    No scenario restarts Redis, so a room keeps one epoch for a run: one seq seen with two eids
+    (eids are <room>-<epoch>-<seq>) is a broken order, or a history restarted mid-run."""
 
     events: dict[int, tuple[str, str, str, str | None, int]] = field(default_factory=dict)
-    conflicts: int = 0  # one seq seen with two different eids: the server broke its own order
+    conflicts: int = 0  # one seq seen with two different eids
 
 
 @dataclass(slots=True)
@@ -86,7 +88,8 @@ class SessionError(Exception):
 
 class Member:
     __slots__ = (
-        "_ack", "_joined", "_reply", "closes", "combo", "conn", "gap", "joined_seq", "last_seq",
+        "_ack", "_joined", "_reply", "closes", "combo", "conn", "epoch", "gap", "joined_seq",
+        "last_seq",
         "pending", "recv_seq", "recv_t", "send_ack", "send_code", "send_kind", "send_t",
         "sent", "shared", "spec", "url",
     )
@@ -98,6 +101,7 @@ class Member:
         self.conn: WsConnection | None = None
         self.joined_seq = -1
         self.last_seq = 0
+        self.epoch = ""  # the room's epoch: last_seq counts within it
         self.gap = False
         self.closes: list[int | None] = []
         self.recv_seq = array("q")
@@ -133,8 +137,11 @@ class Member:
             raise SessionError(f"hello refused: {welcome.code}: {welcome.message}")
         self.shared.heartbeat_s = self.shared.heartbeat_s or float(welcome.heartbeat_s)
         self._reply = loop.create_future()
-        after = self.last_seq if self.joined_seq >= 0 else None
-        self.conn.send(codec.encode_client(Join(id="j", room=self.spec.room, after=after)))
+        resume = self.joined_seq >= 0
+        self.conn.send(codec.encode_client(Join(
+            id="j", room=self.spec.room, after=self.last_seq if resume else None,
+            epoch=self.epoch if resume else None,
+        )))
         joined = await asyncio.wait_for(self._reply, timeout)
         self._reply = None
         if isinstance(joined, ErrorReply):
@@ -145,6 +152,8 @@ class Member:
             self.joined_seq = self.last_seq = joined.seq
         elif joined.resume != "ok":
             self.gap = True  # missed events are gone; counted, and this member leaves the tally
+            self.last_seq = joined.seq
+        self.epoch = joined.epoch
 
     def close(self) -> None:
         if self.conn is not None:
@@ -211,6 +220,8 @@ class Member:
 
     def _on_event(self, item: dict[str, Any], kind: str, now: float) -> None:
         seq = item["seq"]
+        if item.get("epoch") != self.epoch and self._joined:
+            self._on_gap(item.get("epoch") or "", seq - 1)  # `gap` comes first; a backstop
         room = self.shared.rooms.get(item["room"])
         if room is None:
             return
@@ -234,11 +245,18 @@ class Member:
         msg: Any = cls.from_dict(item, strict=False)
         if kind == "ack" or (kind == "error" and msg.tx is not None):
             self._on_answer(msg, kind, now)
+        elif kind == "gap":
+            self._on_gap(msg.epoch, msg.seq)
         elif kind in ("welcome", "joined") or (kind == "error" and self._reply is not None):
             if self._reply is not None and not self._reply.done():
                 self._reply.set_result(msg)
         elif kind == "error":
             self.shared.counters["other_errors"] += 1
+
+    def _on_gap(self, epoch: str, seq: int) -> None:
+        """The room's history restarted: events may be lost; this member leaves the tally."""
+        self.gap = True
+        self.epoch, self.last_seq = epoch, seq
 
     def _on_answer(self, msg: Any, kind: str, now: float) -> None:
         if self.pending is None or msg.tx != f"{self.spec.user}.{self.pending[1]}":

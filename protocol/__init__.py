@@ -33,6 +33,7 @@ from protocol.message import (
 )
 from protocol.room_messages import (
     ComboProgress,
+    Gap,
     GiftEvent,
     Goal,
     GoalUpdate,
@@ -71,6 +72,7 @@ __all__ = [
     "ComboProgress",
     "ErrorCode",
     "ErrorReply",
+    "Gap",
     "GiftEvent",
     "Goal",
     "GoalUpdate",

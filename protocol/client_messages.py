@@ -12,6 +12,7 @@ from protocol.fields import FieldReader
 from protocol.limits import (
     MAX_CLIENT_NAME_LEN,
     MAX_COMBO_ID_LEN,
+    MAX_EPOCH_LEN,
     MAX_GIFT_COUNT,
     MAX_GIFT_ID_LEN,
     MAX_REQUEST_ID_LEN,
@@ -63,12 +64,14 @@ class Hello(ClientMessage):
 @client_message
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Join(ClientMessage):
-    """Enter a room; with `after`, also replay every room event with `seq > after`."""
+    """Enter a room; with `after` (and the `epoch` it belongs to), also replay every room event
+    with `seq > after`, or be told `gap` when that position cannot be resumed."""
 
     TYPE: ClassVar[str] = "join"
     id: str | None = None
     room: str
     after: int | None = None
+    epoch: str | None = None
 
     @classmethod
     def _parse(cls, r: FieldReader) -> Self:
@@ -76,6 +79,7 @@ class Join(ClientMessage):
             id=_request_id(r),
             room=r.ident("room", MAX_ROOM_ID_LEN),
             after=r.opt_int("after", 0, MAX_SAFE_INT),
+            epoch=r.opt_ident("epoch", MAX_EPOCH_LEN),
         )
 
 

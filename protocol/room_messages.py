@@ -1,8 +1,10 @@
 """Server -> client messages about a room: the join snapshot, events, and state updates.
 
-Room events (`gift`, `combo`) carry a per-room `seq` and a unique `eid`, are kept in the room's
-history and replayed on resume. State updates (`viewers`, `leaderboard`, `goal`, `room`) are not
-sequenced: the latest one wins, and `joined` carries a fresh snapshot of all of them.
+Room events (`gift`, `combo`) carry a per-room position (`epoch`, `seq`) and a unique `eid`, are
+kept in the room's history and replayed on resume. The epoch changes when the room's history was
+created afresh (Redis lost its last writes, a failover); `gap` tells a joined client so. State
+updates (`viewers`, `leaderboard`, `goal`, `room`) are not sequenced: the latest one wins, and
+`joined` carries a fresh snapshot of all of them.
 """
 
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from typing import Any, ClassVar, Self
 from protocol.fields import FieldReader
 from protocol.limits import (
     MAX_COMBO_ID_LEN,
+    MAX_EPOCH_LEN,
     MAX_GIFT_ID_LEN,
     MAX_REQUEST_ID_LEN,
     MAX_ROOM_ID_LEN,
@@ -28,7 +31,8 @@ class Resume(StrEnum):
     OK = "ok"
     """Every event after `after` follows (or none was missed)."""
     GAP = "gap"
-    """`after` is older than the room history: missed events are lost; this is a fresh snapshot."""
+    """`after` is older than the room history, or of another epoch: missed events are lost; this
+    is a fresh snapshot."""
 
 
 _RESUMES = frozenset(Resume)
@@ -37,6 +41,10 @@ _NON_NEGATIVE = (0, MAX_SAFE_INT)
 
 def _room(r: FieldReader) -> str:
     return r.ident("room", MAX_ROOM_ID_LEN)
+
+
+def _epoch(r: FieldReader) -> str:
+    return r.ident("epoch", MAX_EPOCH_LEN)
 
 
 # -- nested values --
@@ -92,7 +100,7 @@ def _top(r: FieldReader) -> tuple[TopEntry, ...]:
 @server_message
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Joined(ServerMessage):
-    """Reply to `join`: a snapshot of the room as of its event `seq`."""
+    """Reply to `join`: a snapshot of the room as of its event (`epoch`, `seq`)."""
 
     TYPE: ClassVar[str] = "joined"
     id: str | None = None
@@ -103,6 +111,7 @@ class Joined(ServerMessage):
     top: tuple[TopEntry, ...] = ()
     goal: Goal | None = None
     seq: int
+    epoch: str
     resume: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +133,7 @@ class Joined(ServerMessage):
             top=_top(r),
             goal=None if goal is None else Goal.parse(goal),
             seq=r.integer("seq", *_NON_NEGATIVE),
+            epoch=_epoch(r),
             resume=r.choice("resume", _RESUMES),
         )
 
@@ -139,6 +149,7 @@ class GiftEvent(ServerMessage):
     TYPE: ClassVar[str] = "gift"
     room: str
     seq: int
+    epoch: str
     eid: str
     sender: str
     name: str
@@ -154,6 +165,7 @@ class GiftEvent(ServerMessage):
             "type": "gift",
             "room": self.room,
             "seq": self.seq,
+            "epoch": self.epoch,
             "eid": self.eid,
             "sender": self.sender,
             "name": self.name,
@@ -171,6 +183,7 @@ class GiftEvent(ServerMessage):
         return cls(
             room=_room(r),
             seq=r.integer("seq", 1, MAX_SAFE_INT),
+            epoch=_epoch(r),
             eid=r.ident("eid"),
             sender=r.text("sender"),
             name=r.text("name"),
@@ -190,6 +203,7 @@ class ComboProgress(ServerMessage):
     TYPE: ClassVar[str] = "combo"
     room: str
     seq: int
+    epoch: str
     eid: str
     combo: str
     sender: str
@@ -204,6 +218,7 @@ class ComboProgress(ServerMessage):
             "type": "combo",
             "room": self.room,
             "seq": self.seq,
+            "epoch": self.epoch,
             "eid": self.eid,
             "combo": self.combo,
             "sender": self.sender,
@@ -218,6 +233,7 @@ class ComboProgress(ServerMessage):
         return cls(
             room=_room(r),
             seq=r.integer("seq", 1, MAX_SAFE_INT),
+            epoch=_epoch(r),
             eid=r.ident("eid"),
             combo=r.ident("combo", MAX_COMBO_ID_LEN),
             sender=r.text("sender"),
@@ -226,6 +242,23 @@ class ComboProgress(ServerMessage):
             count=r.integer("count", 1, MAX_SAFE_INT),
             ts=r.integer("ts", *_NON_NEGATIVE),
         )
+
+
+@server_message
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gap(ServerMessage):
+    """The room's history restarted (a new epoch): events since the client's position may have
+    been lost and cannot be replayed. The connection stays joined; its position is now
+    (`epoch`, `seq`), later events follow, and fresh room state follows."""
+
+    TYPE: ClassVar[str] = "gap"
+    room: str
+    epoch: str
+    seq: int
+
+    @classmethod
+    def _parse(cls, r: FieldReader) -> Self:
+        return cls(room=_room(r), epoch=_epoch(r), seq=r.integer("seq", *_NON_NEGATIVE))
 
 
 # -- room state (latest wins) --

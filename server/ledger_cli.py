@@ -27,7 +27,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--no-flush", action="store_true", help="compare without draining first")
     p.set_defaults(func=_reconcile)
-    p = sub.add_parser("rebuild", help="restore wallets and tx records into Redis from the ledger")
+    p = sub.add_parser(
+        "rebuild", help="restore wallets, tx records and rooms into Redis from the ledger"
+    )
     p.add_argument("--force", action="store_true", help="overwrite a Redis that has wallets")
     p.set_defaults(func=_rebuild)
 
@@ -100,18 +102,28 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    from server.money.reconcile import RebuildRefused, rebuild
+    # Money first, rooms after: money knows nothing of rooms (server/hub/rebuild.py).
+    from server.hub.rebuild import rebuild_rooms
+    from server.money.reconcile import RebuildRefused, rebuild, redis_has_wallets
 
     cfg = _config()
 
     async def main() -> int:
-        async with _parts(cfg) as (rt, wallet, _flusher):
+        async with _parts(cfg) as (rt, wallet, flusher):
             try:
+                if await redis_has_wallets(rt):
+                    # What Redis accepted and the ledger does not hold yet would be overwritten.
+                    await flusher.drain(claim_all=True)
                 report = await rebuild(rt, wallet, force=args.force)
             except RebuildRefused as exc:
                 print(f"giftwire rebuild: {exc}", file=sys.stderr)
                 return 1
-        print(f"rebuilt {report.wallets} wallet(s) and {report.records} record(s)")
+            finally:
+                await flusher.stop()
+            rooms = await rebuild_rooms(rt)
+        print(f"rebuilt {report.wallets} wallet(s) and {report.records} record(s); "
+              f"{rooms.rooms} room(s): {rooms.leaderboards} leaderboard(s), "
+              f"{rooms.published} published tx id(s)")
         return 0
 
     return asyncio.run(main())

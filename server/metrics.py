@@ -57,6 +57,11 @@ class Metrics:
             "Room history fetches after pub/sub lost events (reconnect or a seq gap)",
             registry=r,
         )
+        self.room_epochs = Counter(
+            "giftwire_room_epoch_changes_total",
+            "Rooms seen starting a new epoch (Redis restarted, failed over or lost them): gap told",
+            registry=r,
+        )
 
     async def endpoint(self, request: Request) -> Response:
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,12 +5,16 @@ subscribes to its channel, the last leave unsubscribes. Each event from the brok
 encoded at most once per codec, and the same bytes are pushed to every member's writer (see
 server/edge/writer.py); nothing here awaits a client.
 
-Ordering and recovery (docs/hub.md): events carry the room's seq. The hub remembers the last seq it
-delivered per room; a seq that skips ahead (only possible when pub/sub lost messages, e.g. around a
-reconnect) or a broker resubscription makes the room fetch what it missed from the room history,
-holding live events back meanwhile, then deliver both in order without duplicates. A join reads its
-snapshot only after the subscription is confirmed and buffers live events until the snapshot is
-sent, so it neither misses nor repeats an event.
+Ordering and recovery (docs/hub.md): events carry the room's position (epoch, seq). The hub
+remembers the last position it delivered per room; a seq that skips ahead (only possible when
+pub/sub lost messages, e.g. around a reconnect) or a broker resubscription makes the room fetch
+what it missed from the room history, holding live events back meanwhile, then deliver both in
+order without duplicates. An event of another epoch, or a seq below one already received live
+(the room's state went back: Redis lost its last writes), makes it ask Redis for the current
+epoch: the members are told `gap`, their position moves to the new epoch's start, and every
+event of the new epoch follows. A join reads its snapshot only after the subscription is
+confirmed and buffers live events until the snapshot is sent, so it neither misses nor repeats an
+event.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from protocol import CloseCode, ComboProgress, Joined, ServerMessage, ViewerCoun
 from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
 from server.hub.envelopes import changes_state, event_message, read_state, state_messages
+from server.hub.recovery import Place, merge, place
 from server.hub.rooms import (
     Codecs,
     HubError,
@@ -36,8 +41,10 @@ from server.hub.rooms import (
     Outgoing,
     Room,
     RoomEvent,
+    move_members,
+    push_event,
 )
-from server.hub.roomstate import RoomState, decode_event
+from server.hub.roomstate import RoomState
 from server.metrics import Metrics
 
 log = logging.getLogger("giftwire.hub")
@@ -94,8 +101,8 @@ class Hub:
 
     # -- join / leave ---------------------------------------------------------------------------
 
-    async def join(self, member: Member, name: str, after: int | None, request_id: str | None
-                   ) -> None:
+    async def join(self, member: Member, name: str, after: int | None, request_id: str | None,
+                   epoch: str | None = None) -> None:
         """Join a room: push `joined`, the replay, then live events. Raises HubError."""
         room = self._rooms.get(name)
         if room is None:
@@ -117,7 +124,7 @@ class Hub:
                 raise HubError("unavailable", "the room's channel is not available now") from None
             room.members[member] = st
             snap = await self.state.join(
-                name, member=member.conn_id if member.counted else None, after=after
+                name, member=member.conn_id if member.counted else None, after=after, epoch=epoch
             )
             if not snap.exists:
                 raise HubError("room_not_found", f"no room {name}")
@@ -128,15 +135,22 @@ class Hub:
         finally:
             room.joining -= 1
             self._release_if_empty(room)
-        room.floor = snap.seq if room.floor is None else min(room.floor, snap.seq)
+        if room.epoch is None:
+            room.epoch = snap.epoch
+        # A snapshot of another epoch than the room's: the epoch changed around this join, and
+        # Redis, asked once the member is live, says which one is current.
+        resync = snap.epoch != room.epoch
+        if not resync:
+            room.floor = snap.seq if room.floor is None else min(room.floor, snap.seq)
         if room.top is None:
             room.top, room.goal = snap.top, snap.goal
         joined = Joined(
             id=request_id, room=name, creator=snap.creator, live=snap.live,
-            viewers=snap.viewers, top=snap.top, goal=snap.goal, seq=snap.seq,
+            viewers=snap.viewers, top=snap.top, goal=snap.goal, seq=snap.seq, epoch=snap.epoch,
             resume=snap.resume,
         )
         writer = member.writer
+        st.epoch = room.epoch if snap.epoch == room.epoch else snap.epoch  # shared: see _deliver
         data, size = Outgoing(self.codecs, joined).encoded(member.binary)
         if not writer.push_control(data, size):
             st.buffer, st.last_seq = None, snap.seq  # closing: hold nothing for it
@@ -148,15 +162,11 @@ class Hub:
                 data, size = Outgoing(self.codecs, msg).encoded(member.binary)
                 writer.push(data, size)
                 last = msg.seq
-        last = max(last, snap.seq)
-        for out in st.buffer or ():
-            if out.seq > last:
-                data, size = out.encoded(member.binary)
-                writer.push(data, size)
-                last = out.seq
-        st.buffer = None
-        st.last_seq = last
-        if room.resync_after_join:
+        st.last_seq = max(last, snap.seq)
+        held, st.buffer = st.buffer or [], None
+        for out in held:
+            push_event(self.codecs, name, member, st, out)
+        if room.resync_after_join or resync:
             room.resync_after_join = False
             self._recover(room)
 
@@ -219,25 +229,28 @@ class Hub:
                 return
             room.recovering.append(msg)
             return
-        last = room.last_seq
-        if last is not None:
-            if msg.seq <= last:
-                return  # already delivered (recovered from history)
-            if msg.seq > last + 1:
-                room.recovering = [msg]  # pub/sub lost something: fetch the gap first
-                self._recover(room, started=True)
-                return
-        self._deliver(room, msg)
+        action = place(room, msg)
+        if action is Place.DELIVER:
+            self._deliver(room, msg)
+        elif action is not Place.DUPLICATE:
+            room.recovering = [msg] if action is Place.FETCH_HOLD else []
+            self._recover(room, started=True)
 
     def _deliver(self, room: Room, msg: RoomEvent) -> None:
         started = time.perf_counter()
         room.last_seq = msg.seq
         self._track_combo(room, msg)
         out = Outgoing(self.codecs, msg, msg.seq)
+        # The room's own string (equal to the event's): members hold it, so the per-member
+        # comparison below is an identity check on the fan-out path.
+        epoch = room.epoch or msg.epoch
         delivered = 0
         for member, st in room.members.items():
             if st.buffer is not None:
                 st.buffer.append(out)
+            elif st.epoch != epoch:
+                delivered += push_event(self.codecs, room.name, member, st, out)
+                st.epoch = epoch
             elif msg.seq > st.last_seq:
                 st.last_seq = msg.seq
                 data, size = out.encoded(member.binary)
@@ -297,16 +310,16 @@ class Hub:
             room.recovering = []
         self.recoveries += 1
         self.metrics.hub_recoveries.inc()
-        self._spawn(self._fetch_missed(room, after), f"recover {room.name}")
+        self._spawn(self._fetch_missed(room, room.epoch or "", after), f"recover {room.name}")
 
-    async def _fetch_missed(self, room: Room, after: int) -> None:
+    async def _fetch_missed(self, room: Room, epoch: str, after: int) -> None:
         delay = 0.05
         while True:
             if self._rooms.get(room.name) is not room:
                 return  # everyone left meanwhile
             try:
-                _seq, complete, raw = await self.state.since(
-                    room.name, after, self.settings.max_replay
+                since = await self.state.since(
+                    room.name, epoch, after, self.settings.max_replay
                 )
                 break
             except Exception as exc:
@@ -316,23 +329,41 @@ class Hub:
         if self._rooms.get(room.name) is not room:
             return
         held, room.recovering = room.recovering or [], None
-        events: dict[int, RoomEvent] = {}
-        for item in raw:
-            with contextlib.suppress(ValueError, msgpack.UnpackException):
-                msg = event_message(decode_event(item))
-                if msg is not None:
-                    events[msg.seq] = msg
-        for msg in held:
-            events.setdefault(msg.seq, msg)
-        ordered = [events[s] for s in sorted(events) if s > after]
-        if not complete and (not ordered or ordered[0].seq > after + 1):
+        got = merge(since, held, epoch, after)
+        if since.epoch != epoch:
+            self._new_epoch(room, since.epoch, since.start)
+        else:
+            move_members(self.codecs, room, after)  # members whose snapshot was of an older epoch
+        if got.lost:
             # The history no longer reaches back: these members cannot be made whole here.
             log.warning("room %s lost events beyond its history; members must resume", room.name)
             for member in list(room.members):
                 member.kill(CloseCode.TOO_SLOW, "missed events beyond the room history")
-        for msg in ordered:
+        for msg in got.events:
             if room.last_seq is None or msg.seq > room.last_seq:
                 self._deliver(room, msg)
+        if got.ask_again:
+            self._recover(room)
+
+    def _new_epoch(self, room: Room, epoch: str, start: int) -> None:
+        """The room's history restarted: move every member to (epoch, start), telling it `gap`;
+        fresh leaderboard and goal follow (the old ones may hold lost gifts)."""
+        log.warning("room %s: history restarted (epoch %s from seq %d; was %s at %s): members "
+                    "told gap", room.name, epoch, start, room.epoch, room.last_seq)
+        self.metrics.room_epochs.inc()
+        room.epoch, room.last_seq, room.live_seq, room.floor = epoch, start, start, start
+        move_members(self.codecs, room, start)
+        self._spawn(self._refresh_state(room), f"refresh {room.name}")
+
+    async def _refresh_state(self, room: Room) -> None:
+        try:
+            snap = await self.state.join(room.name, member=None, after=None)
+        except Exception as exc:
+            log.warning("refreshing %s failed (%s); its next event brings it", room.name, exc)
+            return
+        if self._rooms.get(room.name) is room:
+            room.top, room.goal = snap.top, snap.goal
+            self._push_state(room)
 
     # -- periodic: combos, presence, viewer counts ----------------------------------------------
 

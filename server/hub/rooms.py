@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from protocol import (
     ComboProgress,
+    Gap,
     GiftEvent,
     Goal,
     JsonCodec,
@@ -90,6 +91,7 @@ class Outgoing:
 @dataclass(eq=False, slots=True)
 class MemberState:
     last_seq: int = 0
+    epoch: str = ""  # the epoch of last_seq
     # Live events held while the join snapshot is read; None once the member is live.
     buffer: list[Outgoing] | None = field(default_factory=list)
 
@@ -101,7 +103,9 @@ class Room:
     members: dict[Member, MemberState] = field(default_factory=dict)
     joining: int = 0
     subscribed: asyncio.Future[None] | None = None
+    epoch: str | None = None  # the room's epoch as last seen here (last_seq, floor are in it)
     last_seq: int | None = None  # last seq delivered here; None before the first event
+    live_seq: int = 0  # last seq received live (pub/sub): live events come in seq order
     floor: int | None = None  # lowest snapshot seq handed out (recovery start before any event)
     recovering: list[RoomEvent] | None = None
     resync_after_join: bool = False
@@ -110,6 +114,36 @@ class Room:
     state_timer: asyncio.TimerHandle | None = None
     viewers: int = -1
     open_combos: set[str] = field(default_factory=set)
+
+
+def push_event(codecs: Codecs, room: str, member: Member, st: MemberState, out: Outgoing) -> bool:
+    """One room event to one live member; a member whose position is in another epoch (it
+    joined across an epoch change) is told `gap` first. False if not sent."""
+    msg = out.msg
+    assert isinstance(msg, GiftEvent | ComboProgress)
+    if msg.epoch != st.epoch:
+        gap = Gap(room=room, epoch=msg.epoch, seq=msg.seq - 1)
+        data, size = Outgoing(codecs, gap).encoded(member.binary)
+        member.writer.push(data, size)
+        st.epoch = msg.epoch
+    elif msg.seq <= st.last_seq:
+        return False
+    st.last_seq = msg.seq
+    data, size = out.encoded(member.binary)
+    return member.writer.push(data, size)
+
+
+def move_members(codecs: Codecs, room: Room, seq: int) -> None:
+    """Live members whose position is in another epoch than the room's: told `gap`, moved to
+    (the room's epoch, seq)."""
+    epoch = room.epoch
+    assert epoch is not None
+    out = Outgoing(codecs, Gap(room=room.name, epoch=epoch, seq=seq))
+    for member, st in room.members.items():
+        if st.buffer is None and st.epoch != epoch:
+            st.epoch, st.last_seq = epoch, seq
+            data, size = out.encoded(member.binary)
+            member.writer.push(data, size)
 
 
 class HubError(Exception):

@@ -8,7 +8,8 @@ the room channel), a msgpack map:
 - `{k: "ev", ev: <event map>, top?: [...], goal?: {...}}`: a sequenced room event (`gift` or
   `combo`, the wire message's own map) and, after a spend, the new leaderboard and goal;
 - `{k: "st", goal?: {...}, nogoal?: true, live?: bool}`: a state change without a sequence number.
-The history stream holds the event maps alone (fields `s` = seq, `e` = msgpack event).
+The history stream holds the event maps alone (fields `s` = seq, `e` = msgpack event), of the
+room's current epoch only (server/storage/lua/lib/room_epoch.lua says when an epoch starts).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def _s(value: Any) -> str:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     seq: int
+    epoch: str  # '' for a room that does not exist
     exists: bool
     creator: str
     live: bool
@@ -50,6 +52,18 @@ class Snapshot:
     viewers: int
     resume: str  # "none" | "ok" | "gap"
     events: list[dict[str, Any]]  # replayed events (decoded maps), oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """What a recovering process missed: the room's position and the events after the one asked
+    for; when `epoch` is not the one asked for, the events follow `start` (the epoch's first)."""
+
+    epoch: str
+    start: int
+    seq: int
+    complete: bool  # the history reached back to the first event asked for
+    events: list[bytes]  # encoded, oldest first
 
 
 def decode_event(raw: bytes) -> dict[str, Any]:
@@ -95,13 +109,13 @@ class RoomState:
     ) -> int | None:
         """Publish the event of one accepted spend; None if this tx was already published."""
         k = self.keys
-        status, seq = await self.runner.call(
+        status, seq, _epoch = await self.runner.call(
             "room_event",
             [
                 k.room_seq(room), k.room_history(room), k.room_published(room),
                 k.room_leaderboard(room), k.room_names(room), k.room_goal(room),
                 k.room_combos(room), k.room_combo_due(room), k.room_channel(room),
-                k.room_combos_done(room),
+                k.room_combos_done(room), k.room_epoch(room),
             ],
             [
                 f"{sender}:{tx}", room, sender, name, gift, count, coins, combo or "",
@@ -120,6 +134,7 @@ class RoomState:
             [
                 k.room_seq(room), k.room_history(room), k.room_combos(room),
                 k.room_combo_due(room), k.room_channel(room), k.room_combos_done(room),
+                k.room_epoch(room),
             ],
             [room, key, self.history_maxlen, self.history_max_age_ms, MAX_SETTLE_PER_CALL,
              COMBO_MEMORY_MS],
@@ -133,29 +148,34 @@ class RoomState:
             )
         )
 
-    async def since(self, room: str, after: int, limit: int) -> tuple[int, bool, list[bytes]]:
-        """(room seq, history complete back to after+1, encoded events after `after`)."""
-        seq, complete, events = await self.runner.call(
-            "room_since", [self.keys.room_seq(room), self.keys.room_history(room)], [after, limit]
+    async def since(self, room: str, epoch: str, after: int, limit: int) -> Since:
+        """The events after (epoch, after), or the current epoch's when the epoch changed."""
+        k = self.keys
+        seq, complete, events, cur, start = await self.runner.call(
+            "room_since", [k.room_seq(room), k.room_history(room), k.room_epoch(room)],
+            [after, limit, epoch],
         )
-        return int(seq), bool(complete), list(events)
+        return Since(_s(cur), int(start), int(seq), bool(complete), list(events))
 
     # -- snapshot and presence ------------------------------------------------------------------
 
-    async def join(self, room: str, *, member: str | None, after: int | None) -> Snapshot:
+    async def join(
+        self, room: str, *, member: str | None, after: int | None, epoch: str | None = None
+    ) -> Snapshot:
         k = self.keys
-        seq, meta, top, goal, viewers, resume, events = await self.runner.call(
+        seq, meta, top, goal, viewers, resume, events, cur = await self.runner.call(
             "room_join",
             [
                 k.room_seq(room), k.room_history(room), k.room(room), k.room_leaderboard(room),
-                k.room_names(room), k.room_goal(room), k.room_presence(room),
+                k.room_names(room), k.room_goal(room), k.room_presence(room), k.room_epoch(room),
             ],
             [member or "", self.presence_ttl_ms, -1 if after is None else after,
-             self.history_maxlen, TOP_SIZE],
+             self.history_maxlen, TOP_SIZE, epoch or ""],
         )
         fields = {_s(meta[i]): _s(meta[i + 1]) for i in range(0, len(meta), 2)}
         return Snapshot(
             seq=int(seq),
+            epoch=_s(cur),
             exists="creator" in fields,
             creator=fields.get("creator", ""),
             live=fields.get("live") == "1",

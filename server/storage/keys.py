@@ -5,7 +5,7 @@ hash tag (the part in braces):
 - `{w<N>}`: wallet shard N. A wallet's balance, its idempotency records, the shard's ledger stream
   and the shard's copy of the gift catalog and of the live-room set live together, so one spend is
   one slot. Wallets hash onto `wallet_shards` shards (CRC32 of the user id).
-- `{r:<room>}`: one room: sequence, history, leaderboard, goal, presence, combos.
+- `{r:<room>}`: one room: sequence and its epoch, history, leaderboard, goal, presence, combos.
 `tests/test_keys.py` checks, for every script, that its KEYS map to one slot.
 """
 
@@ -89,6 +89,10 @@ class Keys:
 
     def room_seq(self, room: str) -> str:
         return f"{self._r(room)}:seq"
+
+    def room_epoch(self, room: str) -> str:
+        """Hash id, run, start: the epoch of the room's seq and history (lua/lib/room_epoch.lua)."""
+        return f"{self._r(room)}:epoch"
 
     def room_history(self, room: str) -> str:
         """Stream of encoded room events, bounded by length and age."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from server.storage.resp import Endpoint, RespConnection, bulk
 log = logging.getLogger("giftwire.scripts")
 
 LUA_DIR = Path(__file__).with_name("lua")
+# `--!include NAME` on a line of its own is replaced by `lua/lib/NAME.lua` (Lua functions shared
+# by several scripts: Redis has no modules for EVAL scripts, and a copy per script would drift).
+_INCLUDE = re.compile(r"^--!include ([a-z_]+)$", re.MULTILINE)
 # Calls queued or in flight at most; beyond it a call fails at once (the caller answers
 # `unavailable` and the client retries) instead of queueing without bound.
 MAX_PENDING = 20_000
@@ -49,6 +53,7 @@ class LuaScript:
         source = path.read_text()
         if not source.lstrip().startswith("--"):
             raise ValueError(f"{path.name} must open with its KEYS/ARGV header comment")
+        source = _INCLUDE.sub(lambda m: (path.parent / "lib" / f"{m[1]}.lua").read_text(), source)
         return cls(path.stem, source, hashlib.sha1(source.encode()).hexdigest())
 
 

@@ -89,9 +89,10 @@ class Client:
         result: ServerMessage = await self.wait(find)
         return result
 
-    async def join(self, room: str, after: int | None = None) -> Joined:
+    async def join(self, room: str, after: int | None = None, epoch: str | None = None
+                   ) -> Joined:
         rid = f"j{next(_ids)}"
-        await self.send(Join(id=rid, room=room, after=after))
+        await self.send(Join(id=rid, room=room, after=after, epoch=epoch))
         reply = await self.reply(rid)
         assert isinstance(reply, Joined), reply
         return reply

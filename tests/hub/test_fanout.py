@@ -161,7 +161,9 @@ async def test_an_event_pub_sub_never_carried_is_recovered_from_history_in_order
         await _publish(rt, "r", "first")
         # An event that reached the history but not pub/sub (as if the message were lost).
         seq = await redis.incr(rt.keys.room_seq("r"))
-        lost = {"type": "gift", "room": "r", "seq": seq, "eid": f"r-{seq}", "sender": "x",
+        epoch = (await redis.hget(rt.keys.room_epoch("r"), "id")).decode()
+        lost = {"type": "gift", "room": "r", "seq": seq, "epoch": epoch, "eid": f"r-{seq}",
+                "sender": "x",
                 "name": "X", "gift": "rose", "count": 1, "coins": 1, "ts": 1}
         await redis.xadd(rt.keys.room_history("r"), {"s": seq, "e": msgpack.packb(lost)})
         await _publish(rt, "r", "third")

@@ -48,7 +48,7 @@ async def test_every_room_script_touches_one_slot_and_every_one_is_exercised(
             await client.reply("g")
             await state.settle_combos(room)
             await state.settle_combos(room, sender=f"u{i}", combo="c")
-            await state.since(room, 0, 10)
+            await state.since(room, "", 0, 10)
             await state.set_goal(room, "goal", 10)
             await state.refresh_presence(room, ["x"])
             await client.close()
@@ -145,5 +145,5 @@ async def test_the_same_tx_published_concurrently_makes_exactly_one_event(
     assert sorted(r for r in results if r is not None) == [1]
     others = await asyncio.gather(*(publish(f"t{i}") for i in range(50)))
     assert sorted(s for s in others if s is not None) == list(range(2, 52))
-    _seq, complete, raw = await state.since("r", 0, 100)
-    assert complete and len(raw) == 51
+    since = await state.since("r", "", 0, 100)
+    assert since.complete and len(since.events) == 51

@@ -19,6 +19,7 @@ from protocol import (
     ComboProgress,
     ErrorCode,
     ErrorReply,
+    Gap,
     GiftEvent,
     Goal,
     GoalUpdate,
@@ -52,6 +53,7 @@ CLIENT_SAMPLES: list[ClientMessage] = [
     Join(room="r1"),
     Join(id="j1", room="r1", after=0),
     Join(room="r1", after=2**53 - 1),
+    Join(room="r1", after=7, epoch="3f9a0c1d2e4b"),
     Leave(room="r1"),
     Leave(id="l1", room="r1"),
     SendGift(room="r1", gift="rose", count=1, tx="t1"),
@@ -66,7 +68,7 @@ _TOP = (TopEntry(user="u1", name="Ann 🌹", coins=500), TopEntry(user="u2", nam
 SERVER_SAMPLES: list[ServerMessage] = [
     Welcome(v=1, user="u1", role=Role.VIEWER, heartbeat_s=20, idle_timeout_s=60,
             server_time=1767225600000),
-    Joined(room="r1", creator="u9", live=False, viewers=0, seq=0, resume=Resume.NONE),
+    Joined(room="r1", creator="u9", live=False, viewers=0, seq=0, epoch="e0", resume=Resume.NONE),
     Joined(
         id="j1",
         room="r1",
@@ -76,16 +78,19 @@ SERVER_SAMPLES: list[ServerMessage] = [
         top=_TOP,
         goal=Goal(title="Mic 🎤", target=100, progress=250),
         seq=99,
+        epoch="3f9a0c1d2e4b",
         resume=Resume.GAP,
     ),
     Left(room="r1"),
     Left(id="l1", room="r1"),
     GiftEvent(
-        room="r1", seq=1, eid="e1", sender="u1", name="Ann", gift="rose", count=1, coins=1, ts=1
+        room="r1", seq=1, epoch="x", eid="e1", sender="u1", name="Ann", gift="rose", count=1,
+        coins=1, ts=1
     ),
     GiftEvent(
         room="r1",
         seq=2**53 - 1,
+        epoch="3f9a0c1d2e4b",
         eid="e2",
         sender="u1",
         name="Ann",
@@ -96,8 +101,10 @@ SERVER_SAMPLES: list[ServerMessage] = [
         ts=1767225600000,
     ),
     ComboProgress(
-        room="r1", seq=3, eid="e3", combo="c1", sender="u1", name="A", gift="heart", count=2, ts=5
+        room="r1", seq=3, epoch="x", eid="e3", combo="c1", sender="u1", name="A", gift="heart",
+        count=2, ts=5
     ),
+    Gap(room="r1", epoch="3f9a0c1d2e4b", seq=1759),
     Ack(tx="t1", balance=0, duplicate=False),
     Ack(id="g1", tx="t1", balance=10, duplicate=True),
     BalanceUpdate(balance=100, reason="purchase"),

@@ -2,19 +2,21 @@
 -- KEYS[1] room seq          KEYS[2] room history (stream)   KEYS[3] room published (zset)
 -- KEYS[4] room leaderboard  KEYS[5] room names (hash)       KEYS[6] room goal (hash)
 -- KEYS[7] room combos       KEYS[8] room combo deadlines    KEYS[9] room channel
--- KEYS[10] room settled combos
+-- KEYS[10] room settled combos  KEYS[11] room epoch (hash)
 -- ARGV[1] dedup member (user:tx)  ARGV[2] room  ARGV[3] sender  ARGV[4] sender name
 -- ARGV[5] gift  ARGV[6] count  ARGV[7] coins  ARGV[8] combo id ('' for a plain send)
 -- ARGV[9] history maxlen  ARGV[10] history max age ms  ARGV[11] dedup window ms
 -- ARGV[12] combo timeout ms  ARGV[13] leaderboard size  ARGV[14] most tx ids remembered
--- Returns {1, seq} when published, {0, 0} when this transaction had already been published.
--- One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH are one
--- atomic step, so a retried tx can never produce a second event.
+-- Returns {1, seq, epoch} when published, {0, 0, ''} when this transaction had already been
+-- published. One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH
+-- are one atomic step, so a retried tx can never produce a second event.
+-- Event ids are <room>-<epoch>-<seq>: unique for ever, also after Redis lost its last writes.
+--!include room_epoch
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  return {0, 0}
+  return {0, 0, ''}
 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 -- Bounded by age and by count: a busy room must not keep a day of tx ids in memory.
@@ -39,10 +41,12 @@ if combo ~= '' and redis.call('ZSCORE', KEYS[10], sender .. '\0' .. combo) then
   combo = ''
 end
 
+local epoch = room_epoch(KEYS[1], KEYS[11], KEYS[2])
 local seq = redis.call('INCR', KEYS[1])
+local eid = room .. '-' .. epoch .. '-' .. seq
 local ev
 if combo == '' then
-  ev = {type = 'gift', room = room, seq = seq, eid = room .. '-' .. seq, sender = sender,
+  ev = {type = 'gift', room = room, seq = seq, epoch = epoch, eid = eid, sender = sender,
         name = name, gift = gift, count = count, coins = coins, ts = now}
 else
   -- A streak click: the combo's running totals live in the room slot until it settles.
@@ -60,7 +64,7 @@ else
   redis.call('HSET', KEYS[7], key, cmsgpack.pack({combo = combo, sender = sender, name = name,
     gift = gift, count = total, coins = total_coins}))
   redis.call('ZADD', KEYS[8], now + tonumber(ARGV[12]), key)
-  ev = {type = 'combo', room = room, seq = seq, eid = room .. '-' .. seq, combo = combo,
+  ev = {type = 'combo', room = room, seq = seq, epoch = epoch, eid = eid, combo = combo,
         sender = sender, name = name, gift = gift, count = total, ts = now}
 end
 
@@ -74,4 +78,4 @@ for i = 1, #rows, 2 do
                    coins = tonumber(rows[i + 1])}
 end
 redis.call('PUBLISH', KEYS[9], cmsgpack.pack({k = 'ev', ev = ev, top = top, goal = goal}))
-return {1, seq}
+return {1, seq, epoch}

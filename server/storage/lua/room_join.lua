@@ -1,20 +1,26 @@
 -- room_join: a joiner's snapshot of a room, read atomically, plus its presence and resume replay.
 -- KEYS[1] room seq  KEYS[2] room history  KEYS[3] room meta  KEYS[4] room leaderboard
 -- KEYS[5] room names  KEYS[6] room goal  KEYS[7] room presence (zset member -> expiry ms)
+-- KEYS[8] room epoch (hash)
 -- ARGV[1] presence member ('' = not a viewer: overlays are not counted)  ARGV[2] presence ttl ms
 -- ARGV[3] resume after seq (-1 = no resume)  ARGV[4] most events to replay  ARGV[5] top size
+-- ARGV[6] the epoch of the resume point ('' = not given: resume by seq alone)
 -- Returns {seq, meta (flat hash), top (user, name, coins ...), goal (title, target, progress or
--- empty), viewers, resume ('none' | 'ok' | 'gap'), events (encoded, oldest first)}.
+-- empty), viewers, resume ('none' | 'ok' | 'gap'), events (encoded, oldest first), epoch}.
+-- A resume point of another epoch is a gap: its seqs name other events (or none) in this one.
+-- Client input never starts an epoch (only the room's own state does), so a made-up resume
+-- point cannot make every member of the room re-sync.
+--!include room_epoch
 -- The caller runs this only after its pub/sub subscription is confirmed, so every event with a
 -- seq above the one returned here reaches it live.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local seq = tonumber(redis.call('GET', KEYS[1]) or '0')
 local meta = redis.call('HGETALL', KEYS[3])
 if #meta == 0 then
   -- No such room: write nothing (a join of random names must not leave keys behind).
-  return {seq, meta, {}, {}, 0, 'none', {}}
+  return {0, meta, {}, {}, 0, 'none', {}, ''}
 end
+local epoch, _, seq = room_epoch(KEYS[1], KEYS[8], KEYS[2])
 
 if ARGV[1] ~= '' then
   redis.call('ZADD', KEYS[7], now + tonumber(ARGV[2]), ARGV[1])
@@ -36,7 +42,9 @@ if not goal[2] then goal = {} end
 
 local after = tonumber(ARGV[3])
 local resume, events = 'none', {}
-if after >= 0 then
+if after >= 0 and ARGV[6] ~= '' and ARGV[6] ~= epoch then
+  resume = 'gap'
+elseif after >= 0 then
   local missed = seq - after
   if missed == 0 then
     resume = 'ok'
@@ -54,4 +62,4 @@ if after >= 0 then
     resume = 'gap'  -- older than the history, or a seq this room never reached
   end
 end
-return {seq, meta, top, goal, viewers, resume, events}
+return {seq, meta, top, goal, viewers, resume, events, epoch}

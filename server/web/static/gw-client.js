@@ -87,6 +87,7 @@ export class RoomClient {
     Object.assign(this, { onEvent, onSnapshot, onMessage, onStatus });
     this.seen = new EidWindow(eidWindow);
     this.state = "idle";
+    this.epoch = ""; // the room's epoch: lastSeq and floorSeq count within it
     this.lastSeq = 0; // highest seq of a room event received (the resume point)
     this.floorSeq = 0; // events at or below this are covered by the last snapshot
     this.heartbeatS = 20;
@@ -213,6 +214,9 @@ export class RoomClient {
       case "combo":
         this.onRoomEvent(msg);
         return;
+      case "gap":
+        this.onGap(msg);
+        return;
       case "going_away":
         // The server is draining: leave now and come back after its hint (to another server).
         this.onMessage(msg);
@@ -230,7 +234,7 @@ export class RoomClient {
 
   join() {
     const msg = { type: "join", room: this.room, id: "join" };
-    if (this.lastSeq > 0) msg.after = this.lastSeq;
+    if (this.epoch) Object.assign(msg, { after: this.lastSeq, epoch: this.epoch });
     this.setState("joining");
     this.ws.send(JSON.stringify(msg));
   }
@@ -242,23 +246,36 @@ export class RoomClient {
     if (msg.resume === "ok") {
       this.floorSeq = this.lastSeq; // replay of everything after it follows
     } else {
-      if (msg.resume === "gap") {
-        this.stats.gaps++;
-        // Event ids are room-seq: a restarted history reuses them, so old ids must not match.
-        this.seen = new EidWindow(this.seen.capacity);
-      }
+      if (msg.resume === "gap") this.stats.gaps++;
       // Fresh snapshot: what happened up to its seq is in the snapshot, not an alert to show.
-      // A gap can also mean the room's history restarted (its seq went backwards), so the
-      // snapshot's seq replaces ours rather than being merged with it.
+      // A gap can also mean the room's history restarted (a new epoch, whose seq may be lower
+      // than ours), so the snapshot's position replaces ours rather than being merged with it.
+      // Event ids stay unique across epochs: the ones seen still catch replays.
       this.floorSeq = msg.seq;
       this.lastSeq = msg.seq;
     }
+    this.epoch = msg.epoch;
     this.setState("joined", msg.resume);
     this.onSnapshot(msg);
   }
 
+  /** The room's history restarted while joined: events since our position may be lost. */
+  onGap(msg) {
+    if (msg.room !== this.room) return;
+    this.stats.gaps++;
+    this.epoch = msg.epoch;
+    this.floorSeq = msg.seq;
+    this.lastSeq = msg.seq;
+    this.onMessage(msg);
+  }
+
   onRoomEvent(msg) {
     if (msg.room !== this.room) return;
+    if (msg.epoch !== this.epoch) {
+      // The server tells `gap` before another epoch's events; this is a backstop: a seq of
+      // another epoch says nothing about ours.
+      this.onGap({ room: msg.room, epoch: msg.epoch, seq: msg.seq - 1 });
+    }
     if (this.seen.has(msg.eid)) {
       this.stats.duplicates++;
       return;

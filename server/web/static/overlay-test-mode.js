@@ -31,7 +31,8 @@ export function startFakeGifts(feed, opts) {
   const spent = new Map();
   const goal = { title: "New camera", target: 50000, progress: 0 };
   let seq = 0;
-  const event = (fields) => ({ room, seq: ++seq, eid: `test-${seq}`, ts: Date.now(), ...fields });
+  const event = (fields) => ({ room, seq: ++seq, epoch: "test", eid: `test-${seq}`, ts: Date.now(),
+    ...fields });
 
   const credit = (user, coins) => {
     spent.set(user, (spent.get(user) || 0) + coins);
@@ -45,7 +46,7 @@ export function startFakeGifts(feed, opts) {
   };
 
   feed({ type: "joined", room, creator: "test", live: true, viewers: 0, top: [], goal, seq: 0,
-    resume: "none" });
+    epoch: "test", resume: "none" });
 
   const combo = (name, gift, unit) => {
     const id = `combo-${seq + 1}`;

@@ -84,6 +84,9 @@ const hook = {
   get lastSeq() {
     return client ? client.lastSeq : 0;
   },
+  get epoch() {
+    return client ? client.epoch : "";
+  },
   get stats() {
     return client ? { ...client.stats } : { connects: 0, received: 0, duplicates: 0 };
   },
