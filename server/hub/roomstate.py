@@ -126,13 +126,6 @@ class RoomState:
         )
         return int(settled)
 
-    async def combo_settled(self, room: str, sender: str, combo: str) -> bool:
-        return bool(
-            await self.runner.call(
-                "room_combo_check", [self.keys.room_combos_done(room)], [f"{sender}\0{combo}"]
-            )
-        )
-
     async def since(self, room: str, after: int, limit: int) -> tuple[int, bool, list[bytes]]:
         """(room seq, history complete back to after+1, encoded events after `after`)."""
         seq, complete, events = await self.runner.call(

@@ -37,7 +37,8 @@ MAX_PAGE = 200
 _STATUS = {
     "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
     "not_found": 404, "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409,
-    "tx_conflict": 409, "wallet_frozen": 409, "room_ended": 409, "daily_limit_exceeded": 409,
+    "combo_mismatch": 409, "tx_conflict": 409, "wallet_frozen": 409, "room_ended": 409,
+    "daily_limit_exceeded": 409,
     "frame_too_large": 413, "rate_limited": 429, "unavailable": 503,
 }
 
@@ -164,10 +165,6 @@ async def post_gift(request: Request) -> Response:
         r.opt_ident("combo", 64),
     )
     realtime = _rt(request).components.get("realtime")
-    if req.combo is not None and realtime is not None and await realtime.state.combo_settled(
-        req.room, req.user, req.combo
-    ):
-        raise _refuse("combo_not_found", "that combo has settled: start a new combo id")
     res = await _wallet(request).spend(req)
     if not res.ok:
         raise _refuse(res.code or "internal_error", f"gift refused: {res.code}")
