@@ -14,7 +14,8 @@ from starlette.routing import BaseRoute, Route
 
 from server.config import Config
 from server.runtime import Runtime, open_runtime
-from server.web.health import healthz, readyz
+from server.storage import db
+from server.web.health import healthz, postgres_unavailable, readyz
 from server.web.problem import HTTPProblem, problem
 
 log = logging.getLogger("giftwire.app")
@@ -57,7 +58,10 @@ def create_app(config: Config) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPProblem: _problem_handler, HTTPException: _http_handler},
+        exception_handlers={
+            HTTPProblem: _problem_handler, HTTPException: _http_handler,
+            **dict.fromkeys(db.UNAVAILABLE, postgres_unavailable),
+        },
     )
 
 

@@ -6,6 +6,7 @@ reaches for globals and tests can run several apps side by side in one process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -59,6 +60,8 @@ class Runtime:
     issuer: TokenIssuer
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
+    # Postgres is off the spend path: a process starts without it and migrates when it returns.
+    migrations: db.Migrator | None = None
     # Components, attached by the app's lifespan; typed loosely to keep imports one-way.
     components: dict[str, Any] = field(default_factory=dict)
 
@@ -69,8 +72,11 @@ async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator
         raise RuntimeError("open_runtime needs REDIS_URL and DATABASE_URL resolved")
     if config.jwt_secret == DEV_SECRET:
         log.warning("GIFTWIRE_JWT_SECRET is the development default: set it in production")
-    if migrate:
-        await db.migrate(config.database_url, config.db_schema)
+    # migrate=False: the caller has migrated (tests, `rebuild` into a fresh schema).
+    migrator = db.Migrator(config.database_url, config.db_schema, applied=not migrate)
+    retrying: asyncio.Task[None] | None = None
+    if migrate and not await migrator.attempt():
+        retrying = asyncio.create_task(migrator.run(), name="postgres-migrations")
     redis = redis_client(config.redis_url)
     pool = await db.create_pool(config.database_url, config.db_schema)
     keys = Keys(config.key_prefix, config.wallet_shards)
@@ -81,7 +87,11 @@ async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator
             pool=pool,
             keys=keys,
             issuer=TokenIssuer(config.jwt_secret, keys, config.token_ttl_s),
+            migrations=migrator,
         )
     finally:
+        if retrying is not None:
+            retrying.cancel()
+            await asyncio.gather(retrying, return_exceptions=True)
         await pool.close()
         await redis.aclose()
