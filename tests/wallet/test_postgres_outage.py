@@ -168,6 +168,16 @@ async def test_a_running_server_stays_ready_and_giftwire_flush_waits_for_postgre
             if flush.returncode is None:
                 flush.kill()
                 await flush.wait()
+        # reconcile reads Postgres at once: while it is down it says so (exit 3), not a trace.
+        await proxy.cut()
+        check = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server", "reconcile", env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        _out, err = await asyncio.wait_for(check.communicate(), 60)
+        assert check.returncode == 3, err.decode(errors="replace")[-2000:]
+        assert b"Postgres is unavailable" in err
+        await proxy.restore()
         assert await _gift_txs(pool) == [f"h{i}" for i in range(GIFTS)]
         assert await reconcile(rt, None) == []
         assert (await http.get("/readyz")).json()["status"] == "ready"
