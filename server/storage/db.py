@@ -151,10 +151,17 @@ class Migrator:
         self.applied.set()
         return True
 
+    async def _attempt_or_log(self) -> bool:
+        try:
+            return await self.attempt()
+        except Exception:  # not an outage (a migration's own error): loud, and not retried
+            log.exception("migrations of schema %s failed; not retried", self.schema)
+            raise
+
     async def run(self) -> None:
         """Until applied; log each failure (the first as the server starting degraded)."""
         delay = 0.1
-        while not await self.attempt():
+        while not await self._attempt_or_log():
             log.warning("postgres unavailable (%s): migrations retried in %.1fs; spends go on, "
                         "the ledger waits in Redis", self.error, delay)
             await asyncio.sleep(delay)

@@ -5,6 +5,8 @@ The same over `POST /api/gifts`."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from protocol import Ack, ComboEnd, ErrorReply, GiftEvent, SendGift
@@ -26,7 +28,7 @@ async def _click(sender: Client, rid: str, tx: str, gift: str = "rose", room: st
 async def _gift_rows(rt: Runtime, user: str) -> list[tuple[str, int]]:
     flusher = rt.components["flusher"]
     assert isinstance(flusher, Flusher)
-    await flusher.drain()
+    await asyncio.wait_for(flusher.wait_caught_up(), 30)  # the server's own, running flusher
     rows = await rt.pool.fetch(
         "SELECT ref, coins FROM ledger_tx WHERE kind = 'gift' AND user_id = $1 ORDER BY ref", user
     )
