@@ -15,7 +15,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import httpx
@@ -23,11 +25,14 @@ import pytest
 from redis.asyncio import Redis
 
 from protocol import Ack, SendGift
+from server.auth import TokenIssuer
 from server.config import Config
 from server.money.reconcile import reconcile
+from server.runtime import Runtime
 from server.storage import db
+from server.storage.keys import Keys
 from tests.hub.support import Client, grant, open_client, setup_room
-from tests.support.servers import inprocess_server
+from tests.support.servers import inprocess_server, subprocess_server
 from tests.wallet.support import PgProxy
 
 GIFTS = 10
@@ -202,3 +207,41 @@ async def test_readyz_fails_while_redis_is_unreachable(config: Config, redis: Re
             await redis_proxy.restore()
     finally:
         await redis_proxy.cut()
+
+
+async def test_giftwire_serve_started_while_postgres_is_down_serves_gifts(
+    config: Config, runtime: Runtime, pool: asyncpg.Pool, proxy: PgProxy
+) -> None:
+    # The real command (it exited 3 before: migrations at start-up were fatal).
+    await proxy.cut()
+    cfg = dataclasses.replace(config, database_url=proxy.dsn)
+    async with subprocess_server(cfg) as srv, httpx.AsyncClient(base_url=srv.base_url) as http:
+        ready = await http.get("/readyz")  # subprocess_server waited for its 200
+        assert ready.json()["status"] == "degraded", ready.text
+        issuer = TokenIssuer(cfg.jwt_secret, Keys(cfg.key_prefix, cfg.wallet_shards),
+                             cfg.token_ttl_s)
+
+        def auth(user: str, role: str) -> dict[str, str]:
+            return {"Authorization": "Bearer " + issuer.mint(user, role)}
+
+        live = await http.post("/api/rooms/r/live", json={}, headers=auth("star", "creator"))
+        assert live.status_code == 200, live.text
+        grant = await http.post("/api/admin/grant", headers=auth("root", "admin"),
+                                json={"user": "fan", "coins": 10, "grant_id": "g1"})
+        assert grant.status_code == 200, grant.text
+        gift = await http.post("/api/gifts", headers=auth("fan", "viewer"),
+                               json={"room": "r", "gift": "rose", "count": 1, "tx": "s1"})
+        assert gift.status_code == 200, gift.text
+        assert gift.json()["balance"] == 9
+        await proxy.restore()
+        # Another process: poll its readiness (bounded) until the ledger has caught up.
+        deadline = time.monotonic() + 60
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            body = (await http.get("/readyz")).json()
+            if body["status"] == "ready" and body["ledger_lag"]["entries"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert body["status"] == "ready" and body["ledger_lag"]["entries"] == 0, body
+    assert await _gift_txs(pool) == ["s1"]
+    assert await reconcile(runtime, None) == []
