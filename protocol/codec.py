@@ -22,7 +22,7 @@ import msgpack
 # The message modules are imported for their registrations in CLIENT_MESSAGES / SERVER_MESSAGES.
 from protocol import client_messages, room_messages, server_messages  # noqa: F401
 from protocol.errors import ErrorCode, ProtocolError
-from protocol.limits import MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES
+from protocol.limits import MAX_CLIENT_FRAME_BYTES, MAX_JSON_DEPTH, MAX_SERVER_FRAME_BYTES
 from protocol.message import (
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
@@ -135,6 +135,8 @@ def _describe(exc: BaseException) -> str:
 
 
 def _message_type(value: Any) -> str:
+    if value is _NON_STRING_KEYS:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "map keys must be strings")
     if type(value) is not dict:
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a map")
     kind = value.get("type")
@@ -161,15 +163,48 @@ def _validate_lenient(value: Any) -> ServerMessage | None:
     return None if cls is None else cls.from_dict(value, strict=False)
 
 
-def _pairs_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+class _NonStringKeys:
+    """Stands for a map with a non-string key. Raising at once would report `invalid_message`
+    while the parser may still meet a decoding error later in the frame, which the documented
+    order puts first; as a message this is `invalid_message`, as a field value `wrong_type`."""
+
+
+_NON_STRING_KEYS: Final = _NonStringKeys()
+
+
+def _pairs_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any] | _NonStringKeys:
+    if not all(type(key) is str for key, _ in pairs):
+        strings = [key for key, _ in pairs if type(key) is str]
+        if len(set(strings)) != len(strings):
+            raise ProtocolError(ErrorCode.MALFORMED_FRAME, "duplicate key in map")
+        return _NON_STRING_KEYS
     # Parsers disagree on which duplicate wins; rejecting them closes that ambiguity for good.
     out = dict(pairs)
     if len(out) != len(pairs):
         raise ProtocolError(ErrorCode.MALFORMED_FRAME, "duplicate key in map")
-    for key in out:
-        if type(key) is not str:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "map keys must be strings")
     return out
+
+
+_NO_BIN = "msgpack bin and ext values are not part of the protocol"
+
+
+def _msgpack_pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any] | _NonStringKeys:
+    # max_bin_len=0 refuses every bin but the empty one, which arrives here as b"".
+    for key, value in pairs:
+        if type(key) is bytes or type(value) is bytes:
+            raise ProtocolError(ErrorCode.MALFORMED_FRAME, _NO_BIN)
+    return _pairs_without_duplicates(pairs)
+
+
+def _msgpack_list(items: list[Any]) -> list[Any]:
+    if any(type(item) is bytes for item in items):
+        raise ProtocolError(ErrorCode.MALFORMED_FRAME, _NO_BIN)
+    return items
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    # Empty ext values pass max_ext_len=0; this refuses them too.
+    raise ProtocolError(ErrorCode.MALFORMED_FRAME, _NO_BIN)
 
 
 class MsgpackCodec(Codec[bytes]):
@@ -182,20 +217,26 @@ class MsgpackCodec(Codec[bytes]):
         self._packer = msgpack.Packer(use_bin_type=True)
 
     def _parse(self, data: bytes, limit: int, *, strict: bool) -> Any:
-        # No value can be longer than the frame, so the frame size bounds every length; ext types
-        # (timestamps included) are not part of the protocol.
-        return msgpack.unpackb(
+        # No value can be longer than the frame, so the frame size bounds every length; bin and
+        # ext types (timestamps included) are not part of the protocol: malformed_frame, like
+        # JSON's NaN. Non-string keys reach the hook (strict_map_key off) to be `invalid_message`.
+        value = msgpack.unpackb(
             data,
             raw=False,
-            strict_map_key=True,
+            strict_map_key=not strict,
             use_list=True,
             max_str_len=limit,
-            max_bin_len=limit,
+            max_bin_len=0,
             max_array_len=limit,
             max_map_len=limit,
             max_ext_len=0,
-            object_pairs_hook=_pairs_without_duplicates if strict else None,
+            ext_hook=_refuse_ext,
+            object_pairs_hook=_msgpack_pairs if strict else None,
+            list_hook=_msgpack_list if strict else None,
         )
+        if type(value) is bytes:
+            raise ProtocolError(ErrorCode.MALFORMED_FRAME, _NO_BIN)
+        return value
 
     def _dump(self, value: dict[str, Any]) -> bytes:
         packed: bytes = self._packer.pack(value)
@@ -216,6 +257,20 @@ class MsgpackCodec(Codec[bytes]):
         return header + b"".join(encoded)
 
 
+def _too_deep(value: Any) -> bool:
+    # Iterative: the point is not to depend on the interpreter's recursion limit.
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                if depth >= MAX_JSON_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def _reject_constant(name: str) -> Any:
     raise ProtocolError(ErrorCode.MALFORMED_FRAME, f"{name} is not valid JSON")
 
@@ -233,7 +288,26 @@ class JsonCodec(Codec[str]):
     _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
     def _parse(self, data: str, limit: int, *, strict: bool) -> Any:
-        return (self._strict_decoder if strict else self._lenient_decoder).decode(data)
+        if not strict:
+            return self._lenient_decoder.decode(data)
+        value = self._strict_decoder.decode(data)
+        # Counting brackets (C speed) clears every real request; only then is the value walked.
+        if data.count("[") + data.count("{") > MAX_JSON_DEPTH and _too_deep(value):
+            raise ProtocolError(ErrorCode.MALFORMED_FRAME, "frame is nested too deeply")
+        return value
+
+    def decode_map(self, data: bytes, limit: int) -> dict[str, Any]:
+        """One JSON object from a source other than a frame (an HTTP body), under the client
+        frames' rules: size, UTF-8, duplicate keys, no NaN/Infinity, nesting depth. Read its
+        fields with a strict `FieldReader`. Raises only `ProtocolError`."""
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise ProtocolError(ErrorCode.MALFORMED_FRAME, "the body is not valid UTF-8") from None
+        value = self._load(text, limit, strict=True)
+        if type(value) is not dict:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "the body must be a JSON object")
+        return value
 
     def _dump(self, value: dict[str, Any]) -> str:
         return self._encoder.encode(value)

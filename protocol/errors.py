@@ -75,6 +75,8 @@ class ErrorCode(StrEnum):
     """The gift would exceed the viewer's daily spending limit; nothing was spent."""
     WALLET_FROZEN = "wallet_frozen"
     """The wallet is frozen by an administrator; nothing was spent."""
+    SELF_GIFT = "self_gift"
+    """The sender owns the room: nobody may gift a room they own; nothing was spent."""
     TX_CONFLICT = "tx_conflict"
     """The tx id was already used for a different gift (other room, gift, count or combo)."""
     RATE_LIMITED = "rate_limited"
@@ -86,6 +88,20 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     """A backend is temporarily down; retry with the same tx id after `retry_ms`."""
 
+    # -- HTTP API only (problem+json `code`; the HTTP API shares this list) --
+    NOT_FOUND = "not_found"
+    """No such route, or the resource the request names does not exist (HTTP 404)."""
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    """The route exists but not with this method (HTTP 405)."""
+    SANDBOX_DISABLED = "sandbox_disabled"
+    """Sandbox receipts are refused outside development/demo mode (HTTP 403)."""
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    """A request head did not arrive whole in time; the connection is closed (HTTP 408)."""
+    LENGTH_REQUIRED = "length_required"
+    """A request body without `Content-Length` (chunked); the connection is closed (HTTP 411)."""
+    HEADERS_TOO_LARGE = "headers_too_large"
+    """A request head over its byte or line limit; the connection is closed (HTTP 431)."""
+
 
 class CloseCode(IntEnum):
     """WebSocket close codes the server sends."""
@@ -94,10 +110,21 @@ class CloseCode(IntEnum):
     """The session ended normally."""
     GOING_AWAY = 1001
     """The server is draining (deploy, shutdown): reconnect, possibly to another server."""
+    # 1002, 1007, 1008, 1009, 1012 and the keepalive's 1011 come from the WebSocket layer
+    # (server/edge/transport/websocket.py and the sans-I/O frame parser), before the session.
+    PROTOCOL_ERROR = 1002
+    """A frame broke RFC 6455 (the WebSocket layer's parser refused it)."""
+    INVALID_DATA = 1007
+    """A text frame was not valid UTF-8 (the WebSocket layer refused it)."""
+    POLICY_VIOLATION = 1008
+    """WebSocket Ping frames beyond their budget (the WebSocket layer's limit)."""
     MESSAGE_TOO_BIG = 1009
-    """A frame was far beyond the size limit; the transport refused to read it."""
+    """A message beyond the size limit or its fragment limit; it was not read further."""
     INTERNAL_ERROR = 1011
-    """The server hit an unexpected condition: reconnect with backoff."""
+    """The server hit an unexpected condition, or (reason `keepalive ping timeout`) the client did
+    not answer a WebSocket Ping in time: reconnect with backoff."""
+    SERVICE_RESTART = 1012
+    """The server stopped without a drain (forced shutdown): reconnect with backoff."""
     UNAUTHORIZED = 4001
     """The token was missing, malformed or forged: do not reconnect with the same token."""
     PROTOCOL_VIOLATION = 4002

@@ -15,6 +15,10 @@ SUPPORTED_VERSIONS: Final = frozenset({PROTOCOL_VERSION})
 MAX_CLIENT_FRAME_BYTES: Final = 4096
 # Server frames carry batches of events; a client decoder needs a bound too, but a generous one.
 MAX_SERVER_FRAME_BYTES: Final = 1 << 20
+# JSON from clients (text frames, HTTP bodies) nested deeper than this is refused: no request is
+# more than one map deep, and a bound of our own replaces the interpreter's recursion limit.
+# (msgpack's decoder has its own fixed stack bound and never recurses in Python.)
+MAX_JSON_DEPTH: Final = 16
 
 MAX_ROOM_ID_LEN: Final = 64
 MAX_GIFT_ID_LEN: Final = 32
@@ -37,11 +41,13 @@ MAX_SAFE_INT: Final = 2**53 - 1
 
 MAX_ROOMS_PER_CONNECTION: Final = 8
 
-# The server closes a connection that has not completed `hello` within this many seconds (4011).
+# The server closes a connection that has not completed `hello` within this many seconds (4011):
+# the default of the server's `hello_timeout_s` setting.
 HELLO_TIMEOUT_S: Final = 10
-# The server closes a connection from which nothing arrived for this many heartbeat intervals
-# (4010); two intervals tolerate one late ping.
-IDLE_TIMEOUT_HEARTBEATS: Final = 2
+# The idle timeout (4010) a server announces in `welcome.idle_timeout_s` is at least this many
+# heartbeat intervals, so a client that pings every `heartbeat_s` survives one late or lost ping;
+# the server refuses a configuration that breaks it.
+MIN_IDLE_TIMEOUT_HEARTBEATS: Final = 2
 # After this many rejected frames on one connection the server stops answering and closes (4002):
 # a client that keeps sending garbage is broken or hostile, not unlucky.
 MAX_PROTOCOL_ERRORS: Final = 10

@@ -45,6 +45,9 @@ class Welcome(ServerMessage):
     user: str
     role: str
     heartbeat_s: int
+    # The silence after which the server closes with 4010; told rather than derived so the
+    # operator's setting and what the client plans for cannot disagree.
+    idle_timeout_s: int
     server_time: int
 
     @classmethod
@@ -54,6 +57,7 @@ class Welcome(ServerMessage):
             user=r.text("user"),
             role=r.choice("role", _ROLES),
             heartbeat_s=r.integer("heartbeat_s", 1, MAX_SAFE_INT),
+            idle_timeout_s=r.integer("idle_timeout_s", 1, MAX_SAFE_INT),
             server_time=r.integer("server_time", *_NON_NEGATIVE),
         )
 

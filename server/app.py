@@ -7,29 +7,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from server.config import Config
 from server.runtime import Runtime, open_runtime
-from server.storage import db
-from server.web.health import healthz, postgres_unavailable, readyz
-from server.web.problem import HTTPProblem, problem
+from server.web.body import BodyLimit
+from server.web.failures import exception_handlers
+from server.web.health import healthz, readyz
 
 log = logging.getLogger("giftwire.app")
-
-
-async def _problem_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPProblem)
-    return problem(exc.status, exc.code, exc.detail)
-
-
-async def _http_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, str(exc.detail))
 
 
 async def _metrics(request: Request) -> Response:
@@ -58,10 +47,9 @@ def create_app(config: Config) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            HTTPProblem: _problem_handler, HTTPException: _http_handler,
-            **dict.fromkeys(db.UNAVAILABLE, postgres_unavailable),
-        },
+        # Every request body is bounded before a route runs (server/web/body.py).
+        middleware=[Middleware(BodyLimit, max_bytes=config.http_max_body_bytes)],
+        exception_handlers=dict(exception_handlers()),
     )
 
 
@@ -114,7 +102,7 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     # -- real-time hub: the WebSocket endpoint and the room goal --
     from starlette.routing import WebSocketRoute
 
-    from server.edge.connection import ws_endpoint
+    from server.edge.endpoint import ws_endpoint
     from server.web.goal import post_goal
 
     found += [

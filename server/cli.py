@@ -19,6 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = config_mod.from_env()
     overrides = {"port": args.port, "host": args.host, "demo": True if args.demo else None}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    config_mod.check_deployment(cfg)  # before any service starts: one line and exit 2
     configure(cfg.log_level, cfg.log_json)
     serve(cfg)
     return 0

@@ -8,13 +8,19 @@ The README's configuration table lists every field; `tests/test_config.py` keeps
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.limits import HELLO_TIMEOUT_S, MIN_IDLE_TIMEOUT_HEARTBEATS
+
+# Published development defaults: a server outside development mode refuses to start with either.
 DEV_SECRET = "giftwire-development-secret-change-me-in-production"
+DEV_RECEIPT_SECRET = "giftwire-sandbox-receipts"
+ENVIRONMENTS = frozenset({"auto", "development", "production"})
 
 
 class ConfigError(ValueError):
@@ -35,10 +41,17 @@ class Config:
     db_schema: str = "giftwire"
     # Ledger-stream shards: wallets hash onto them; each shard is one Redis Cluster slot.
     wallet_shards: int = 16
+    # The shared Redis client's pool (commands outside the Lua script runner and pub/sub): at
+    # most this many connections; a command finding all busy waits up to `redis_pool_wait_s`,
+    # then is answered `unavailable` (HTTP 503 with Retry-After).
+    redis_max_connections: int = 64
+    redis_pool_wait_s: float = 5.0
 
-    # Security.
+    # Security. `env`: development | production | auto (development only while listening on a
+    # loopback address): see `development` and `check_deployment`.
+    env: str = "auto"
     jwt_secret: str = DEV_SECRET
-    sandbox_receipt_secret: str = "giftwire-sandbox-receipts"
+    sandbox_receipt_secret: str = DEV_RECEIPT_SECRET
     token_ttl_s: int = 24 * 3600
 
     # Money rules.
@@ -62,13 +75,32 @@ class Config:
     history_maxlen: int = 1000
     history_max_age_s: int = 3600
     heartbeat_s: int = 20
+    # Told to clients in `welcome.idle_timeout_s`; at least MIN_IDLE_TIMEOUT_HEARTBEATS beats.
     idle_timeout_s: int = 60
-    hello_timeout_s: int = 10
+    hello_timeout_s: int = HELLO_TIMEOUT_S
+    # WebSocket-level (opcode 9) keepalive: a ping every interval, close 1011 when its pong is
+    # later than the timeout (docs/protocol.md section 3).
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
     max_rooms_per_connection: int = 8
     rate_per_s: float = 20.0
     rate_burst: int = 40
     combo_timeout_ms: int = 3000
     presence_ttl_s: int = 30
+
+    # Socket edge (server/edge/transport/; docs/protocol.md, "Limits of the socket edge"): what a
+    # client may cost before and after it is trusted.
+    handshake_timeout_s: float = 5.0
+    http_max_header_bytes: int = 16 * 1024
+    http_max_headers: int = 64
+    http_max_body_bytes: int = 16 * 1024  # also read by the HTTP API (server/web/body.py)
+    max_pending_per_address: int = 64
+    trusted_addresses: str = "127.0.0.1,::1"
+    ws_max_message_bytes: int = 64 * 1024
+    ws_max_fragments: int = 16
+    ws_max_queued_messages: int = 64
+    ws_ping_rate_per_s: float = 2.0
+    ws_ping_burst: int = 10
 
     # Lifecycle.
     drain_timeout_s: float = 10.0
@@ -80,6 +112,15 @@ class Config:
 
     # Extra settings not read from the environment (tests inject them).
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def development(self) -> bool:
+        """Development mode: development defaults and sandbox receipts are accepted. `auto` is
+        development only on a loopback address, so `make run`, the tests and the load tester
+        work on a fresh machine while anything reachable from outside is production."""
+        if self.env == "auto":
+            return _is_loopback(self.host)
+        return self.env == "development"
 
     @property
     def embedded(self) -> bool:
@@ -133,6 +174,31 @@ def _convert(name: str, raw: str, default: object) -> object:
     return raw
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: assume it is reachable
+
+
+def check_deployment(c: Config) -> None:
+    """Outside development mode, refuse the published development secrets (`ConfigError`): a
+    token signed with the default JWT secret or a receipt signed with the default receipt secret
+    would otherwise be accepted by anyone who has read this file."""
+    if c.development:
+        return
+    why = (f"GIFTWIRE_ENV={c.env}" if c.env != "auto"
+           else f"GIFTWIRE_HOST={c.host} is not a loopback address")
+    for var, value, default in (("GIFTWIRE_JWT_SECRET", c.jwt_secret, DEV_SECRET),
+                                ("GIFTWIRE_SANDBOX_RECEIPT_SECRET", c.sandbox_receipt_secret,
+                                 DEV_RECEIPT_SECRET)):
+        if value == default:
+            raise ConfigError(f"{var} is the published development default; production mode "
+                              f"({why}) needs a secret of your own (or GIFTWIRE_ENV=development)")
+
+
 def from_env(environ: Mapping[str, str] | None = None) -> Config:
     env = os.environ if environ is None else environ
     defaults = Config()
@@ -160,9 +226,35 @@ def _validate(c: Config) -> None:
         raise ConfigError("diamond share must be num >= 0 and den >= 1")
     if c.writer_max_bytes < 1024:
         raise ConfigError("GIFTWIRE_WRITER_MAX_BYTES must be at least 1024")
+    if c.redis_max_connections < 1:
+        raise ConfigError("GIFTWIRE_REDIS_MAX_CONNECTIONS must be at least 1")
+    if c.redis_pool_wait_s <= 0:
+        raise ConfigError("GIFTWIRE_REDIS_POOL_WAIT_S must be positive")
+    if c.http_max_body_bytes < 1024:
+        raise ConfigError("GIFTWIRE_HTTP_MAX_BODY_BYTES must be at least 1024")
     if c.socket_sndbuf < 0:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
+    for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",
+                 "http_max_body_bytes", "max_pending_per_address", "ws_max_message_bytes",
+                 "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst"):
+        if getattr(c, name) <= 0:
+            raise ConfigError(f"{ENV_NAMES[name]} must be positive")
+    if c.ws_ping_rate_per_s < 0:
+        raise ConfigError("GIFTWIRE_WS_PING_RATE_PER_S must be 0 or positive")
     if len(c.jwt_secret.encode()) < 32:
         raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
+    if c.heartbeat_s < 1 or c.hello_timeout_s < 1:
+        raise ConfigError("GIFTWIRE_HEARTBEAT_S and GIFTWIRE_HELLO_TIMEOUT_S must be at least 1")
+    if c.idle_timeout_s < MIN_IDLE_TIMEOUT_HEARTBEATS * c.heartbeat_s:
+        # Clients ping every heartbeat_s; a shorter idle timeout would close them on one late ping.
+        raise ConfigError(
+            f"GIFTWIRE_IDLE_TIMEOUT_S must be at least {MIN_IDLE_TIMEOUT_HEARTBEATS} x "
+            "GIFTWIRE_HEARTBEAT_S"
+        )
+    if c.ws_ping_interval_s <= 0 or c.ws_ping_timeout_s <= 0:
+        raise ConfigError("GIFTWIRE_WS_PING_INTERVAL_S and GIFTWIRE_WS_PING_TIMEOUT_S must be > 0")
+    if c.env not in ENVIRONMENTS:
+        allowed = ", ".join(sorted(ENVIRONMENTS))
+        raise ConfigError(f"GIFTWIRE_ENV={c.env!r} must be one of {allowed}")
     if not c.db_schema.isidentifier():
         raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

@@ -14,24 +14,45 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
+import redis.exceptions
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from server.auth import TokenIssuer
-from server.config import DEV_SECRET, Config
+from server.config import DEV_SECRET, Config, check_deployment
 from server.metrics import Metrics
 from server.storage import db
 from server.storage.keys import Keys
 
 log = logging.getLogger("giftwire")
 
+# Failures of a backend, not of a request or of the code: redis-py's connection errors (the
+# blocking pool's "No connection available." among them) and timeouts; asyncpg's lost or refused
+# connections; and the OSError family the script runner's own connection raises. The HTTP API
+# answers them 503 `unavailable`, the WebSocket edge `unavailable` with retry_ms: never a 500.
+BACKEND_UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    TimeoutError,
+)
 
-def redis_client(url: str, **kwargs: Any) -> Redis:
+
+def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.0,
+                 **kwargs: Any) -> Redis:
+    """A client whose pool queues: a command finding every connection busy waits up to
+    `pool_wait_s` for one (a burst is served in turn, not failed) and then raises redis-py's
+    `ConnectionError`, which the HTTP API answers 503 and the WebSocket edge `unavailable`."""
     # Commands get a timeout so a dead Redis is noticed; pub/sub builds its own policy (hub).
     kwargs.setdefault("socket_timeout", 10)
     kwargs.setdefault("socket_connect_timeout", 5)
     kwargs.setdefault("health_check_interval", 15)
-    kwargs.setdefault("max_connections", 64)
-    return Redis.from_url(url, **kwargs)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_wait_s, **kwargs
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def delete_prefix(redis: Redis, prefix: str, *, batch: int = 1000) -> int:
@@ -70,14 +91,16 @@ class Runtime:
 async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator[Runtime]:
     if config.redis_url is None or config.database_url is None:
         raise RuntimeError("open_runtime needs REDIS_URL and DATABASE_URL resolved")
+    check_deployment(config)
     if config.jwt_secret == DEV_SECRET:
-        log.warning("GIFTWIRE_JWT_SECRET is the development default: set it in production")
+        log.warning("GIFTWIRE_JWT_SECRET is the development default (development mode only)")
     # migrate=False: the caller has migrated (tests, `rebuild` into a fresh schema).
     migrator = db.Migrator(config.database_url, config.db_schema, applied=not migrate)
     retrying: asyncio.Task[None] | None = None
     if migrate and not await migrator.attempt():
         retrying = asyncio.create_task(migrator.run(), name="postgres-migrations")
-    redis = redis_client(config.redis_url)
+    redis = redis_client(config.redis_url, max_connections=config.redis_max_connections,
+                         pool_wait_s=config.redis_pool_wait_s)
     pool = await db.create_pool(config.database_url, config.db_schema)
     keys = Keys(config.key_prefix, config.wallet_shards)
     try:

@@ -18,6 +18,7 @@ import uvicorn
 
 from server.app import create_app
 from server.config import Config
+from server.edge.transport.gate import edge_protocols
 from server.storage.embedded import embedded_services
 
 log = logging.getLogger("giftwire.serve")
@@ -92,17 +93,21 @@ def _find_starlette(app: object) -> object:
 
 
 def uvicorn_config(config: Config) -> uvicorn.Config:
+    # giftwire's own protocols through uvicorn's supported `http=`/`ws=` class options: the gate
+    # bounds every connection before it is trusted, the WebSocket protocol every frame
+    # (server/edge/transport/).
+    gate, websocket = edge_protocols(config)
     return uvicorn.Config(
         create_app(config),
         host=config.host,
         port=config.port,
-        ws="websockets-sansio",
+        http=gate,
+        ws=websocket,
+        ws_ping_interval=config.ws_ping_interval_s,
+        ws_ping_timeout=config.ws_ping_timeout_s,
         lifespan="on",
         log_config=None,
         access_log=False,
-        # Protocol limits are enforced by the codec with an error frame; this is the hard cap.
-        ws_max_size=64 * 1024,
-        ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(config.drain_timeout_s) + 5,
     )
 

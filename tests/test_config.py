@@ -32,7 +32,8 @@ def test_environment_overrides_and_types() -> None:
     ("var", "value"),
     [("GIFTWIRE_PORT", "eighty"), ("GIFTWIRE_PORT", "70000"), ("GIFTWIRE_RUN_FLUSHER", "maybe"),
      ("GIFTWIRE_DB_SCHEMA", "x; drop table"), ("GIFTWIRE_WALLET_SHARDS", "0"),
-     ("GIFTWIRE_JWT_SECRET", "short")],
+     ("GIFTWIRE_JWT_SECRET", "short"), ("GIFTWIRE_IDLE_TIMEOUT_S", "39"),
+     ("GIFTWIRE_WS_PING_TIMEOUT_S", "0")],
 )
 def test_bad_values_are_refused_with_the_variable_named(var: str, value: str) -> None:
     with pytest.raises(ConfigError, match=var.removeprefix("GIFTWIRE_").split("_")[0]):

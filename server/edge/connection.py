@@ -17,9 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable
 from typing import Any
-from urllib.parse import parse_qs
 
 from protocol import (
     CLOSE_ON_ERROR,
@@ -41,15 +39,15 @@ from protocol import (
     SendGift,
     ServerMessage,
     Welcome,
-    select_subprotocol,
 )
-from protocol.limits import MAX_PROTOCOL_ERRORS, MAX_TOKEN_LEN
+from protocol.limits import MAX_PROTOCOL_ERRORS
 from server.auth import AuthError, Principal, Role
 from server.edge.ratelimit import TokenBucket
 from server.edge.realtime import Realtime
-from server.edge.wire import Wire, release_handshake, wire_for
+from server.edge.wire import Edge
 from server.edge.writer import Writer
 from server.hub.hub import HubError
+from server.runtime import BACKEND_UNAVAILABLE
 
 log = logging.getLogger("giftwire.ws")
 
@@ -68,15 +66,33 @@ class _Closing(Exception):
 
 class Connection:
     __slots__ = (
-        "__weakref__", "_close_task", "_send", "_transport", "binary", "bucket", "close_code",
-        "codec", "conn_id", "counted", "errors", "hub", "last_rx", "opened", "principal",
-        "rate_strikes", "realtime", "rooms", "rt", "slow_close_timeout_s", "writer",
+        "__weakref__",
+        "_close_task",
+        "_send",
+        "binary",
+        "bucket",
+        "close_code",
+        "codec",
+        "conn_id",
+        "counted",
+        "edge",
+        "errors",
+        "hub",
+        "last_rx",
+        "opened",
+        "principal",
+        "rate_strikes",
+        "realtime",
+        "rooms",
+        "rt",
+        "slow_close_timeout_s",
+        "writer",
     )
 
     def __init__(self, rt: Any, realtime: Realtime, send: Any, subprotocol: str,
-                 transport: Any = None, wire: Wire | None = None) -> None:
+                 edge: Edge | None = None) -> None:
         self.rt = rt
-        self._transport = transport
+        self.edge = edge
         self.realtime = realtime
         self.hub = realtime.hub
         self._send = send
@@ -89,8 +105,8 @@ class Connection:
         cfg = rt.config
         # With a wire, fan-out writes to the socket from the flush clock and no writer task runs.
         self.writer: Writer[Any] = Writer(
-            None if wire is not None else self._send_frame, self.codec.frame, realtime.scheduler,
-            max_bytes=cfg.writer_max_bytes, on_overflow=self._overflowed, wire=wire,
+            None if edge is not None else self._send_frame, self.codec.frame, realtime.scheduler,
+            max_bytes=cfg.writer_max_bytes, on_overflow=self._overflowed, wire=edge,
         )
         self.bucket = TokenBucket(cfg.rate_per_s, cfg.rate_burst)
         self.errors = 0
@@ -128,6 +144,12 @@ class Connection:
         self.rt.metrics.slow_disconnects.inc()
         self.kill(CloseCode.TOO_SLOW, "too slow: reconnect and resume")
 
+    def token_ended(self, code: ErrorCode, message: str) -> None:
+        """The session's token expired or was revoked while it was open: say so, close 4004."""
+        if self.close_code is None:
+            self.error(code, message, None)
+            self.kill(CloseCode.TOKEN_EXPIRED, code.value)
+
     def kill(self, code: int, reason: str) -> None:
         """Close from outside the receive loop (slow client, drain, lost history)."""
         if self.close_code is not None:
@@ -163,9 +185,9 @@ class Connection:
         Linux autotunes that up to `tcp_wmem` max (4 MiB): uncapped, a stalled reader held
         megabytes and was not detected as slow for tens of seconds. A set SO_SNDBUF also stops
         the autotuning for this socket."""
-        transport = self._transport
-        if transport is None:
+        if self.edge is None:
             return
+        transport = self.edge.transport
         with contextlib.suppress(Exception):
             transport.set_write_buffer_limits(high=max_bytes // 2)
         sock = transport.get_extra_info("socket")
@@ -175,9 +197,8 @@ class Connection:
 
     def _abort(self) -> None:
         # A stalled client is cut at the socket so its buffers are freed.
-        transport = self._transport
-        if transport is not None:
-            transport.abort()
+        if self.edge is not None:
+            self.edge.transport.abort()
 
     async def going_away(self, reason: str, reconnect_ms: int, flush_s: float) -> None:
         """Drain: tell the client to reconnect elsewhere, flush, close with 1001."""
@@ -198,7 +219,9 @@ class Connection:
             while self.close_code is None:
                 # No timer per receive: realtime.watch_sessions closes idle sessions for all.
                 message = await receive()
-                self.last_rx = time.monotonic()
+                # When it arrived, not when it is processed (server/edge/transport/arrival.py): a
+                # stall here must not make a steady client look like a burst.
+                self.last_rx = message.get("t") or time.monotonic()
                 if message["type"] != "websocket.receive":
                     return
                 await self._on_frame(message)
@@ -221,34 +244,47 @@ class Connection:
                 await asyncio.gather(writer_task, return_exceptions=True)
 
     async def _hello(self, receive: Any, query_token: str | None) -> None:
+        # Until a token check succeeds: one that Redis could not answer (down, or no pooled
+        # connection within `redis_pool_wait_s`) is `unavailable` with retry_ms and the client
+        # may send hello again on the same connection, within `hello_timeout_s` (4011).
+        while (hello := await self._receive_hello(receive)) is not None:
+            token = hello.token or query_token
+            if not token:
+                self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
+            try:
+                async with self.realtime.auth_slots:
+                    principal = await self.rt.issuer.verify(token, self.rt.redis)
+            except AuthError as exc:
+                self._fatal(exc.code, exc.message, hello.id)
+            except BACKEND_UNAVAILABLE as exc:
+                log.warning("token check failed: %s: %s", type(exc).__name__, exc)
+                self.error(ErrorCode.UNAVAILABLE, "cannot check the token now; send hello again",
+                           hello.id, retry_ms=1000)
+                continue
+            self.principal = principal
+            self.counted = principal.role is not Role.OVERLAY
+            if self.edge is not None:
+                self.edge.admitted()
+            self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
+                               heartbeat_s=self.rt.config.heartbeat_s,
+                               idle_timeout_s=self.rt.config.idle_timeout_s,
+                               server_time=int(time.time() * 1000)))
+            return
+        raise _Closing(CloseCode.NORMAL, "bye")
+
+    async def _receive_hello(self, receive: Any) -> Hello | None:
+        """The next frame, which must be a valid `hello`; None when the client left."""
         message = await receive()
-        self.last_rx = time.monotonic()
+        self.last_rx = message.get("t") or time.monotonic()
         if message["type"] != "websocket.receive":
-            raise _Closing(CloseCode.NORMAL, "bye")
+            return None
         try:
             hello = self.codec.decode_client(_payload(message))
         except ProtocolError as exc:
             self._fatal(exc.code, exc.message, exc.request_id)
         if not isinstance(hello, Hello):
             self._fatal(ErrorCode.HELLO_REQUIRED, "the first message must be hello", None)
-        token = hello.token or query_token
-        if not token:
-            self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
-        try:
-            async with self.realtime.auth_slots:
-                principal = await self.rt.issuer.verify(token, self.rt.redis)
-        except AuthError as exc:
-            self._fatal(exc.code, exc.message, hello.id)
-        except Exception as exc:
-            log.warning("token check failed: %s", exc)
-            self.error(ErrorCode.UNAVAILABLE, "cannot check the token now", hello.id,
-                       retry_ms=1000)
-            raise _Closing(CloseCode.INTERNAL_ERROR, "unavailable") from None
-        self.principal = principal
-        self.counted = principal.role is not Role.OVERLAY
-        self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
-                           heartbeat_s=self.rt.config.heartbeat_s,
-                           server_time=int(time.time() * 1000)))
+        return hello
 
     def _fatal(self, code: ErrorCode | str, message: str, request_id: str | None) -> Any:
         self.error(code, message, request_id)
@@ -264,7 +300,7 @@ class Connection:
             if self.errors >= MAX_PROTOCOL_ERRORS:
                 raise _Closing(CloseCode.PROTOCOL_VIOLATION, "too many invalid frames") from None
             return
-        retry = self.bucket.take()
+        retry = self.bucket.take(self.last_rx)
         if retry:
             self.rate_strikes += 1
             self.error(ErrorCode.RATE_LIMITED, "too many requests", msg.id, retry_ms=retry,
@@ -291,7 +327,7 @@ class Connection:
         elif isinstance(msg, Leave):
             await self._leave(msg)
         elif isinstance(msg, SendGift):
-            await self.realtime.gifts.send(self, msg)
+            await self.realtime.gifts.send(self, msg, self.last_rx)
         elif isinstance(msg, ComboEnd):
             await self.realtime.gifts.end_combo(self, msg)
         elif isinstance(msg, Hello):
@@ -337,47 +373,3 @@ class Connection:
 def _payload(message: dict[str, Any]) -> bytes | str:
     data = message.get("bytes")
     return data if data is not None else message.get("text") or ""
-
-
-class _WsEndpoint:
-    """A raw ASGI app (a class, so Starlette's route passes scope/receive/send through)."""
-
-    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
-        # Returns the session's coroutine rather than awaiting it: one frame fewer held for the
-        # connection's life.
-        return _serve_socket(scope, receive, send)
-
-
-ws_endpoint = _WsEndpoint()
-
-
-async def _serve_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    rt = scope["app"].state.runtime
-    realtime: Realtime | None = rt.components.get("realtime")
-    first = await receive()
-    if first["type"] != "websocket.connect":
-        return
-    subprotocol = select_subprotocol(scope.get("subprotocols") or [])
-    if realtime is None or rt.draining or subprotocol is None:
-        # Refused before the handshake: HTTP 403. No subprotocol means no codec to explain in.
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    await send({"type": "websocket.accept", "subprotocol": subprotocol})
-    release_handshake(receive, scope)
-    # uvicorn's ASGI `receive` is a method of its protocol object, which owns the transport
-    # (Starlette wraps `send`, not `receive`); without it the server still works, unbounded by
-    # socket buffers and unable to cut a stalled client before uvicorn's own keepalive does.
-    transport = getattr(getattr(receive, "__self__", None), "transport", None)
-    conn = Connection(rt, realtime, send, subprotocol, transport, wire_for(receive))
-    conn.bound_socket_buffers(rt.config.writer_max_bytes, rt.config.socket_sndbuf)
-    query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
-    token = (query.get("token") or [None])[0]
-    if token is not None and len(token) > MAX_TOKEN_LEN:
-        token = None
-    realtime.connections.add(conn)
-    rt.metrics.connections.inc()
-    try:
-        await conn.run(receive, token)
-    finally:
-        realtime.connections.discard(conn)
-        rt.metrics.connections.dec()

@@ -50,7 +50,8 @@ class Gifts:
         # Shared with `POST /api/gifts`: one gift rate per user, whichever way they send.
         self.users = gift_budget(rt)
 
-    async def send(self, conn: Requester, msg: SendGift) -> None:
+    async def send(self, conn: Requester, msg: SendGift, arrived: float | None = None) -> None:
+        """`arrived`: when the request arrived (time.monotonic()), for the user's gift budget."""
         principal = conn.principal
         assert principal is not None
         if not principal.can_spend:
@@ -61,7 +62,7 @@ class Gifts:
             conn.error(ErrorCode.NOT_JOINED, "join the room before sending gifts", msg.id,
                        tx=msg.tx, room=msg.room)
             return
-        retry = self.users.take(principal.user)
+        retry = self.users.take(principal.user, arrived)
         if retry:
             conn.error(ErrorCode.RATE_LIMITED, "too many gifts", msg.id, tx=msg.tx, room=msg.room,
                        retry_ms=retry)

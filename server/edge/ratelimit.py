@@ -24,10 +24,15 @@ class TokenBucket:
         self._stamp = time.monotonic()
 
     def take(self, now: float | None = None) -> int:
-        """Take one token: 0 if allowed, else milliseconds until one is available."""
+        """Take one token: 0 if allowed, else milliseconds until one is available.
+
+        `now` is when the request arrived (time.monotonic()), not when it is processed: a server
+        stall must not turn a client's steady stream into a burst. A stamp older than the last
+        one (another connection of the same user, read later) refills nothing."""
         now = time.monotonic() if now is None else now
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+        if now > self._stamp:
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return 0
@@ -46,7 +51,7 @@ class UserBuckets:
         self.capacity = capacity
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
-    def take(self, user: str) -> int:
+    def take(self, user: str, now: float | None = None) -> int:
         bucket = self._buckets.get(user)
         if bucket is None:
             bucket = self._buckets[user] = TokenBucket(self.rate, self.burst)
@@ -54,7 +59,7 @@ class UserBuckets:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(user)
-        return bucket.take()
+        return bucket.take(now)
 
 
 def gift_budget(rt: Any) -> UserBuckets:

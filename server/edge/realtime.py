@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from protocol import CloseCode
+from protocol import CloseCode, ErrorCode
 from server.auth import Principal
 from server.edge.gifts import Gifts
 from server.edge.writer import FlushScheduler
@@ -23,6 +25,10 @@ from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
 from server.runtime import Runtime
 from server.storage.scripts import ScriptRunner
+
+log = logging.getLogger("giftwire.realtime")
+# Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
+Revoked = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class Session(Protocol):
@@ -34,6 +40,8 @@ class Session(Protocol):
     last_rx: float  # time.monotonic() of the last frame received
 
     def kill(self, code: int, reason: str) -> None: ...
+
+    def token_ended(self, code: ErrorCode, message: str) -> None: ...
 
     async def going_away(self, reason: str, reconnect_ms: int, flush_s: float) -> None: ...
 
@@ -90,8 +98,13 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     stack.callback(scheduler.cancel)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper))
     rt.components["realtime"] = realtime
+    async def revoked(token_ids: list[str]) -> set[str]:
+        return await rt.issuer.revoked_among(token_ids, rt.redis)
+
     watcher = asyncio.create_task(
-        watch_sessions(realtime, cfg.hello_timeout_s, cfg.idle_timeout_s), name="ws-timeouts"
+        watch_sessions(realtime, cfg.hello_timeout_s, cfg.idle_timeout_s,
+                       token_check_s=cfg.heartbeat_s / 2, revoked=revoked),
+        name="ws-timeouts",
     )
 
     async def stop_watcher() -> None:
@@ -102,18 +115,43 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     return realtime
 
 
-async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float
-                         ) -> None:
+async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float,
+                         token_check_s: float = 0.0, revoked: Revoked | None = None) -> None:
     """One task for every session's timers: no `hello` in time (4011), nothing received for
-    `idle_timeout_s` (4010). Cheaper than a timer per connection per receive."""
+    `idle_timeout_s` (4010), its token expired (at once) or revoked (seen within
+    `token_check_s`, one pipelined Redis call for every open session): error, then 4004.
+    Cheaper than a timer per connection per receive."""
     period = max(0.05, min(1.0, hello_timeout_s / 4, idle_timeout_s / 4))
+    next_token_check = time.monotonic() + token_check_s
     while True:
         await asyncio.sleep(period)  # the sweep period
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         for conn in list(realtime.connections):
             if conn.close_code is not None:
                 continue
-            if conn.principal is None and now - conn.opened > hello_timeout_s:
-                conn.kill(CloseCode.HELLO_TIMEOUT, "no hello in time")
+            principal = conn.principal
+            if principal is None:
+                if now - conn.opened > hello_timeout_s:
+                    conn.kill(CloseCode.HELLO_TIMEOUT, "no hello in time")
             elif now - conn.last_rx > idle_timeout_s:
                 conn.kill(CloseCode.IDLE_TIMEOUT, "idle timeout")
+            elif wall >= principal.expires_at:
+                conn.token_ended(ErrorCode.TOKEN_EXPIRED, "the token has expired")
+        if revoked is not None and token_check_s > 0 and now >= next_token_check:
+            next_token_check = now + token_check_s
+            await _end_revoked(realtime, revoked)
+
+
+async def _end_revoked(realtime: Realtime, revoked: Revoked) -> None:
+    open_sessions = [c for c in realtime.connections
+                     if c.principal is not None and c.close_code is None]
+    if not open_sessions:
+        return
+    try:
+        gone = await revoked(sorted({c.principal.token_id for c in open_sessions if c.principal}))
+    except Exception as exc:  # Redis down: the next round checks again
+        log.warning("token revocation check failed: %s", exc)
+        return
+    for conn in open_sessions:
+        if conn.principal is not None and conn.principal.token_id in gone:
+            conn.token_ended(ErrorCode.TOKEN_REVOKED, "the token has been revoked")

@@ -67,12 +67,19 @@ def sign_sandbox_receipt(
 
 
 class SandboxProvider:
+    """Test receipts: accepted only where `enabled` (development or demo mode); elsewhere every
+    receipt is refused with `sandbox_disabled` before its signature is even looked at."""
+
     name = "sandbox"
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, *, enabled: bool = True) -> None:
         self._secret = secret
+        self._enabled = enabled
 
     async def verify(self, receipt: str) -> VerifiedReceipt:
+        if not self._enabled:
+            raise ReceiptError("sandbox_disabled",
+                               "sandbox receipts are accepted in development or demo mode only")
         if not isinstance(receipt, str) or len(receipt) > MAX_RECEIPT_LEN or "." not in receipt:
             raise ReceiptError("invalid_value", "receipt: malformed")
         body, mac = receipt.rsplit(".", 1)

@@ -7,17 +7,14 @@ the protocol's stable codes; a refused request changes nothing.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from protocol.errors import ErrorCode, ProtocolError
-from protocol.fields import FieldReader
+from protocol.errors import ErrorCode
 from protocol.limits import MAX_GIFT_COUNT, MAX_ROOM_ID_LEN, MAX_TX_ID_LEN
 from server.auth import AuthError, Principal, Role
 from server.config import Config
@@ -25,26 +22,13 @@ from server.edge.ratelimit import gift_budget
 from server.money import ledger, streams
 from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
 from server.money.wallet import SpendRequest, Wallet, valid_ident
-from server.runtime import Runtime
-from server.web.problem import HTTPProblem, problem
+from server.runtime import BACKEND_UNAVAILABLE, Runtime
+from server.web.body import read_fields
+from server.web.problem import problem, refusal
 
 log = logging.getLogger("giftwire.api")
 
-MAX_BODY = 16 * 1024
 MAX_PAGE = 200
-
-# HTTP status of each refusal code (the code itself is what clients switch on).
-_STATUS = {
-    "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
-    "not_found": 404, "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409,
-    "combo_mismatch": 409, "tx_conflict": 409, "wallet_frozen": 409, "room_ended": 409,
-    "daily_limit_exceeded": 409,
-    "frame_too_large": 413, "rate_limited": 429, "unavailable": 503,
-}
-
-
-def _refuse(code: str, detail: str) -> HTTPProblem:
-    return HTTPProblem(_STATUS.get(code, 400), code, detail)
 
 
 def _rt(request: Request) -> Runtime:
@@ -60,51 +44,17 @@ def _wallet(request: Request) -> Wallet:
 async def principal(request: Request) -> Principal:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise _refuse("unauthorized", "a bearer token is required")
+        raise refusal("unauthorized", "a bearer token is required")
     rt = _rt(request)
     try:
         return await rt.issuer.verify(token.strip(), rt.redis)
     except AuthError as exc:
-        raise _refuse(exc.code, exc.message) from None
-
-
-async def _body(request: Request, allowed: frozenset[str]) -> FieldReader:
-    # Read at most MAX_BODY + 1 bytes: an oversized body is refused without being buffered.
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise _refuse("frame_too_large", f"the body exceeds {MAX_BODY} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        data = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise _refuse("malformed_frame", "the body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise _refuse("invalid_message", "the body must be a JSON object")
-    reader = FieldReader(data, strict=True)
-    reader.reject_unknown(allowed)
-    return reader
+        raise refusal(exc.code, exc.message) from None
 
 
 def _role(p: Principal, *roles: Role) -> None:
     if p.role not in roles:
-        raise _refuse("forbidden", f"a {p.role.value} token may not do this")
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _protocol_errors(handler: Handler) -> Handler:
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ProtocolError as exc:
-            raise _refuse(exc.code.value, exc.message) from None
-
-    return wrapped
+        raise refusal("forbidden", f"a {p.role.value} token may not do this")
 
 
 def _ok(data: dict[str, Any]) -> JSONResponse:
@@ -137,20 +87,19 @@ async def get_transactions(request: Request) -> Response:
         before_id = int(before) if before else None
         limit = int(request.query_params.get("limit", "50"))
     except ValueError:
-        raise _refuse("wrong_type", "before and limit must be integers") from None
+        raise refusal("wrong_type", "before and limit must be integers") from None
     if not 1 <= limit <= MAX_PAGE or (before_id is not None and before_id < 1):
-        raise _refuse("out_of_range", f"limit must be 1..{MAX_PAGE}, before positive")
+        raise refusal("out_of_range", f"limit must be 1..{MAX_PAGE}, before positive")
     items = await ledger.history(_rt(request).pool, p.user, before=before_id, limit=limit)
     nxt = items[-1].id if len(items) == limit else None
     return _ok({"items": [t.to_json() for t in items], "next_before": nxt})
 
 
 # -- spending and money in ------------------------------------------------------------------
-@_protocol_errors
 async def post_gift(request: Request) -> Response:
     p = await principal(request)
     if not p.can_spend:
-        raise _refuse("forbidden", "this token cannot spend")
+        raise refusal("forbidden", "this token cannot spend")
     # Before the body is read: a flood of any kind of gift request costs one token each, from
     # the same budget as the user's WebSocket gifts.
     retry_ms = gift_budget(_rt(request)).take(p.user)
@@ -158,7 +107,7 @@ async def post_gift(request: Request) -> Response:
         refused = problem(429, "rate_limited", f"too many gifts: retry in {retry_ms} ms")
         refused.headers["Retry-After"] = str(-(-retry_ms // 1000))
         return refused
-    r = await _body(request, frozenset({"room", "gift", "count", "tx", "combo"}))
+    r = await read_fields(request, frozenset({"room", "gift", "count", "tx", "combo"}))
     req = SpendRequest(
         p.user, r.ident("room", MAX_ROOM_ID_LEN), r.ident("gift", 32),
         r.integer("count", 1, MAX_GIFT_COUNT), r.ident("tx", MAX_TX_ID_LEN),
@@ -167,139 +116,136 @@ async def post_gift(request: Request) -> Response:
     realtime = _rt(request).components.get("realtime")
     res = await _wallet(request).spend(req)
     if not res.ok:
-        raise _refuse(res.code or "internal_error", f"gift refused: {res.code}")
+        raise refusal(res.code or "internal_error", f"gift refused: {res.code}")
     # The room sees it like a WebSocket gift (idempotent per tx: a retry completes a publish
     # that failed after the debit).
     if realtime is not None:
         try:
             await realtime.gifts.publish_spend(req, p.name, res)
-        except Exception:
-            log.exception("publishing %s failed after the debit", req.tx)
-            raise _refuse(
+        except Exception as exc:
+            if isinstance(exc, BACKEND_UNAVAILABLE):  # Redis is down or busy: not a bug
+                log.warning("publishing %s failed after the debit: %s", req.tx, exc)
+            else:
+                log.exception("publishing %s failed after the debit", req.tx)
+            raise refusal(
                 "unavailable", "accepted but not yet delivered; retry the same tx"
             ) from None
     return _ok({"tx": req.tx, "balance": res.balance, "coins": res.coins,
                 "duplicate": res.duplicate, "creator": res.creator})
 
 
-@_protocol_errors
 async def post_purchase(request: Request) -> Response:
     p = await principal(request)
     if not p.can_spend:
-        raise _refuse("forbidden", "this token cannot buy coins")
-    r = await _body(request, frozenset({"package", "receipt"}))
+        raise refusal("forbidden", "this token cannot buy coins")
+    r = await read_fields(request, frozenset({"package", "receipt"}))
     package, receipt = r.ident("package", 32), r.text("receipt", 2048)
     rt = _rt(request)
     try:
-        verified = await SandboxProvider(rt.config.sandbox_receipt_secret).verify(receipt)
+        sandbox = SandboxProvider(rt.config.sandbox_receipt_secret,
+                                  enabled=rt.config.development or rt.config.demo)
+        verified = await sandbox.verify(receipt)
     except ReceiptError as exc:
-        raise _refuse(exc.code, str(exc)) from None
+        raise refusal(exc.code, str(exc)) from None
     if verified.user != p.user:
-        raise _refuse("forbidden", "the receipt belongs to another user")
+        raise refusal("forbidden", "the receipt belongs to another user")
     if verified.package != package:
-        raise _refuse("invalid_value", "the receipt is for another package")
+        raise refusal("invalid_value", "the receipt is for another package")
     res = await _wallet(request).purchase(p.user, package, verified.receipt_id)
     if not res.ok:
-        raise _refuse(res.code or "internal_error", f"purchase refused: {res.code}")
+        raise refusal(res.code or "internal_error", f"purchase refused: {res.code}")
     return _ok({"receipt": verified.receipt_id, "balance": res.balance,
                 "duplicate": res.duplicate, "tx": res.tx_key})
 
 
-@_protocol_errors
 async def post_sandbox_receipt(request: Request) -> Response:
     """Demo mode only: a signed sandbox receipt for the caller, as a store app would get."""
     rt = _rt(request)
     if not rt.config.demo:
-        raise _refuse("not_found", "sandbox receipts are served in demo mode only")
+        raise refusal("not_found", "sandbox receipts are served in demo mode only")
     p = await principal(request)
-    r = await _body(request, frozenset({"package"}))
+    r = await read_fields(request, frozenset({"package"}))
     package = r.ident("package", 32)
     if package not in _wallet(request).catalog.packages:
-        raise _refuse("invalid_value", "unknown package")
+        raise refusal("invalid_value", "unknown package")
     return _ok({"receipt": sign_sandbox_receipt(rt.config.sandbox_receipt_secret, p.user,
                                                 package)})
 
 
-@_protocol_errors
 async def post_redeem(request: Request) -> Response:
     p = await principal(request)
     _role(p, Role.CREATOR, Role.ADMIN)
-    r = await _body(request, frozenset({"diamonds", "request_id"}))
+    r = await read_fields(request, frozenset({"diamonds", "request_id"}))
     diamonds, request_id = r.integer("diamonds", 1), r.ident("request_id", MAX_TX_ID_LEN)
     res = await _wallet(request).redeem(p.user, diamonds, request_id)
     if not res.ok:
-        raise _refuse(res.code or "internal_error", f"redemption refused: {res.code}")
+        raise refusal(res.code or "internal_error", f"redemption refused: {res.code}")
     return _ok({"diamonds": res.balance, "duplicate": res.duplicate, "tx": res.tx_key})
 
 
-@_protocol_errors
 async def post_daily_limit(request: Request) -> Response:
     """A viewer caps their own daily spending (0: only the platform's limit applies)."""
     p = await principal(request)
     if not p.can_spend:
-        raise _refuse("forbidden", "this token has no wallet to limit")
-    r = await _body(request, frozenset({"coins"}))
+        raise refusal("forbidden", "this token has no wallet to limit")
+    r = await read_fields(request, frozenset({"coins"}))
     coins = r.integer("coins", 0, 10**12)
     await _wallet(request).set_daily_limit(p.user, coins)
     return _ok({"user": p.user, "daily_limit": coins})
 
 
 # -- administration -------------------------------------------------------------------------
-@_protocol_errors
 async def post_grant(request: Request) -> Response:
     p = await principal(request)
     _role(p, Role.ADMIN)
-    r = await _body(request, frozenset({"user", "coins", "grant_id"}))
+    r = await read_fields(request, frozenset({"user", "coins", "grant_id"}))
     user = r.text("user", 128)
     coins, grant_id = r.integer("coins", 1, 10**12), r.ident("grant_id", MAX_TX_ID_LEN)
     if not user:
-        raise _refuse("invalid_value", "user: must not be empty")
+        raise refusal("invalid_value", "user: must not be empty")
     res = await _wallet(request).grant(user, coins, grant_id, p.user)
     if not res.ok:
-        raise _refuse(res.code or "internal_error", f"grant refused: {res.code}")
+        raise refusal(res.code or "internal_error", f"grant refused: {res.code}")
     return _ok({"user": user, "balance": res.balance, "duplicate": res.duplicate,
                 "tx": res.tx_key})
 
 
-@_protocol_errors
 async def post_reverse(request: Request) -> Response:
     p = await principal(request)
     _role(p, Role.ADMIN)
-    r = await _body(request, frozenset({"tx", "receipt"}))
+    r = await read_fields(request, frozenset({"tx", "receipt"}))
     key, receipt = r.opt_text("tx", 256), r.opt_ident("receipt", 128)
     if (key is None) == (receipt is None):
-        raise _refuse("missing_field", "give exactly one of tx, receipt")
+        raise refusal("missing_field", "give exactly one of tx, receipt")
     if receipt is not None:
         found = await ledger.find_purchase(_rt(request).pool, receipt)
         if found is None:
-            raise _refuse("not_found", "no purchase with this receipt in the ledger")
+            raise refusal("not_found", "no purchase with this receipt in the ledger")
         key = found.tx_key
     assert key is not None
     res = await _wallet(request).reverse(key, p.user)
     if not res.ok:
-        raise _refuse(res.code or "internal_error", "no purchase or grant with this key")
+        raise refusal(res.code or "internal_error", "no purchase or grant with this key")
     return _ok({"tx": res.tx_key, "balance": res.balance, "taken": res.taken,
                 "shortfall": res.shortfall, "frozen": res.shortfall > 0,
                 "duplicate": res.duplicate})
 
 
-@_protocol_errors
 async def post_unfreeze(request: Request) -> Response:
     p = await principal(request)
     _role(p, Role.ADMIN)
-    r = await _body(request, frozenset({"user"}))
+    r = await read_fields(request, frozenset({"user"}))
     user = r.text("user", 128)
     if not user:
-        raise _refuse("invalid_value", "user: must not be empty")
+        raise refusal("invalid_value", "user: must not be empty")
     await _wallet(request).unfreeze(user)
     return _ok({"user": user, "frozen": False})
 
 
-@_protocol_errors
 async def post_revoke(request: Request) -> Response:
     """Revoke a token: your own (no body, or `token` minted for you), or any as an admin."""
     p = await principal(request)
-    r = await _body(request, frozenset({"token"}))
+    r = await read_fields(request, frozenset({"token"}))
     target = r.opt_text("token", 4096)
     rt = _rt(request)
     if target is None:
@@ -307,47 +253,47 @@ async def post_revoke(request: Request) -> Response:
     try:
         owner = rt.issuer.decode(target)
     except AuthError as exc:
-        raise _refuse(exc.code, exc.message) from None
+        raise refusal(exc.code, exc.message) from None
     if owner.user != p.user and p.role is not Role.ADMIN:
-        raise _refuse("forbidden", "only an admin may revoke another user's token")
+        raise refusal("forbidden", "only an admin may revoke another user's token")
     await rt.issuer.revoke(target, rt.redis)
     return _ok({"revoked": owner.token_id})
 
 
 # -- rooms ----------------------------------------------------------------------------------
-def _room(request: Request) -> str:
+def room_param(request: Request) -> str:
+    """The `{room}` of the path, checked like every room id."""
     room = request.path_params["room"]
     if not valid_ident(room, MAX_ROOM_ID_LEN):
-        raise _refuse("invalid_value", "room: must be 1+ of A-Z a-z 0-9 - . _ ~")
+        raise refusal("invalid_value", "room: must be 1+ of A-Z a-z 0-9 - . _ ~")
     return str(room)
 
 
-@_protocol_errors
 async def post_live(request: Request) -> Response:
     p = await principal(request)
     _role(p, Role.CREATOR)
-    room = _room(request)
-    r = await _body(request, frozenset({"title"}))
+    room = room_param(request)
+    r = await read_fields(request, frozenset({"title"}))
     title = r.opt_text("title", 256) or ""
     rt = _rt(request)
     try:
         info = await streams.go_live(rt, room, p.user, title,
                                      on_change=rt.components.get("on_room_change"))
     except streams.RoomOwnedError:
-        raise _refuse("forbidden", "the room belongs to another creator") from None
+        raise refusal("forbidden", "the room belongs to another creator") from None
     return _ok({"room": room, "creator": info.creator, "live": True, "title": info.title})
 
 
 async def post_end(request: Request) -> Response:
     p = await principal(request)
     _role(p, Role.CREATOR, Role.ADMIN)
-    room = _room(request)
+    room = room_param(request)
     rt = _rt(request)
     info = await streams.room_info(rt, room)
     if info is None:
-        raise _refuse(ErrorCode.ROOM_NOT_FOUND.value, "no such room")
+        raise refusal(ErrorCode.ROOM_NOT_FOUND.value, "no such room")
     if info.creator != p.user and p.role is not Role.ADMIN:
-        raise _refuse("forbidden", "the room belongs to another creator")
+        raise refusal("forbidden", "the room belongs to another creator")
     await streams.end_stream(rt, room, on_change=rt.components.get("on_room_change"))
     return _ok({"room": room, "creator": info.creator, "live": False})
 

@@ -1,5 +1,4 @@
-"""Liveness and readiness probes, and the answer of an HTTP request that needed Postgres while it
-was down.
+"""Liveness and readiness probes.
 
 Readiness follows the spend path: Redis (every spend, every event) must answer; Postgres only
 receives the ledger afterwards (the flusher catches up from the Redis streams), so Postgres down
@@ -9,7 +8,6 @@ or its migrations pending make the server `degraded`, still 200, with the reason
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from typing import Any
 
@@ -18,16 +16,10 @@ from starlette.responses import JSONResponse, Response
 
 from server.runtime import Runtime
 from server.storage import db
-from server.web.problem import problem
-
-log = logging.getLogger("giftwire.health")
 
 PROBE_TIMEOUT_S = 2.0
 # Required for readiness; the other checks only degrade it.
 REQUIRED = frozenset({"redis"})
-# What a request that needed Postgres while it was down is told: a load balancer's retry soon
-# lands after the flusher's and the migrator's capped backoff (5 s).
-POSTGRES_RETRY_AFTER_S = 5
 
 
 async def healthz(request: Request) -> Response:
@@ -67,12 +59,3 @@ async def readyz(request: Request) -> Response:
     body["status"] = "degraded" if failing else "ready"
     return JSONResponse(body)
 
-
-async def postgres_unavailable(request: Request, exc: Exception) -> Response:
-    """A request that needed Postgres (history, reversal, receipt lookup, settings) while it is
-    down, or before its migrations: 503 `unavailable` with Retry-After; nothing was changed."""
-    log.warning("%s %s: postgres unavailable: %s: %s", request.method, request.url.path,
-                type(exc).__name__, exc)
-    refused = problem(503, "unavailable", "the ledger database is unavailable; retry later")
-    refused.headers["Retry-After"] = str(POSTGRES_RETRY_AFTER_S)
-    return refused

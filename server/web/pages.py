@@ -19,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 from server.auth import AuthError, Role
 from server.config import Config
 from server.runtime import Runtime
+from server.web.body import read_fields
 from server.web.problem import HTTPProblem
 
 if TYPE_CHECKING:
@@ -96,15 +97,7 @@ async def demo_session(request: Request) -> Response:
 async def demo_token(request: Request) -> Response:
     """A viewer token for one of the demo viewers, and only for them (demo mode only)."""
     rt, state = _demo(request)
-    if int(request.headers.get("content-length") or 0) > 1024:
-        raise HTTPProblem(413, "frame_too_large", "the body must be under 1 KiB")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise HTTPProblem(400, "malformed_frame", "the body must be JSON") from None
-    user = body.get("user") if isinstance(body, dict) else None
-    if not isinstance(user, str):
-        raise HTTPProblem(400, "missing_field", "user: required")
+    user = (await read_fields(request, frozenset({"user"}))).text("user", 128)
     viewer = state.viewer(user)
     if viewer is None:
         raise HTTPProblem(403, "forbidden", "only demo viewers get tokens here")

@@ -94,8 +94,15 @@ async def test_demo_mints_viewer_tokens_for_demo_viewers_only(demo_server: Runni
         assert_problem(await client.post("/demo/api/token", json={}), 400, "missing_field")
         assert_problem(await client.post("/demo/api/token", content=b"{nope"), 400,
                        "malformed_frame")
-        assert_problem(await client.post("/demo/api/token", content=b"x" * 4096), 413,
+        too_big = b"x" * (rt.config.http_max_body_bytes + 1)
+        assert_problem(await client.post("/demo/api/token", content=too_big), 413,
                        "frame_too_large")
+        # The same reader as the API's (server/web/body.py): the protocol's decoder rules.
+        dup = f'{{"user":"{users[0]}","user":"admin"}}'.encode()
+        assert_problem(await client.post("/demo/api/token", content=dup), 400, "malformed_frame")
+        deep = b'{"user":' + b"[" * 2000 + b"]" * 2000 + b"}"
+        assert_problem(await client.post("/demo/api/token", content=deep), 400,
+                       "malformed_frame")
     # Seeding funded every demo viewer through the wallet.
     wallet = rt.components["wallet"]
     for user in users:

@@ -22,6 +22,7 @@ from protocol import (
     Left,
     Ping,
     SendGift,
+    Welcome,
 )
 from server.auth import TokenIssuer
 from server.config import Config
@@ -81,6 +82,9 @@ async def test_an_idle_session_closes_4010_and_pings_keep_it_open(
 ) -> None:
     idle = await open_client(strict.ws_url, issuer.mint("idle", "viewer"))
     busy = await open_client(strict.ws_url, issuer.mint("busy", "viewer"))
+    # The close below follows the number welcome announced (docs/protocol.md, heartbeat).
+    welcome = idle.messages[0]
+    assert isinstance(welcome, Welcome) and welcome.idle_timeout_s == strict.config.idle_timeout_s
     n = 0
     while idle.closed_code is None:
         n += 1

@@ -1,6 +1,7 @@
-"""The two ways from a writer to the client: straight into uvicorn's transport (websockets-sansio,
-what `serve` runs) and, where that is not reachable, ASGI `send` from a writer task. Both deliver
-every event in order through both codecs, and answer requests."""
+"""The two ways from a writer to the client: straight into the transport through giftwire's own
+WebSocket protocol (server/edge/transport/websocket.py, what `serve` runs) and, under any other
+ASGI server, ASGI `send` from a writer task. Both deliver every event in order through both
+codecs, and answer requests."""
 
 from __future__ import annotations
 
@@ -23,17 +24,14 @@ from tests.support.servers import RunningServer, inprocess_server
 
 
 class _PlainReceive:
-    """Hands the app a `receive` that is not a bound method of uvicorn's protocol, as any other
-    ASGI server would: the app cannot reach the transport and must use `send`."""
+    """Hands the app a scope without giftwire's edge extension, as any other ASGI server would:
+    the app cannot reach the transport and must use `send`."""
 
     def __init__(self, app: Any) -> None:
         self.app = app  # what the drain hook looks for (server.serve._find_starlette)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        async def plain_receive() -> Any:
-            return await receive()
-
-        await self.app(scope, plain_receive, send)
+        await self.app({**scope, "extensions": {}}, receive, send)
 
 
 class _Server(DrainingServer):
@@ -101,7 +99,7 @@ async def _deliver_and_answer(server: RunningServer, issuer: TokenIssuer, *, dir
         await asyncio.gather(*(v.close() for v in viewers))
 
 
-async def test_the_uvicorn_transport_is_written_directly_in_order_both_codecs(
+async def test_the_transport_is_written_directly_in_order_both_codecs(
     server: RunningServer, issuer: TokenIssuer
 ) -> None:
     await _deliver_and_answer(server, issuer, direct=True)
@@ -127,7 +125,7 @@ async def test_accepted_sockets_have_their_send_buffer_capped(
         try:
             (conn,) = realtime.connections
             assert conn.writer.direct
-            fd = conn._transport.get_extra_info("socket").fileno()
+            fd = conn.edge.transport.get_extra_info("socket").fileno()
             # Read it back through a socket object of our own on the same file descriptor.
             with socket.socket(fileno=os.dup(fd)) as sock:
                 got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)

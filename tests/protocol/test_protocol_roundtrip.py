@@ -64,7 +64,8 @@ CLIENT_SAMPLES: list[ClientMessage] = [
 
 _TOP = (TopEntry(user="u1", name="Ann 🌹", coins=500), TopEntry(user="u2", name="", coins=0))
 SERVER_SAMPLES: list[ServerMessage] = [
-    Welcome(v=1, user="u1", role=Role.VIEWER, heartbeat_s=20, server_time=1767225600000),
+    Welcome(v=1, user="u1", role=Role.VIEWER, heartbeat_s=20, idle_timeout_s=60,
+            server_time=1767225600000),
     Joined(room="r1", creator="u9", live=False, viewers=0, seq=0, resume=Resume.NONE),
     Joined(
         id="j1",
@@ -215,12 +216,13 @@ def test_decode_server_skips_unknown_types_and_fields(codec: AnyCodec) -> None:
         "user": "u",
         "role": "moderator",
         "heartbeat_s": 5,
+        "idle_timeout_s": 15,
         "server_time": 1,
     }
     msgs = codec.decode_server(raw(codec, [future, newer_ack, newer_role]))
     assert msgs == [
         Ack(tx="t1", balance=5, duplicate=False),
-        Welcome(v=1, user="u", role="moderator", heartbeat_s=5, server_time=1),
+        Welcome(v=1, user="u", role="moderator", heartbeat_s=5, idle_timeout_s=15, server_time=1),
     ]
 
 

@@ -121,15 +121,30 @@ RAW_CASES: list[tuple[str, AnyCodec, Any, ErrorCode]] = [
         ErrorCode.MALFORMED_FRAME,
     ),
     ("msgpack deep nesting", MP, b"\x91" * 3000 + b"\x00", ErrorCode.MALFORMED_FRAME),
-    ("msgpack int key", MP, b"\x82\xa4type\xa4ping\x01\x02", ErrorCode.MALFORMED_FRAME),
+    # docs/protocol.md section 6: a non-string key is `invalid_message` (valid msgpack, not a
+    # message); any bin or ext value, key or element, even empty, is `malformed_frame`.
+    ("msgpack int key", MP, b"\x82\xa4type\xa4ping\x01\x02", ErrorCode.INVALID_MESSAGE),
+    ("msgpack nil key", MP, b"\x82\xa4type\xa4ping\xc0\x02", ErrorCode.INVALID_MESSAGE),
+    ("msgpack int key in a field", MP, b"\x82\xa4type\xa4ping\xa2id\x81\x01\x02",
+     ErrorCode.WRONG_TYPE),
+    ("msgpack empty bin value", MP, b"\x82\xa4type\xa4ping\xa2id\xc4\x00",
+     ErrorCode.MALFORMED_FRAME),
+    ("msgpack bin in an array", MP, b"\x82\xa4type\xa4ping\xa2id\x91\xc4\x00",
+     ErrorCode.MALFORMED_FRAME),
+    ("msgpack bin frame", MP, b"\xc4\x00", ErrorCode.MALFORMED_FRAME),
+    ("msgpack empty ext", MP, b"\x82\xa4type\xa4ping\xa1t\xc7\x00\x05",
+     ErrorCode.MALFORMED_FRAME),
+    # Decoding errors come before message errors, wherever the parser meets them.
+    ("msgpack int key, then bin", MP, b"\x82\x01\x02\xa4type\xc4\x01p",
+     ErrorCode.MALFORMED_FRAME),
     (
         "msgpack duplicate key",
         MP,
         b"\x82\xa4type\xa4ping\xa4type\xa4ping",
         ErrorCode.MALFORMED_FRAME,
     ),
-    ("msgpack bin key", MP, b"\x82\xa4type\xa4ping\xc4\x01t\x01", ErrorCode.INVALID_MESSAGE),
-    ("msgpack bin room", MP, msgpack.packb(with_(GIFT, room=b"r1")), ErrorCode.WRONG_TYPE),
+    ("msgpack bin key", MP, b"\x82\xa4type\xa4ping\xc4\x01t\x01", ErrorCode.MALFORMED_FRAME),
+    ("msgpack bin room", MP, msgpack.packb(with_(GIFT, room=b"r1")), ErrorCode.MALFORMED_FRAME),
     ("msgpack float nan", MP, msgpack.packb(with_(GIFT, count=float("nan"))), ErrorCode.WRONG_TYPE),
     ("json syntax", JS, '{"type":"ping"', ErrorCode.MALFORMED_FRAME),
     ("json empty", JS, "", ErrorCode.MALFORMED_FRAME),
@@ -140,6 +155,11 @@ RAW_CASES: list[tuple[str, AnyCodec, Any, ErrorCode]] = [
     ("json lone surrogate", JS, '{"type":"ping","id":"\\ud800"}', ErrorCode.MALFORMED_FRAME),
     ("json raw surrogate", JS, '{"type":"ping","id":"\ud800"}', ErrorCode.MALFORMED_FRAME),
     ("json deep nesting", JS, "[" * 4000 + "]" * 4, ErrorCode.MALFORMED_FRAME),
+    # MAX_JSON_DEPTH (16) counts the message map: 1 + 16 arrays is past it, 1 + 15 is not.
+    ("json past MAX_JSON_DEPTH", JS, '{"type":"ping","t":' + "[" * 16 + "]" * 16 + "}",
+     ErrorCode.MALFORMED_FRAME),
+    ("json at MAX_JSON_DEPTH", JS, '{"type":"ping","t":' + "[" * 15 + "]" * 15 + "}",
+     ErrorCode.WRONG_TYPE),
     ("json exponent int", JS, '{"type":"join","room":"r","after":1e3}', ErrorCode.WRONG_TYPE),
     ("json huge float", JS, '{"type":"join","room":"r","after":1e999}', ErrorCode.WRONG_TYPE),
     (
@@ -240,3 +260,25 @@ def test_protocol_error_shape() -> None:
         "r1",
     )
     assert str(err) == "too_long: room: longer than 64"
+
+
+def test_http_bodies_decode_under_the_frame_rules() -> None:
+    """`JsonCodec.decode_map` (HTTP bodies) applies the client frames' rules, one code each."""
+    js = JS
+    assert js.decode_map(b'{"count":1,"room":"r"}', 64) == {"count": 1, "room": "r"}
+    cases = [
+        (b'{"count":1,"count":1000}', ErrorCode.MALFORMED_FRAME),  # duplicate key
+        (b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}", ErrorCode.FRAME_TOO_LARGE),
+        (b"[]", ErrorCode.INVALID_MESSAGE),
+        (b'{"a":NaN}', ErrorCode.MALFORMED_FRAME),
+        (b'{"a":"\xff"}', ErrorCode.MALFORMED_FRAME),
+        (b"{", ErrorCode.MALFORMED_FRAME),
+    ]
+    for body, code in cases:
+        with pytest.raises(ProtocolError) as info:
+            js.decode_map(body, 64)
+        assert info.value.code is code, body[:40]
+    deep = b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}"
+    with pytest.raises(ProtocolError) as info:
+        js.decode_map(deep, 16 * 1024)
+    assert info.value.code is ErrorCode.MALFORMED_FRAME

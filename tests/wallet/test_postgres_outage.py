@@ -96,7 +96,7 @@ async def test_a_server_started_while_postgres_is_down_is_ready_spends_and_catch
             history = await http.get("/api/me/transactions", headers=auth)
             assert history.status_code == 503, history.text
             assert history.json()["code"] == "unavailable"
-            assert history.headers["Retry-After"] == "5"
+            assert int(history.headers["Retry-After"]) >= 1
 
             # The flusher holds the ledger in Redis and says how far behind it is.
             flusher = rt.components["flusher"]

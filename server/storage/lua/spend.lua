@@ -11,7 +11,8 @@
 -- an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
 -- The tx record is "<balance> <coins> <room> <gift> <count> <combo> <creator>": the first result
 -- around the parameters' fingerprint (ids without spaces; the creator, last, may hold anything).
--- Refusals record nothing, so the tx id may be retried.
+-- Refusals record nothing, so the tx id may be retried. 'self_gift': the sender owns the room (a
+-- creator's own coins would come back as diamonds); checked here, atomically with the debit.
 -- A combo's record is "<room> <gift> <deadline ms>", written by its first charged click: a click
 -- naming another room or gift is refused ('combo_mismatch'), one after the deadline (the combo
 -- timed out, or combo_close.lua set it to 0 on combo_end) is refused ('combo_not_found'); both
@@ -44,6 +45,7 @@ if ARGV[6] ~= '' then
 end
 local creator = redis.call('HGET', KEYS[5], ARGV[3])
 if not creator then return {'room_not_live', balance, 0, ''} end
+if creator == ARGV[1] then return {'self_gift', balance, 0, creator} end
 if w[2] == '1' then return {'wallet_frozen', balance, 0, creator} end
 local coins = tonumber(price) * tonumber(ARGV[5])
 if coins > balance then return {'insufficient_funds', balance, 0, creator} end

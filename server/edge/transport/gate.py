@@ -1,0 +1,236 @@
+"""The front door: every TCP connection passes here before uvicorn's HTTP parser sees a byte.
+
+uvicorn's `http=` option takes a protocol class; this one wraps uvicorn's own httptools protocol
+through the public `asyncio.Protocol` interface only, and bounds what a client can make the
+server hold before it is anyone (docs/protocol.md, "Limits of the socket edge"):
+
+- connections per client address that are not yet trusted (no complete request head, or a
+  WebSocket that has not said `hello`): `max_pending_per_address`; over it, the socket is closed
+  unread;
+- each request head must complete within `handshake_timeout_s` of its first byte (of the accept,
+  for the first), in at most `http_max_header_bytes` and `http_max_headers` lines: else 408 / 431
+  and close, having buffered no more than the limit;
+- a declared body over `http_max_body_bytes` is refused with 413 before it is read; a request
+  without a length (`Transfer-Encoding`) with 411, since the gate must know where the next head
+  starts to bound it too.
+
+A WebSocket upgrade hands the connection, and its pending slot, to websocket.py beside this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, cast
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from protocol import ErrorCode
+from server.edge.transport.admission import Admission, EdgeLimits
+from server.edge.transport.websocket import EdgeWebSocket
+
+log = logging.getLogger("giftwire.gate")
+
+_REASONS = {408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
+            431: "Request Header Fields Too Large", 400: "Bad Request"}
+_CODES = {408: ErrorCode.HANDSHAKE_TIMEOUT, 411: ErrorCode.LENGTH_REQUIRED,
+          413: ErrorCode.FRAME_TOO_LARGE, 431: ErrorCode.HEADERS_TOO_LARGE,
+          400: ErrorCode.INVALID_MESSAGE}
+
+
+class Gate(asyncio.Protocol):
+    limits: EdgeLimits = EdgeLimits()
+    admission: Admission = Admission.from_limits(EdgeLimits())
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = _loop or asyncio.get_event_loop()
+        self.inner = HttpToolsProtocol(config=config, server_state=server_state,
+                                       app_state=app_state, _loop=_loop)
+        self.transport: asyncio.Transport | None = None
+        self.address = ""
+        self.pending = False  # holds a slot of its address in `admission`
+        self.started = False  # the inner protocol has the connection
+        self.deadline: asyncio.TimerHandle | None = None
+        self.head = bytearray()  # the current request head while it is incomplete
+        self.in_head = True
+        self.body_left = 0
+        self.requests = 0
+        self.upgrading = False  # what follows an upgrade head is the WebSocket's
+        self.discarding = 0  # refused: bytes still read and dropped before the close
+        self.heads_this_read = 0
+        self.pipelined = False  # the current request came behind another in the same read
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not self.admission.admit(self.address):
+            log.debug("refusing %s: too many pending connections", self.address)
+            transport.abort()
+            return
+        self.pending = True
+        self._arm()
+        self.started = True
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.discarding:
+            self.discarding = max(0, self.discarding - len(data))
+            if not self.discarding and self.transport is not None:
+                self.transport.close()
+            return
+        refusal = self._scan(data)
+        if refusal:
+            self._refuse(refusal)
+            return
+        self.inner.data_received(data)
+        transport = self.transport
+        if transport is not None and transport.get_protocol() is not self:
+            # Upgraded: the WebSocket protocol holds the pending slot until `hello`.
+            self._disarm()
+            self.pending = False
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.started else None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._release()
+        if self.started:
+            self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    # -- request heads ------------------------------------------------------------------------
+
+    def _scan(self, data: bytes) -> int:
+        """Follow request boundaries through `data`; the status to refuse with, or 0."""
+        limits, pos, size = self.limits, 0, len(data)
+        self.heads_this_read = 0
+        while pos < size and not self.upgrading:
+            if not self.in_head:
+                step = min(self.body_left, size - pos)
+                pos += step
+                self.body_left -= step
+                if self.body_left == 0:
+                    self.in_head = True
+                continue
+            if not self.head and self.deadline is None:
+                self._arm()  # a new head starts: it must complete in time too
+            seen = len(self.head)
+            room = limits.http_max_header_bytes + 1 - seen
+            self.head += data[pos : pos + room]
+            end = self.head.find(b"\r\n\r\n", max(0, seen - 3))
+            if end < 0:
+                if len(self.head) > limits.http_max_header_bytes:
+                    return 431
+                return 0
+            pos += end + 4 - seen
+            status = self._head_done(bytes(self.head[:end]))
+            if status:
+                return status
+        return 0
+
+    def _head_done(self, head: bytes) -> int:
+        self.pipelined = self.heads_this_read > 0
+        self.heads_this_read += 1
+        self.head = bytearray()
+        self._disarm()
+        self.requests += 1
+        lines = head.split(b"\r\n")
+        if len(lines) - 1 > self.limits.http_max_headers:
+            return 431
+        length, upgrade = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                try:
+                    length = int(value.strip())
+                except ValueError:
+                    return 400
+                if length < 0:
+                    return 400
+            elif name == b"transfer-encoding":
+                return 411
+            elif name == b"upgrade":
+                upgrade = True
+        if length > self.limits.http_max_body_bytes:
+            self.body_left = length  # what a lingering close reads and drops
+            return 413
+        if upgrade:
+            self.upgrading = True
+        else:
+            self._release()  # an HTTP request: no longer an anonymous pending connection
+        self.body_left = length
+        self.in_head = length == 0
+        return 0
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self.deadline = self.loop.call_later(self.limits.handshake_timeout_s, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def _timed_out(self) -> None:
+        self.deadline = None
+        log.debug("closing %s: no complete request head in time", self.address)
+        self._refuse(408)
+
+    def _release(self) -> None:
+        if self.pending:
+            self.pending = False
+            self.admission.release(self.address)
+
+    def _refuse(self, status: int) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not self.pipelined:
+            # A request sent behind another in the same read (pipelining) may still have an
+            # earlier answer in flight: it gets no answer of ours mixed into that one.
+            body = json.dumps({"type": "about:blank", "title": _REASONS[status],
+                               "status": status, "code": _CODES[status].value}).encode()
+            transport.write(
+                f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+                "content-type: application/problem+json\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode() + body
+            )
+            if status != 408 and transport.can_write_eof():
+                # Lingering close (as nginx does): a client still sending its request would get
+                # a reset that destroys the answer in flight. Read and drop what it sends, up to
+                # a bound and a deadline, after the answer and our end of the stream.
+                transport.write_eof()
+                limits = self.limits
+                self.discarding = (min(self.body_left, 16 * limits.http_max_body_bytes)
+                                   + 4 * limits.http_max_header_bytes)
+                self.body_left = 0
+                self._disarm()
+                self.deadline = self.loop.call_later(self.limits.handshake_timeout_s,
+                                                     transport.close)
+                return
+        transport.close()
+
+
+def edge_protocols(config: Any) -> tuple[type[Gate], type[EdgeWebSocket]]:
+    """uvicorn's `http=` and `ws=` classes bound to this server's limits (one admission count
+    per server, shared by its gate and its WebSockets)."""
+    limits = EdgeLimits.from_config(config)
+    admission = Admission.from_limits(limits)
+    ws_class = type("GiftwireWebSocket", (EdgeWebSocket,),
+                    {"limits": limits, "admission": admission})
+    gate_class = type("GiftwireGate", (Gate,), {"limits": limits, "admission": admission})
+    return gate_class, ws_class

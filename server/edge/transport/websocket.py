@@ -1,0 +1,400 @@
+"""giftwire's own WebSocket protocol for uvicorn (its supported `ws=` class option).
+
+uvicorn hands us the connection once gate.py (beside this) and its HTTP parser have read the
+upgrade request. The `websockets` sans-I/O `ServerProtocol` frames; every byte is bounded where it
+arrives (docs/protocol.md, "Limits of the socket edge"):
+
+- message bytes: `ws_max_message_bytes`, checked from each frame header before its payload is
+  read (the sans-I/O parser's max_size);
+- fragments per message: `ws_max_fragments`, counted frame by frame, never after buffering;
+- messages read ahead of the app: at most `ws_max_queued_messages` (plus what one 1 KiB slice
+  completes); the rest of a read waits unparsed with reading paused until the session has taken
+  them, so the app's own rate limit (`rate_limited`, then 4009) sees a flood as it arrives;
+- control frames: pings spend a token bucket (`ws_ping_rate_per_s`, `ws_ping_burst`), over it
+  1008; a pong (or anything else) that would leave more than `writer_max_bytes` unread in the
+  transport aborts the connection (the peer does not read, so it cannot see a close either);
+- invalid UTF-8 in a text message closes 1007 with one INFO line.
+
+The app finds this object in the ASGI scope (`scope["extensions"]["giftwire.edge"]`): the direct
+write path (`write`, `pending`; server/edge/wire.py), `admitted()` (the session said `hello`);
+each receive event carries its message's arrival time as `t` (arrival.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Any, Literal, cast
+
+from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+
+from protocol import CloseCode
+from server.edge.ratelimit import TokenBucket
+from server.edge.transport.admission import Admission, EdgeLimits
+from server.edge.transport.arrival import CLOCK, ArrivalWindow
+from server.edge.transport.handshake import asgi_scope
+from server.edge.transport.keepalive import Keepalive
+
+log = logging.getLogger("giftwire.websocket")
+_sansio_log = logging.getLogger("giftwire.websocket.frames")
+_sansio_log.setLevel(logging.WARNING)  # it logs every close at INFO: noise at 5,000 members
+
+CLOSE_TIMEOUT_S = 10.0
+PARSE_SLICE = 1024  # bytes handed to the frame parser at a time
+_EMPTY = memoryview(b"")
+
+
+class EdgeWebSocket(asyncio.Protocol):
+    """One WebSocket connection. Built by `gate.edge_protocols` with its limits."""
+
+    limits: EdgeLimits = EdgeLimits()
+    admission: Admission | None = None
+
+    def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.root_path: str = config.root_path
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.conn = ServerProtocol(max_size=self.limits.ws_max_message_bytes, logger=_sansio_log)
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.scope: dict[str, Any] | None = None
+        self.response: Response | None = None
+        self.queue: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.handshake_complete = False
+        self.close_sent = False
+        self.disconnected = False
+        self.read_paused = False
+        self.holds_admission = False
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.keepalive = Keepalive(self.loop, config.ws_ping_interval, config.ws_ping_timeout,
+                                   self._send_ping, self._ping_timed_out)
+        self.pings = TokenBucket(self.limits.ws_ping_rate_per_s, self.limits.ws_ping_burst)
+        self.parts: list[bytes] = []
+        self.kind: Literal["text", "bytes"] = "bytes"
+        self.backlog = _EMPTY  # the unparsed rest of the last read
+        self.backlog_at = 0
+        CLOCK.watch(self.loop)
+        self.arrival = ArrivalWindow(CLOCK)
+        self.arrived = 0.0  # time.monotonic() the frame being handled is taken to have arrived
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.connections.add(self)
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        # The gate admitted this connection and passes its slot on with the upgrade.
+        self.holds_admission = self.admission is not None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self)
+        self._stop_timers()
+        self.disconnected = True
+        self.handshake_complete = True
+        self._release_admission()
+        self._enqueue({"type": "websocket.disconnect", "code": 1006 if exc else 1005})
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        # Parsed a slice at a time, and only while the session has fewer than
+        # `ws_max_queued_messages` waiting: the rest of this read waits here, unparsed, with
+        # reading paused, so a flood of tiny frames costs one read buffer, not a message each.
+        self.backlog, self.backlog_at = memoryview(data), 0
+        self.arrival.read()
+        self._parse()
+
+    def _parse(self) -> None:
+        data, limit = self.backlog, self.limits.ws_max_queued_messages
+        while (self.backlog_at < len(data) and len(self.queue) < limit
+               and not self.close_sent):
+            piece = data[self.backlog_at : self.backlog_at + PARSE_SLICE]
+            self.backlog_at += len(piece)
+            self.arrived = self.arrival.at(self.backlog_at / len(data))
+            self.conn.receive_data(bytes(piece))
+            for event in self.conn.events_received():
+                if isinstance(event, Request):
+                    self._on_request(event)
+                elif isinstance(event, Frame):
+                    self._on_frame(event)
+                    if self.close_sent:
+                        break
+        if self.backlog_at >= len(data):
+            self.backlog, self.backlog_at = _EMPTY, 0
+        self._flush()
+        if self.conn.parser_exc is not None and not self.close_sent:
+            self._closed_by_parser()
+        elif (self.queue or self.backlog) and not self.close_sent and not self.read_paused:
+            self.read_paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def shutdown(self) -> None:
+        """uvicorn's server shutdown: close 1012 (service restart) unless already closing."""
+        self._stop_timers()
+        if self.handshake_complete and not self.close_sent:
+            self._enqueue({"type": "websocket.disconnect", "code": 1012})
+            self.conn.send_close(1012)
+            self._flush()
+        self._close_transport()
+
+    # -- frames in ----------------------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        op = frame.opcode
+        if op is Opcode.TEXT or op is Opcode.BINARY:
+            self.kind = "text" if op is Opcode.TEXT else "bytes"
+            self.parts = [frame.data]
+        elif op is Opcode.CONT:
+            self.parts.append(frame.data)
+            if len(self.parts) > self.limits.ws_max_fragments:
+                self._fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+                return
+        elif op is Opcode.PING:
+            if self.pings.take(self.arrived):
+                self._fail(CloseCode.POLICY_VIOLATION, "too many pings")
+            return
+        elif op is Opcode.PONG:
+            self.keepalive.pong(bytes(frame.data))
+            return
+        else:  # CLOSE: the sans-I/O layer queued the echo
+            self._on_close()
+            return
+        if frame.fin:
+            self._on_message()
+
+    def _on_message(self) -> None:
+        data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        self.parts = []
+        if self.close_sent:
+            return
+        if self.kind == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                log.info("closing %s: invalid UTF-8 in a text message", _peer(self.client))
+                self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
+                return
+            self._enqueue({"type": "websocket.receive", "text": text, "t": self.arrived})
+        else:
+            self._enqueue({"type": "websocket.receive", "bytes": bytes(data), "t": self.arrived})
+
+    def _on_close(self) -> None:
+        rcvd = self.conn.close_rcvd
+        if not self.close_sent:
+            code = rcvd.code if rcvd is not None else 1005
+            reason = rcvd.reason if rcvd is not None else ""
+            self._enqueue({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.close_sent = True
+        self._flush()
+        self._close_transport()
+
+    def _closed_by_parser(self) -> None:
+        sent = self.conn.close_sent
+        self._enqueue({"type": "websocket.disconnect", "code": sent.code if sent else 1006})
+        self.close_sent = True
+        self._flush()
+        self._close_transport()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close at once for a broken rule of the edge; nothing more is read."""
+        self.conn.fail(code, reason)
+        self._enqueue({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.close_sent = True
+        self._flush()
+        self._close_transport()
+
+    # -- bytes out ----------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write what the sans-I/O layer produced (pongs, close frames); a peer that leaves more
+        than the write bound unread is cut at the socket."""
+        out = self.conn.data_to_send()
+        transport = self.transport
+        if not out or transport is None or transport.is_closing():
+            return
+        transport.write(b"".join(out))
+        if transport.get_write_buffer_size() > self.limits.writer_max_bytes:
+            log.info("aborting %s: over its write bound", _peer(self.client))
+            transport.abort()
+
+    def write(self, frame: bytes | str) -> bool:
+        """The direct path (server/edge/wire.py): one message to the transport now, no await;
+        False once the connection is closing."""
+        if self.disconnected or self._closing():
+            return False
+        try:
+            if type(frame) is bytes:
+                self.conn.send_binary(frame)
+            else:
+                assert isinstance(frame, str)
+                self.conn.send_text(frame.encode())
+        except InvalidState:
+            return False
+        transport = cast(asyncio.Transport, self.transport)  # not closing: set
+        transport.write(b"".join(self.conn.data_to_send()))
+        return True
+
+    def pending(self) -> int:
+        transport = self.transport
+        return 0 if transport is None else int(transport.get_write_buffer_size())
+
+    # -- the app's side (ASGI) ----------------------------------------------------------------
+
+    def _on_request(self, request: Request) -> None:
+        response = self.conn.accept(request)
+        if response.status_code != 101:
+            self.close_sent = self.handshake_complete = True
+            self.conn.send_response(response)
+            self._flush()
+            self._close_transport()
+            return
+        self.response = response
+        self.scope = asgi_scope(request, self.client, self.root_path, self.app_state, self)
+        self._enqueue({"type": "websocket.connect"})
+        task = self.loop.create_task(self._run_asgi())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run_asgi(self) -> None:
+        assert self.scope is not None
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except Exception:
+            log.exception("WebSocket application failed")
+            self._reject(500)
+        if not self.handshake_complete:
+            self._reject(500)
+        if self.close_timer is None and self.transport is not None:
+            self.transport.close()
+
+    def _reject(self, status: int) -> None:
+        if self.handshake_complete:
+            return
+        self.close_sent = self.handshake_complete = True
+        self.conn.send_response(self.conn.reject(status, ""))
+        self._flush()
+        self._close_transport()
+
+    async def receive(self) -> dict[str, Any]:
+        while not self.queue:
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        message = self.queue.popleft()
+        if not self.queue and not self.close_sent:
+            if self.backlog:
+                self._parse()  # the rest of the last read, now that the session has room
+            if self.read_paused and not self.queue and not self.backlog:
+                self.read_paused = False
+                assert self.transport is not None
+                self.transport.resume_reading()
+        return message
+
+    def _enqueue(self, message: dict[str, Any]) -> None:
+        self.queue.append(message)
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if not self.handshake_complete:
+            if kind == "websocket.accept":
+                self._accept(message.get("subprotocol"), message.get("headers") or [])
+            elif kind == "websocket.close":
+                self._enqueue({"type": "websocket.disconnect", "code": 1006})
+                self._reject(403)
+            else:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} before the handshake")
+            return
+        if self.disconnected:
+            raise OSError("the client has disconnected")
+        if self.close_sent:
+            return
+        if kind == "websocket.send":
+            data = message.get("bytes")
+            if not self.write(data if data is not None else message.get("text") or ""):
+                raise OSError("the connection is closing")
+        elif kind == "websocket.close":
+            self.conn.send_close(int(message.get("code", 1000)), message.get("reason") or "")
+            self.close_sent = True
+            self._flush()
+            if self.read_paused and self.transport is not None:
+                self.read_paused = False
+                self.transport.resume_reading()  # read on until the peer's close reply
+            transport = self.transport
+            if transport is not None:
+                self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_S, transport.abort)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+
+    def _accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        response = self.response
+        assert response is not None
+        if subprotocol:
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+        for name, value in headers:
+            response.headers[name.decode("latin-1")] = value.decode("latin-1")
+        self.handshake_complete = True
+        self.conn.send_response(response)
+        self._flush()
+        # Nothing reads the response or the request headers again: drop them (~5 KiB per idle
+        # connection otherwise).
+        self.response = None
+        if self.scope is not None:
+            self.scope["headers"] = []
+        self.keepalive.start()
+
+    def admitted(self) -> None:
+        """The session said `hello`: it no longer counts against its address's pending cap."""
+        self._release_admission()
+
+    def _release_admission(self) -> None:
+        if self.holds_admission and self.admission is not None:
+            self.holds_admission = False
+            self.admission.release(self.client[0] if self.client else "")
+
+    def _close_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- keepalive ----------------------------------------------------------------------------
+
+    def _closing(self) -> bool:
+        return self.close_sent or self.transport is None or self.transport.is_closing()
+
+    def _send_ping(self, payload: bytes) -> bool:
+        if self._closing():
+            return False
+        self.conn.send_ping(payload)
+        self._flush()
+        return True
+
+    def _ping_timed_out(self) -> None:
+        if not self._closing():
+            self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def _stop_timers(self) -> None:
+        self.keepalive.stop()
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a client"

@@ -1,0 +1,137 @@
+"""The front door (server/edge/transport/gate.py): what a client can make the server hold before it
+is anyone is bounded where the bytes arrive, and an honest client is not disturbed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from server.auth import TokenIssuer
+from server.config import Config
+from tests.conftest import with_config
+from tests.edge.support import raw, read_to_end, upgrade
+from tests.hub.support import open_client
+from tests.support.servers import RunningServer, inprocess_server
+
+LIMITS = dict(http_max_header_bytes=2048, http_max_headers=16, http_max_body_bytes=1024,
+              handshake_timeout_s=1.0)
+
+
+@pytest.fixture
+async def edge(config: Config, redis: object, pool: object) -> AsyncIterator[RunningServer]:
+    async with inprocess_server(with_config(config, **LIMITS)) as running:
+        yield running
+
+
+def _status(response: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body or b"{}")
+
+
+async def _still_serves(server: RunningServer) -> None:
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_an_endless_header_is_refused_431_once_it_passes_the_limit(
+    edge: RunningServer,
+) -> None:
+    async with raw(edge.config.port) as (reader, writer):
+        # No end of head ever: the server must refuse on the byte count alone.
+        writer.write(b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 2100)
+        await writer.drain()
+        status, problem = _status(await read_to_end(reader))
+    assert (status, problem["code"]) == (431, "headers_too_large")
+    await _still_serves(edge)
+
+
+async def test_too_many_header_lines_are_refused_431(edge: RunningServer) -> None:
+    async with raw(edge.config.port) as (reader, writer):
+        writer.write(b"GET /healthz HTTP/1.1\r\n" + b"".join(
+            f"X-H{i}: 1\r\n".encode() for i in range(17)) + b"\r\n")
+        await writer.drain()
+        status, _ = _status(await read_to_end(reader))
+    assert status == 431
+
+
+async def test_a_declared_body_over_the_limit_is_refused_413_before_it_is_sent(
+    edge: RunningServer,
+) -> None:
+    async with raw(edge.config.port) as (reader, writer):
+        writer.write(b"POST /api/gifts HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n")
+        await writer.drain()
+        status, problem = _status(await read_to_end(reader))
+    assert (status, problem["code"]) == (413, "frame_too_large")
+
+
+async def test_a_body_without_a_length_is_refused_411(edge: RunningServer) -> None:
+    async with raw(edge.config.port) as (reader, writer):
+        writer.write(b"POST /api/gifts HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await writer.drain()
+        status, problem = _status(await read_to_end(reader))
+    assert (status, problem["code"]) == (411, "length_required")
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /ws HTTP/1.1\r\nHost: x\r\n"])
+async def test_a_head_not_finished_in_time_is_closed_408(edge: RunningServer, sent: bytes) -> None:
+    async with raw(edge.config.port) as (reader, writer):
+        writer.write(sent)
+        await writer.drain()
+        status, problem = _status(await read_to_end(reader))
+    assert (status, problem["code"]) == (408, "handshake_timeout")
+
+
+async def test_keep_alive_requests_are_each_bounded_and_honest_ones_pass(
+    edge: RunningServer,
+) -> None:
+    async with raw(edge.config.port) as (reader, writer):
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        writer.write(request + request)
+        await writer.drain()
+        first = await reader.readuntil(b"}")
+        second = await reader.readuntil(b"}")
+        assert b" 200 " in first and b" 200 " in second
+        # The third request's head runs past the limit: the connection is cut.
+        writer.write(b"GET /healthz HTTP/1.1\r\nX-Pad: " + b"a" * 2100)
+        await writer.drain()
+        assert await read_to_end(reader) == b""
+
+
+async def test_connections_of_one_address_before_hello_are_capped(
+    config: Config, redis: object, pool: object, issuer: TokenIssuer,
+) -> None:
+    cfg = with_config(config, max_pending_per_address=3, trusted_addresses="",
+                      handshake_timeout_s=30.0)
+    async with inprocess_server(cfg) as server:
+        # Three upgraded WebSockets that never say hello hold the address's three slots.
+        silent = [raw(server.config.port) for _ in range(3)]
+        streams = [await s.__aenter__() for s in silent]
+        try:
+            for reader, writer in streams:
+                assert b" 101 " in await upgrade(reader, writer)
+            async with raw(server.config.port) as (reader, _writer):
+                assert await read_to_end(reader) == b""  # a fourth is closed unread
+        finally:
+            for s in silent:
+                await s.__aexit__(None, None, None)
+        # Their slots are free again once they are gone: an honest client gets in and is served.
+        viewer = await open_client(server.ws_url, issuer.mint("v", "viewer"))
+        await viewer.close()
+        await _still_serves(server)
+
+
+async def test_a_hello_frees_the_pending_slot(
+    config: Config, redis: object, pool: object, issuer: TokenIssuer,
+) -> None:
+    cfg = with_config(config, max_pending_per_address=2, trusted_addresses="")
+    async with inprocess_server(cfg) as server:
+        viewers = [await open_client(server.ws_url, issuer.mint(f"v{i}", "viewer"))
+                   for i in range(5)]
+        try:
+            assert all(v.closed_code is None for v in viewers)
+        finally:
+            await asyncio.gather(*(v.close() for v in viewers))
