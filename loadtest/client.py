@@ -41,6 +41,8 @@ EVENT_TYPES = frozenset(("gift", "combo"))
 IGNORED_TYPES = frozenset(("viewers", "leaderboard", "goal", "room", "pong", "balance"))
 # Outcome codes in the send log: small ints keep the arrays flat; errors get codes from 2 up.
 ACCEPTED, DUPLICATE = 0, 1
+# The answer that leaves a gift's outcome open: the client must send the same tx again.
+RETRY_SAME_TX = "unavailable"
 SLOW_RCVBUF = 4096  # a stalled phone's small window (the kernel doubles and floors it)
 
 
@@ -89,9 +91,8 @@ class SessionError(Exception):
 class Member:
     __slots__ = (
         "_ack", "_joined", "_reply", "closes", "combo", "conn", "epoch", "gap", "joined_seq",
-        "last_seq",
-        "pending", "recv_seq", "recv_t", "send_ack", "send_code", "send_kind", "send_t",
-        "sent", "shared", "spec", "url",
+        "last_seq", "pending", "recv_seq", "recv_t", "retry_ms", "send_ack", "send_code",
+        "send_kind", "send_t", "sent", "shared", "spec", "url",
     )
 
     def __init__(self, spec: ConnSpec, url: str, shared: Shared) -> None:
@@ -113,6 +114,7 @@ class Member:
         self.send_kind = array("b")  # 0 plain, 1 combo click, 2 big
         self.sent = 0
         self.pending: tuple[bytes, int] | None = None  # (frame, row) of the gift in flight
+        self.retry_ms = 0  # the server answered `unavailable`: resend the same tx after this
         self.combo: tuple[str, str, int] | None = None  # (combo id, gift, clicks left)
         self._reply: asyncio.Future[Any] | None = None
         self._ack: asyncio.Future[None] | None = None
@@ -162,7 +164,7 @@ class Member:
     @property
     def connected(self) -> bool:
         """In the room: connected, hello answered and the join replied to."""
-        return self._joined and self.conn is not None and not self.conn.closed
+        return self._joined and self.conn is not None and self.conn.is_open
 
     # -- gifts --
 
@@ -261,6 +263,14 @@ class Member:
     def _on_answer(self, msg: Any, kind: str, now: float) -> None:
         if self.pending is None or msg.tx != f"{self.spec.user}.{self.pending[1]}":
             return  # an answer to a transaction no longer in flight (resent twice)
+        if kind == "error" and msg.code == RETRY_SAME_TX:
+            # Perhaps charged, not yet shown: the outcome is known only by sending the same tx
+            # again (docs/protocol.md), so the gift stays in flight.
+            self.retry_ms = msg.retry_ms or 500
+            self.shared.counters["retried"] = self.shared.counters.get("retried", 0) + 1
+            if self._ack is not None and not self._ack.done():
+                self._ack.set_result(None)
+            return
         row = self.pending[1]
         self.pending = None
         self.send_ack[row] = now

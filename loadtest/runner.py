@@ -78,6 +78,7 @@ class RunData:
     profile: dict[str, Any] = field(default_factory=dict)
     catch_up: dict[str, Any] = field(default_factory=dict)
     probe_errors: dict[str, str] = field(default_factory=dict)
+    worker_failures: list[str] = field(default_factory=list)  # any fails the verdict
     rss_kib_start: float = 0.0  # all server processes, once every client had joined
     rss_kib_end: float = 0.0  # and when the load stopped (slow readers' backlogs would show)
 
@@ -255,6 +256,7 @@ async def execute(
         data.results = await fleet.results(plan.settle_s + 60)
         for r in data.results:
             data.reconnects += r.reconnects
+            data.worker_failures += [f"worker {r.index}: {f}" for f in r.failures]
             if r.aborted and data.aborted is None:
                 data.aborted = f"worker {r.index}: {r.aborted}"
     except FleetError as exc:

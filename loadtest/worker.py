@@ -8,7 +8,9 @@ The parent talks to each worker over a pipe, in this order:
   parent -> ("final", {room: seq})   the last seq of each room; wait for members to reach it
   worker -> ("done", WorkerResult)
   parent -> ("stop",)                at any time: give up now and send what was recorded
-Every wait is bounded: a dead server or parent never leaves a worker hanging.
+Every wait is bounded: a dead server or parent never leaves a worker hanging. Every task the
+worker starts is watched: an exception in one (a bug here, not a server fault) is recorded in
+`WorkerResult.failures` and fails the run's verdict instead of dying unobserved.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ import asyncio
 import contextlib
 import os
 import random
+import sys
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 from loadtest.client import DUPLICATE, ConnSpec, Member, RoomLog, Shared
+from loadtest.reconnect import Reconnects
 from loadtest.results import MemberResult, WorkerResult
 from protocol import MsgpackCodec, Ping
 
@@ -73,14 +78,34 @@ class Worker:
         ]
         self.inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(maxsize=16)
         self.connect_errors: dict[str, int] = {}
-        self.reconnects = 0
-        self.reconnecting: dict[Member, asyncio.Task[None]] = {}
         self.stopping = False
+        self.failures: list[str] = []
+        self.reconnects = Reconnects(plan.urls, plan.reconnect, self._spawn,
+                                     lambda: self.stopping)
         self.changed = asyncio.Event()
         self.rng = random.Random(plan.index)
 
     def _changed(self) -> None:
         self.changed.set()
+
+    # -- tasks --
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """A task whose exception, if any, is recorded as a failure of this worker."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(task.get_name(), exc)
+
+    def _fail(self, where: str, exc: BaseException) -> None:
+        self.failures.append(f"{where}: {type(exc).__name__}: {exc}")
+        traceback.print_exception(exc, file=sys.stderr)
 
     # -- parent pipe --
 
@@ -114,7 +139,7 @@ class Worker:
         # uvloop makes the descriptor non-blocking; a large `send` would then be cut short.
         os.set_blocking(self.pipe.fileno(), True)
         aborted: str | None = None
-        beat = asyncio.create_task(self._heartbeat())
+        beat = self._spawn(self._heartbeat(), "heartbeat")
         try:
             await self._connect_all()
             self.pipe.send(("ready", {"connected": sum(m.connected for m in self.members),
@@ -128,15 +153,20 @@ class Worker:
             aborted = str(stop)
         except TimeoutError:
             aborted = "the parent did not answer in time"
+        except Exception as exc:  # a bug in the load tester: report it, never die silently
+            self._fail("run", exc)
+            aborted = f"worker failed: {type(exc).__name__}: {exc}"
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             with contextlib.suppress(Exception):
                 loop.remove_reader(self.pipe.fileno())
             os.set_blocking(self.pipe.fileno(), True)
+            # Who was still in the room at the end, before closing makes every one "closing".
+            connected = [m.connected for m in self.members]
             for m in self.members:
                 m.close()
-        return self._result(aborted)
+        return self._result(aborted, connected)
 
     async def _heartbeat(self) -> None:
         """A ping from every member within the server's heartbeat interval, as real clients do
@@ -175,9 +205,9 @@ class Worker:
         plan = self.plan
         await asyncio.sleep(max(0.0, t0 - time.monotonic()))
         end = t0 + plan.duration_s
-        reporter = asyncio.create_task(self._report(end))
-        slow_task = asyncio.create_task(self._go_slow(t0 + plan.warmup_s))
-        watcher = asyncio.create_task(self._watch_drops(end + plan.settle_s))
+        reporter = self._spawn(self._report(end), "progress")
+        slow_task = self._spawn(self._go_slow(t0 + plan.warmup_s), "go-slow")
+        watcher = self._spawn(self._watch_drops(end + plan.settle_s), "watch-drops")
         senders = [m for m in self.members if m.spec.sender and m.connected]
         try:
             if plan.rate > 0:
@@ -220,7 +250,7 @@ class Worker:
             due = int((now - t0) * self.plan.rate) - issued
             while due > 0 and idle:
                 m = idle.popleft()
-                task = asyncio.create_task(self._one_gift(m, end))
+                task = self._spawn(self._one_gift(m, end), f"gift-{m.spec.user}")
                 busy.add(task)
                 task.add_done_callback(lambda t, m=m: (busy.discard(t), idle.append(m)))
                 issued += 1
@@ -231,6 +261,8 @@ class Worker:
             await asyncio.sleep(TICK_S)
         if busy:
             await asyncio.wait(busy, timeout=self.plan.settle_s)
+            for task in busy:  # still unanswered after the bound: given up (rows unanswered)
+                task.cancel()
 
     async def _closed_loop(self, m: Member, end: float) -> None:
         while not self.stopping and time.monotonic() < end and m.connected:
@@ -241,7 +273,7 @@ class Worker:
         if not m.connected:
             # Mid-reconnect (chaos): a gift sent before the join completes would be refused.
             if self.plan.reconnect:
-                await self._ensure_connected(m, end + self.plan.settle_s)
+                await self.reconnects.ensure_connected(m, end + self.plan.settle_s)
             if not m.connected:
                 return
         mix = self.plan.mix
@@ -267,15 +299,7 @@ class Worker:
         await self._await_answer(m, end)
 
     async def _await_answer(self, m: Member, end: float) -> None:
-        await m.wait_ack()
-        if m.pending is None or not self.plan.reconnect:
-            return
-        # The connection dropped with a gift in flight: reconnect, resume, send the same tx again.
-        await self._ensure_connected(m, end + self.plan.settle_s)
-        if m.connected:
-            m.resend_pending()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(m.wait_ack(), self.plan.settle_s)
+        await self.reconnects.until_answered(m, end + self.plan.settle_s)
 
     async def _watch_drops(self, deadline: float) -> None:
         """Chaos: a member whose server went away reconnects at once and resumes from history."""
@@ -285,38 +309,12 @@ class Worker:
             await self.changed.wait()
             self.changed.clear()
             for m in self.members:
-                if not m.connected and not m.spec.slow and m not in self.reconnecting:
-                    self._start_reconnect(m, deadline)
-
-    def _start_reconnect(self, m: Member, deadline: float) -> asyncio.Task[None]:
-        task = self.reconnecting.get(m)
-        if task is None:
-            task = asyncio.create_task(self._reconnect(m, deadline))
-            self.reconnecting[m] = task
-            task.add_done_callback(lambda _t, m=m: self.reconnecting.pop(m, None))
-        return task
-
-    async def _ensure_connected(self, m: Member, deadline: float) -> None:
-        # Also waits for a reconnect already under way (its join may still be in flight).
-        if not m.connected or m in self.reconnecting:
-            await asyncio.shield(self._start_reconnect(m, deadline))
-
-    async def _reconnect(self, m: Member, deadline: float) -> None:
-        urls = self.plan.urls
-        attempt = 0
-        while not m.connected and time.monotonic() < deadline and not self.stopping:
-            m.url = urls[(urls.index(m.url) + 1) % len(urls)] if m.url in urls else urls[0]
-            try:
-                await m.open(5.0)
-                self.reconnects += 1
-                return
-            except Exception:
-                attempt += 1
-                await asyncio.sleep(min(1.0, 0.05 * 2**attempt))  # backoff against a dead server
+                if not m.connected and not m.spec.slow and m not in self.reconnects.under_way:
+                    self.reconnects.start(m, deadline)
 
     async def _finish(self, m: Member) -> None:
-        if m.pending is not None and m.connected:
-            await m.wait_ack()
+        if m.pending is not None:
+            await self.reconnects.until_answered(m, time.monotonic() + self.plan.settle_s)
         if m.combo is not None:
             m.end_combo(m.combo[0])
             m.combo = None
@@ -327,7 +325,8 @@ class Worker:
         while time.monotonic() < deadline and not self.stopping:
             if self.plan.reconnect:
                 dropped = [m for m in self.members if not m.connected and not m.spec.slow]
-                await asyncio.gather(*(self._ensure_connected(m, deadline) for m in dropped))
+                again = self.reconnects.ensure_connected
+                await asyncio.gather(*(again(m, deadline) for m in dropped))
             behind = [
                 m for m in self.members
                 if m.connected and not m.spec.slow and m.last_seq < finals.get(m.spec.room, 0)
@@ -338,21 +337,22 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), 0.05)
 
-    def _result(self, aborted: str | None) -> WorkerResult:
+    def _result(self, aborted: str | None, connected: list[bool] | None = None) -> WorkerResult:
+        still = connected if connected is not None else [m.connected for m in self.members]
         members = [
             MemberResult(
                 user=m.spec.user, room=m.spec.room, overlay=m.spec.overlay,
                 sender=m.spec.sender, slow=m.spec.slow, joined_seq=m.joined_seq,
-                connected=m.connected, gap=m.gap, closes=m.closes,
+                connected=was, gap=m.gap, closes=m.closes,
                 recv_seq=m.recv_seq.tobytes(), recv_t=m.recv_t.tobytes(),
                 send_t=m.send_t.tobytes(), send_ack=m.send_ack.tobytes(),
                 send_code=m.send_code.tobytes(), send_kind=m.send_kind.tobytes(),
             )
-            for m in self.members
+            for m, was in zip(self.members, still, strict=True)
         ]
         return WorkerResult(
             self.plan.index, members, self.shared.rooms, self.shared.errors,
-            self.connect_errors, self.reconnects, aborted,
+            self.connect_errors, self.reconnects.count, aborted, list(self.failures),
         )
 
 

@@ -17,6 +17,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake
 from websockets.frames import Opcode
 from websockets.http11 import Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
@@ -82,7 +83,10 @@ class WsConnection(asyncio.Protocol):
             self._fail_open(exc or ConnectionError("connection closed during the handshake"))
         if not self.closed:
             self.closed = True
-            self.close_code = self._ws.close_code
+            # `close_code` needs the closing handshake finished (EOF after our reply); we drop
+            # the socket as soon as we replied, so read the code the server sent.
+            rcvd = self._ws.close_rcvd
+            self.close_code = self._ws.close_code or (rcvd.code if rcvd is not None else None)
             self._on_close(self.close_code)
 
     # -- use --
@@ -91,11 +95,18 @@ class WsConnection(asyncio.Protocol):
         await asyncio.wait_for(asyncio.shield(self._opened), timeout)
 
     def send(self, data: bytes) -> bool:
-        if self._transport is None or self.closed:
+        """Send one frame; False when the connection is closing or closed (the server's close
+        frame may arrive before the socket goes: the sans-I/O side then refuses to send)."""
+        if self._transport is None or self.closed or self._ws.state is not State.OPEN:
             return False
         self._ws.send_binary(data)
         self._flush()
         return True
+
+    @property
+    def is_open(self) -> bool:
+        """Frames can be sent: the handshake is done and no close has begun on either side."""
+        return self._transport is not None and not self.closed and self._ws.state is State.OPEN
 
     def pause(self) -> None:
         if self._transport is not None:

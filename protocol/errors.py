@@ -65,7 +65,10 @@ class ErrorCode(StrEnum):
     NOT_STREAKABLE = "not_streakable"
     """A `combo` was given for a gift that cannot be sent as a streak."""
     COMBO_NOT_FOUND = "combo_not_found"
-    """`combo_end` for a combo that does not exist or has already settled."""
+    """`combo_end` for a combo that does not exist or has already settled, or a new click for a
+    combo that has ended (nothing was spent; a retried click of it is acknowledged `duplicate`)."""
+    COMBO_MISMATCH = "combo_mismatch"
+    """A combo click names another room or gift than the combo's first click; nothing was spent."""
     INSUFFICIENT_FUNDS = "insufficient_funds"
     """The balance does not cover the gift; nothing was spent, and the tx id may be retried."""
     DAILY_LIMIT_EXCEEDED = "daily_limit_exceeded"

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from server import config as config_mod
@@ -42,9 +42,22 @@ def _config() -> Config:
     return cfg
 
 
+# `reconcile` and `rebuild` while Postgres is down (1 is "differences", 2 bad arguments).
+EXIT_UNAVAILABLE = 3
+
+
+class PostgresUnavailable(Exception):
+    pass
+
+
 @contextlib.asynccontextmanager
-async def _parts(cfg: Config) -> AsyncIterator[tuple[Any, Wallet, Flusher]]:
+async def _parts(cfg: Config, *, need_postgres: bool = True
+                 ) -> AsyncIterator[tuple[Any, Wallet, Flusher]]:
+    """The runtime, wallet and a flusher. `reconcile` and `rebuild` read Postgres at once, so
+    they stop if it is down; `flush` (need_postgres=False) waits for it, retrying."""
     async with open_runtime(cfg) as rt:
+        if need_postgres and rt.migrations is not None and not rt.migrations.applied.is_set():
+            raise PostgresUnavailable(rt.migrations.error or "migrations not applied")
         runner = ScriptRunner(rt.redis)
         await runner.load()
         runner.start()
@@ -60,7 +73,7 @@ def _flush(args: argparse.Namespace) -> int:
     cfg = _config()
 
     async def main() -> None:
-        async with _parts(cfg) as (_rt, _wallet, flusher):
+        async with _parts(cfg, need_postgres=False) as (_rt, _wallet, flusher):
             task = asyncio.current_task()
             assert task is not None
             loop = asyncio.get_running_loop()
@@ -98,7 +111,7 @@ def _reconcile(args: argparse.Namespace) -> int:
         print(f"{len(diffs)} difference(s)", file=sys.stderr)
         return 1 if diffs else 0
 
-    return asyncio.run(main())
+    return _unless_postgres_down("reconcile", main)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -126,4 +139,13 @@ def _rebuild(args: argparse.Namespace) -> int:
               f"{rooms.published} published tx id(s)")
         return 0
 
-    return asyncio.run(main())
+    return _unless_postgres_down("rebuild", main)
+
+
+def _unless_postgres_down(command: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    try:
+        return asyncio.run(main())
+    except PostgresUnavailable as exc:
+        print(f"giftwire {command}: Postgres is unavailable ({exc}); retry when it is back",
+              file=sys.stderr)
+        return EXIT_UNAVAILABLE

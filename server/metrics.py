@@ -43,6 +43,10 @@ class Metrics:
         self.flusher_lag = Gauge(
             "giftwire_flusher_lag", "Ledger entries in Redis not yet in Postgres", registry=r
         )
+        self.flusher_lag_seconds = Gauge(
+            "giftwire_flusher_lag_seconds",
+            "Age of the oldest ledger entry in Redis not yet in Postgres", registry=r,
+        )
         self.flushed = Counter(
             "giftwire_ledger_flushed_total", "Ledger entries written to Postgres", registry=r
         )

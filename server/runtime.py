@@ -6,6 +6,7 @@ reaches for globals and tests can run several apps side by side in one process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -80,6 +81,8 @@ class Runtime:
     issuer: TokenIssuer
     metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
+    # Postgres is off the spend path: a process starts without it and migrates when it returns.
+    migrations: db.Migrator | None = None
     # Components, attached by the app's lifespan; typed loosely to keep imports one-way.
     components: dict[str, Any] = field(default_factory=dict)
 
@@ -91,8 +94,11 @@ async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator
     check_deployment(config)
     if config.jwt_secret == DEV_SECRET:
         log.warning("GIFTWIRE_JWT_SECRET is the development default (development mode only)")
-    if migrate:
-        await db.migrate(config.database_url, config.db_schema)
+    # migrate=False: the caller has migrated (tests, `rebuild` into a fresh schema).
+    migrator = db.Migrator(config.database_url, config.db_schema, applied=not migrate)
+    retrying: asyncio.Task[None] | None = None
+    if migrate and not await migrator.attempt():
+        retrying = asyncio.create_task(migrator.run(), name="postgres-migrations")
     redis = redis_client(config.redis_url, max_connections=config.redis_max_connections,
                          pool_wait_s=config.redis_pool_wait_s)
     pool = await db.create_pool(config.database_url, config.db_schema)
@@ -104,7 +110,11 @@ async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator
             pool=pool,
             keys=keys,
             issuer=TokenIssuer(config.jwt_secret, keys, config.token_ttl_s),
+            migrations=migrator,
         )
     finally:
+        if retrying is not None:
+            retrying.cancel()
+            await asyncio.gather(retrying, return_exceptions=True)
         await pool.close()
         await redis.aclose()

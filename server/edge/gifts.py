@@ -6,7 +6,10 @@ are two slots, so not one atomic step; the guarantee (docs/hub.md): the room eve
 at least once per accepted tx and deduplicated by tx id, because a client that saw no ack retries
 the same tx, the wallet answers "duplicate" without debiting, and the room script publishes if it
 had not. A publish failure after a debit is reported as `unavailable` with the tx, never silently.
-Combo clicks are gifts with a combo id; settling them is server/hub/combos.py.
+Combo clicks are gifts with a combo id: the spend script itself refuses, before debiting, a click
+of a combo that has ended or that names another room or gift (the combo's record lives beside the
+sender's wallet), and answers a retried click `dup` first, so a common click is still one debit
+plus one room event (docs/hub.md, Combos). Settling them is server/hub/combos.py.
 """
 
 from __future__ import annotations
@@ -69,10 +72,6 @@ class Gifts:
             conn.error(ErrorCode.UNAVAILABLE, "gifting is not available", msg.id, tx=msg.tx,
                        room=msg.room, retry_ms=1000)
             return
-        if await self.late_click(principal.user, msg.room, msg.combo, msg.tx):
-            conn.error(ErrorCode.COMBO_NOT_FOUND, "that combo has settled: start a new combo id",
-                       msg.id, tx=msg.tx, room=msg.room)
-            return
         req = SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
         try:
             result = await wallet.spend(req)
@@ -95,15 +94,6 @@ class Gifts:
             return
         conn.ack(msg, result.balance, result.duplicate)
 
-    async def late_click(self, user: str, room: str, combo: str | None, tx: str) -> bool:
-        """A click for a combo that has settled (`combo_not_found`, nothing spent). A resend of a
-        click spent before the settlement is not one: it goes on to the replay (ack, duplicate),
-        since `combo_not_found` would tell the client its spent coins were not spent."""
-        if combo is None or not await self.state.combo_settled(room, user, combo):
-            return False
-        wallet = self.rt.components.get("wallet")
-        return wallet is None or not await wallet.spent(user, tx)
-
     async def publish_spend(self, req: SpendRequest, name: str, result: SpendResult) -> int | None:
         """The room event of an accepted spend (idempotent per tx): for any path that spends,
         the WebSocket above or an HTTP API. Returns the event's seq, None if already published."""
@@ -122,6 +112,10 @@ class Gifts:
         if not principal.can_spend:
             conn.error(ErrorCode.FORBIDDEN, "this token cannot send gifts", msg.id, room=msg.room)
             return
+        wallet = self.rt.components.get("wallet")
+        if wallet is not None:
+            # Closed where clicks are charged first: none is charged after the settled event.
+            await wallet.close_combo(principal.user, msg.combo)
         settled = await self.state.settle_combos(msg.room, sender=principal.user, combo=msg.combo)
         if not settled:
             conn.error(ErrorCode.COMBO_NOT_FOUND, "no running combo with that id", msg.id,
@@ -129,6 +123,5 @@ class Gifts:
             return
         # Replied with an ack naming the combo (the protocol's replies are joined, left, ack,
         # pong, error); the settled `gift` event itself reaches the room.
-        wallet = self.rt.components.get("wallet")
         balance = await wallet.balance(principal.user) if wallet is not None else 0
         conn.reply(Ack(id=msg.id, tx=msg.combo, balance=balance, duplicate=False))

@@ -141,13 +141,6 @@ class RoomState:
         )
         return int(settled)
 
-    async def combo_settled(self, room: str, sender: str, combo: str) -> bool:
-        return bool(
-            await self.runner.call(
-                "room_combo_check", [self.keys.room_combos_done(room)], [f"{sender}\0{combo}"]
-            )
-        )
-
     async def since(self, room: str, epoch: str, after: int, limit: int) -> Since:
         """The events after (epoch, after), or the current epoch's when the epoch changed."""
         k = self.keys

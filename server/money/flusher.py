@@ -28,6 +28,7 @@ from redis.exceptions import RedisError, ResponseError
 from server.money import ledger
 from server.money.credits import MAX_CREDITS_PER_CALL, Credit, Crediter
 from server.runtime import Runtime
+from server.storage import db
 from server.storage.resp import Endpoint, RespClient, pack, pack_ids
 
 log = logging.getLogger("giftwire.flusher")
@@ -80,6 +81,9 @@ class Flusher:
         self._failing = asyncio.Event()
         self.failures = 0  # failed attempts (a backend down), for logs and tests
         self.written = 0  # new ledger transactions written by this flusher
+        self.lag_entries = 0  # as of the last report_lag
+        self.lag_s = 0.0
+        self._failures_reported = 0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,15 +134,14 @@ class Flusher:
             except Exception as exc:
                 # A backend down (the expected case) or a bug: either way the entries stay in
                 # the stream, so retrying is always safe; only the log level differs.
-                expected = isinstance(
-                    exc, OSError | RedisError | asyncpg.PostgresError | asyncpg.InterfaceError
-                )
-                log.log(logging.WARNING if expected else logging.ERROR,
-                        "flusher: %s: %s; retrying in %.2fs", type(exc).__name__, exc, delay,
-                        exc_info=not expected)
+                expected = isinstance(exc, (RedisError, asyncpg.PostgresError, *db.UNAVAILABLE))
                 self.failures += 1
-                self._failing.set()
                 await self._close()
+                behind = await self._lag_or_none()
+                self._failing.set()  # after the lag report, which a waiter may read
+                log.log(logging.WARNING if expected else logging.ERROR,
+                        "flusher: %s: %s; ledger %s behind; retrying in %.2fs",
+                        type(exc).__name__, exc, behind, delay, exc_info=not expected)
                 await asyncio.sleep(delay)  # backoff while a backend is down
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         return 0
@@ -232,6 +235,8 @@ class Flusher:
                 # Left pending (never trimmed, claimed again later) and shouted about.
                 log.error("flusher: malformed ledger entry %s on shard %d: %r", sid, shard, fields)
         if staged:
+            if self._rt.migrations is not None:
+                self._rt.migrations.check()  # Postgres down since start: no tables to write to
             conn = await self._connection()
             new, uncredited = await ledger.write_batch(conn, staged)
             self.written += new
@@ -291,17 +296,35 @@ class Flusher:
         await self._reads.call_many(trims)
 
     async def report_lag(self) -> int:
-        """Entries in the streams not yet in Postgres (acknowledged entries are trimmed)."""
+        """Entries in the streams not yet in Postgres (acknowledged entries are trimmed), and how
+        old the oldest of them is (`lag_s`): both as metrics and on the flusher."""
         async with self._rt.redis.pipeline(transaction=False) as pipe:
             for stream in self._streams:
                 pipe.xlen(stream)
-            lag = sum(await pipe.execute())
+                pipe.xrange(stream, count=1)
+            replies = await pipe.execute()
+        lag = sum(replies[0::2])
+        # A stream id starts with its entry's Redis time in ms: the oldest unflushed entry's age.
+        oldest = [int(_s(first[0][0]).partition("-")[0]) for first in replies[1::2] if first]
+        self.lag_s = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
+        self.lag_entries = int(lag)
         self._rt.metrics.flusher_lag.set(lag)
+        self._rt.metrics.flusher_lag_seconds.set(self.lag_s)
         if lag == 0:
+            if self.failures != self._failures_reported:
+                log.info("flusher: ledger caught up (%d failed attempts so far)", self.failures)
+                self._failures_reported = self.failures
             self._caught_up.set()
         else:
             self._caught_up.clear()
         return int(lag)
+
+    async def _lag_or_none(self) -> str:
+        try:
+            await self.report_lag()
+        except RedisError as exc:  # Redis down too: say so rather than fail the retry loop
+            return f"unknown ({type(exc).__name__})"
+        return f"{self.lag_entries} entries, {self.lag_s:.1f}s"
 
     async def wait_failing(self) -> None:
         """Until an attempt of this (running) flusher fails."""

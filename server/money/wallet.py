@@ -35,7 +35,11 @@ TX_TTL_S = 7 * 24 * 3600
 # Credits waiting for the background batcher; beyond this a spend pays its credit itself.
 MAX_QUEUED_CREDITS = 10_000
 # The scripts (server/storage/lua/<name>.lua) this module calls; tests check each stays in one slot.
-WALLET_SCRIPTS = frozenset({"spend", "credit", "credited", "deposit", "reverse", "redeem"})
+WALLET_SCRIPTS = frozenset({"spend", "credit", "credited", "deposit", "reverse", "redeem",
+                            "combo_close"})
+# A combo's record (its room, gift and deadline) outlives its settlement by this much, so a late
+# click is refused instead of starting the same combo id afresh.
+COMBO_MEMORY_S = 3600
 _ID = re.compile(IDENTIFIER_PATTERN)
 assert IDENTIFIER_PATTERN.endswith("+")
 _SPEND_IDS = re.compile(rf"(?:{IDENTIFIER_PATTERN[:-1]}{{1,{MAX_TX_ID_LEN}}} ){{3}}"
@@ -123,13 +127,14 @@ class Wallet:
             return SpendResult(False, await self.balance(req.user), False, code,
                                gift_name=name, streakable=streakable)
         k, shard = self._keys, self._keys.shard_of(req.user)
-        status, balance, coins, creator = await self._runner.call(
-            "spend",
-            [k.wallet(req.user), k.tx(req.user, req.tx), k.ledger_stream(shard), k.catalog(shard),
-             k.live_rooms(shard)],
-            [req.user, req.tx, req.room, req.gift, req.count, req.combo or "",
-             self._rt.config.daily_spend_limit, TX_TTL_S],
-        )
+        keys = [k.wallet(req.user), k.tx(req.user, req.tx), k.ledger_stream(shard),
+                k.catalog(shard), k.live_rooms(shard)]
+        args: list[str | int] = [req.user, req.tx, req.room, req.gift, req.count, req.combo or "",
+                                 self._rt.config.daily_spend_limit, TX_TTL_S]
+        if req.combo:
+            keys.append(k.combo(req.user, req.combo))
+            args += [self._rt.config.combo_timeout_ms, COMBO_MEMORY_S]
+        status, balance, coins, creator = await self._runner.call("spend", keys, args)
         status, creator = _str(status), _str(creator) or None
         if status == "room_not_live":
             info = await streams.room_info(self._rt, req.room)
@@ -143,6 +148,11 @@ class Wallet:
                 Credit(creator, req.user, req.tx, int(coins), req.room, req.gift, req.count))
         return SpendResult(True, int(balance), status == "dup", None, int(coins), creator,
                            name, streakable)
+
+    async def close_combo(self, user: str, combo: str) -> bool:
+        """No click of this combo is charged from now on (`combo_end`, before the room settles
+        it); False when the combo has no charged click."""
+        return bool(await self._runner.call("combo_close", [self._keys.combo(user, combo)], []))
 
     def _check_spend(self, req: SpendRequest) -> str | None:
         if type(req.count) is not int or not 1 <= req.count <= MAX_GIFT_COUNT:
@@ -248,10 +258,6 @@ class Wallet:
     # -- reading ----------------------------------------------------------------------------
     async def balance(self, user: str) -> int:
         return _int(await self._rt.redis.hget(self._keys.wallet(user), "coins"))
-
-    async def spent(self, user: str, tx: str) -> bool:
-        """Whether `tx` holds a spend record: a resend of it is a replay (spend answers `dup`)."""
-        return bool(await self._rt.redis.exists(self._keys.tx(user, tx)))
 
     async def state(self, user: str) -> WalletState:
         coins, diamonds, carry, frozen, limit = await self._rt.redis.hmget(

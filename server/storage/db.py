@@ -7,6 +7,7 @@ together, so applying twice (or from two processes at once) is safe.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -42,13 +43,32 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+# How long opening a connection may take: a Postgres behind a dead link must fail a request (503)
+# or a migration attempt (retried) in seconds, not asyncpg's default minute.
+CONNECT_TIMEOUT_S = 5.0
+MIGRATE_BACKOFF_MAX_S = 5.0
+# What "Postgres is unavailable" looks like to a caller: no connection (refused, reset, timed
+# out), a connection lost, Postgres starting or stopping, or its tables not migrated yet.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError, asyncpg.UndefinedTableError,
+)
+
+
+class NotMigrated(ConnectionError):
+    """Postgres has not been migrated yet (it was down since this process started)."""
+
+
 async def create_pool(
-    dsn: str, schema: str, *, min_size: int = 1, max_size: int = 8
+    dsn: str, schema: str, *, min_size: int = 0, max_size: int = 8
 ) -> asyncpg.Pool:
+    """A pool that opens connections when first used (min_size 0 by default), so creating it
+    never needs Postgres: the spend path does not, and the server must start without it."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        timeout=CONNECT_TIMEOUT_S,
         server_settings={"search_path": schema, "application_name": "giftwire"},
     )
     assert pool is not None
@@ -58,7 +78,7 @@ async def create_pool(
 async def migrate(dsn: str, schema: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply pending migrations; return the versions applied now."""
     applied_now: list[int] = []
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
@@ -103,3 +123,47 @@ async def migrations_current(pool: asyncpg.Pool, directory: Path = MIGRATIONS_DI
     except asyncpg.UndefinedTableError:
         return False
     return want <= {r["version"] for r in rows}
+
+
+class Migrator:
+    """Migrations applied at start-up if Postgres answers, else in the background, retried with
+    capped backoff until it does. `applied` tells the ledger's writers when they may write."""
+
+    def __init__(self, dsn: str, schema: str, *, applied: bool = False) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.applied = asyncio.Event()
+        if applied:
+            self.applied.set()
+        self.error: str | None = None  # the last attempt's failure, for readiness and logs
+
+    def check(self) -> None:
+        if not self.applied.is_set():
+            raise NotMigrated(f"migrations not applied yet: {self.error or 'pending'}")
+
+    async def attempt(self) -> bool:
+        try:
+            await migrate(self.dsn, self.schema)
+        except UNAVAILABLE as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            return False
+        self.error = None
+        self.applied.set()
+        return True
+
+    async def _attempt_or_log(self) -> bool:
+        try:
+            return await self.attempt()
+        except Exception:  # not an outage (a migration's own error): loud, and not retried
+            log.exception("migrations of schema %s failed; not retried", self.schema)
+            raise
+
+    async def run(self) -> None:
+        """Until applied; log each failure (the first as the server starting degraded)."""
+        delay = 0.1
+        while not await self._attempt_or_log():
+            log.warning("postgres unavailable (%s): migrations retried in %.1fs; spends go on, "
+                        "the ledger waits in Redis", self.error, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MIGRATE_BACKOFF_MAX_S)
+        log.info("postgres available: migrations of schema %s applied", self.schema)

@@ -61,6 +61,10 @@ class Keys:
         """Idempotency record of one transaction id of one user."""
         return f"{self._w(self.shard_of(user))}:tx:{_safe(user)}:{_safe(tx)}"
 
+    def combo(self, user: str, combo: str) -> str:
+        """A combo's first click and deadline, beside its sender's wallet (spend.lua checks it)."""
+        return f"{self._w(self.shard_of(user))}:combo:{_safe(user)}:{_safe(combo)}"
+
     def ledger_stream(self, shard: int) -> str:
         return f"{self._w(shard)}:ledger"
 

@@ -114,9 +114,6 @@ async def post_gift(request: Request) -> Response:
         r.opt_ident("combo", 64),
     )
     realtime = _rt(request).components.get("realtime")
-    if realtime is not None and await realtime.gifts.late_click(req.user, req.room, req.combo,
-                                                                req.tx):
-        raise refusal("combo_not_found", "that combo has settled: start a new combo id")
     res = await _wallet(request).spend(req)
     if not res.ok:
         raise refusal(res.code or "internal_error", f"gift refused: {res.code}")

@@ -28,6 +28,9 @@ async def test_every_wallet_script_touches_one_slot_and_every_one_is_exercised(
         assert (await wallet.purchase(user, "coins_70", f"rcpt{i}")).ok
         assert (await wallet.spend(SpendRequest(user, live_room, "rose", 1, f"s{i}"))).ok
         assert not (await wallet.spend(SpendRequest(user, "nowhere", "rose", 1, f"n{i}"))).ok
+        combo = SpendRequest(user, live_room, "rose", 1, f"c{i}", combo=f"k{i}")
+        assert (await wallet.spend(combo)).ok
+        assert await wallet.close_combo(user, f"k{i}")
     wallet.start()  # background credits: several gifts per credit call
     try:
         results = await asyncio.gather(*(

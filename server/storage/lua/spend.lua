@@ -2,8 +2,10 @@
 -- KEYS[1] wallet hash ({w<N>}:wallet:<user>)   KEYS[2] tx record ({w<N>}:tx:<user>:<tx>)
 -- KEYS[3] shard ledger stream                   KEYS[4] shard catalog hash (gift -> "coins s")
 -- KEYS[5] shard live-rooms hash (room -> creator)
+-- KEYS[6] the combo's record ({w<N>}:combo:<user>:<combo>), given with a combo id only
 -- ARGV[1] user  ARGV[2] tx  ARGV[3] room  ARGV[4] gift  ARGV[5] count (1..1000, checked by caller)
 -- ARGV[6] combo id or ''  ARGV[7] platform daily limit in coins (0 = none)  ARGV[8] tx record TTL
+-- ARGV[9] combo timeout ms  ARGV[10] how long a combo record is kept, s (with a combo id only)
 -- The wallet's own 'daily_limit' (set by the viewer) applies when lower than the platform's.
 -- Returns {status, balance, coins, creator}; status 'ok', 'dup' (the first result, unchanged) or
 -- an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
@@ -11,6 +13,10 @@
 -- around the parameters' fingerprint (ids without spaces; the creator, last, may hold anything).
 -- Refusals record nothing, so the tx id may be retried. 'self_gift': the sender owns the room (a
 -- creator's own coins would come back as diamonds); checked here, atomically with the debit.
+-- A combo's record is "<room> <gift> <deadline ms>", written by its first charged click: a click
+-- naming another room or gift is refused ('combo_mismatch'), one after the deadline (the combo
+-- timed out, or combo_close.lua set it to 0 on combo_end) is refused ('combo_not_found'); both
+-- before any debit. The tx record is checked first, so a retried click is 'dup' even then.
 local fp = ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6]
 local rec = redis.call('GET', KEYS[2])
 if rec then
@@ -26,6 +32,17 @@ local item = redis.call('HGET', KEYS[4], ARGV[4])
 if not item then return {'unknown_gift', balance, 0, ''} end
 local price, streakable = string.match(item, '^(%d+) (%d)$')
 if ARGV[6] ~= '' and streakable ~= '1' then return {'not_streakable', balance, 0, ''} end
+local now = 0
+if ARGV[6] ~= '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local combo = redis.call('GET', KEYS[6])
+  if combo then
+    local croom, cgift, deadline = string.match(combo, '^(%S+) (%S+) (%d+)$')
+    if croom ~= ARGV[3] or cgift ~= ARGV[4] then return {'combo_mismatch', balance, 0, ''} end
+    if now > tonumber(deadline) then return {'combo_not_found', balance, 0, ''} end
+  end
+end
 local creator = redis.call('HGET', KEYS[5], ARGV[3])
 if not creator then return {'room_not_live', balance, 0, ''} end
 if creator == ARGV[1] then return {'self_gift', balance, 0, creator} end
@@ -43,6 +60,10 @@ if limit > 0 then
 end
 balance = redis.call('HINCRBY', KEYS[1], 'coins', -coins)
 redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. fp .. ' ' .. creator, 'EX', ARGV[8])
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[6], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
+    'EX', ARGV[10])
+end
 redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
   'g', ARGV[4], 'n', ARGV[5], 'cb', ARGV[6], 'a', coins, 'b', balance, 'o', creator)
 return {'ok', balance, coins, creator}
