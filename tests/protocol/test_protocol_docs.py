@@ -282,6 +282,7 @@ def test_documented_defaults_are_the_servers() -> None:
     assert {var for var, _ in stated} >= {
         "GIFTWIRE_HEARTBEAT_S", "GIFTWIRE_IDLE_TIMEOUT_S", "GIFTWIRE_HELLO_TIMEOUT_S",
         "GIFTWIRE_WS_PING_INTERVAL_S", "GIFTWIRE_WS_PING_TIMEOUT_S",
+        "GIFTWIRE_RATE_PER_S", "GIFTWIRE_RATE_BURST",
     }
     for var, value in stated:
         assert getattr(defaults, fields[var]) == int(value), var
