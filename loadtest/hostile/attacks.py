@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from websockets.exceptions import InvalidMessage
 from websockets.frames import Frame, Opcode
 
 from protocol import SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK
@@ -251,8 +252,15 @@ async def revoked_token(target: Target, stop: asyncio.Event) -> dict[str, Any]:
     from protocol import Ack, Hello, Join, SendGift, codec_for
 
     codec = codec_for(SUBPROTOCOL_MSGPACK)
-    ws = await connect(f"ws://127.0.0.1:{target.port}/ws",
-                       subprotocols=[SUBPROTOCOL_MSGPACK])  # type: ignore[list-item]
+    for attempt in range(60):  # the address may be over its accept rate from the attacks before
+        try:
+            ws = await connect(f"ws://127.0.0.1:{target.port}/ws",
+                               subprotocols=[SUBPROTOCOL_MSGPACK])  # type: ignore[list-item]
+            break
+        except (OSError, InvalidMessage):
+            if attempt == 59:
+                raise
+            await asyncio.sleep(0.5)  # the attacker's own backoff
     await ws.send(codec.encode_client(Hello(v=1, client="revoked", token=target.viewer_token)))
     await ws.recv()
     await ws.send(codec.encode_client(Join(id="j", room=target.room)))
@@ -303,6 +311,9 @@ def run_attack(name: str, target: Target, seconds: float) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(seconds, stop.set)
-        return await ATTACKS[name](target, stop)
+        try:
+            return await ATTACKS[name](target, stop)
+        except Exception as exc:  # reported as the attack's result, not a crash of the run
+            return {"error": repr(exc)}
 
     return asyncio.run(main())

@@ -91,6 +91,8 @@ def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
         if pair[key] is None or pair[key] > limit:
             failed.append(key)
     seen = row["attack"]
+    if "error" in seen:
+        failed.append("attack error")
     if seen.get("still_open_at_end") or seen.get("duplicate_key_accepted") \
             or seen.get("self_gift_accepted"):
         failed.append("attack succeeded")
