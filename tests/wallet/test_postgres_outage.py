@@ -245,3 +245,45 @@ async def test_giftwire_serve_started_while_postgres_is_down_serves_gifts(
         assert body["status"] == "ready" and body["ledger_lag"]["entries"] == 0, body
     assert await _gift_txs(pool) == ["s1"]
     assert await reconcile(runtime, None) == []
+
+
+@pytest.mark.slow
+async def test_a_minute_without_postgres_under_load_two_servers_stay_ready(
+    config: Config, redis: Redis, pool: asyncpg.Pool, proxy: PgProxy
+) -> None:
+    """Issue 11's outage: Postgres gone for 60 s while gifts flow, a second server started in the
+    middle of it; both stay ready and every gift is acked; after it, the ledger has every gift
+    once and reconcile is clean. The minute is the requirement, not a wait for anything."""
+    cfg = dataclasses.replace(config, database_url=proxy.dsn)
+    async with inprocess_server(cfg) as one:
+        rt = one.runtime
+        await setup_room(rt, "r")
+        await grant(rt, "fan", 10_000)
+        sender = await open_client(one.ws_url, rt.issuer.mint("fan", "viewer"))
+        await sender.join("r")
+        sent: list[str] = []
+        not_ready: list[str] = []
+        try:
+            await proxy.cut()
+            t0 = time.monotonic()
+            async with inprocess_server(cfg) as two, httpx.AsyncClient() as http:
+                while time.monotonic() - t0 < 60:
+                    for srv in (one, two):
+                        ready = await http.get(srv.base_url + "/readyz")
+                        if ready.status_code != 200:
+                            not_ready.append(f"{time.monotonic() - t0:.1f}s {ready.text}")
+                    for _ in range(5):
+                        tx = f"o{len(sent)}"
+                        await sender.send(SendGift(id=tx, room="r", gift="rose", count=1, tx=tx))
+                        assert isinstance(await sender.reply(tx), Ack), tx
+                        sent.append(tx)
+                    await asyncio.sleep(0.5)  # the load's pace: ten gifts a second
+                assert not_ready == []
+                await proxy.restore()
+                for srv in (one, two):
+                    await asyncio.wait_for(srv.runtime.components["flusher"].wait_caught_up(), 60)
+        finally:
+            await sender.close()
+        assert await _gift_txs(pool) == sorted(sent)
+        assert await reconcile(rt, None) == []
+        assert len(sent) >= 500
