@@ -240,6 +240,6 @@ def edge_protocols(config: Any) -> tuple[type[Gate], type[EdgeWebSocket]]:
     limits = EdgeLimits.from_config(config)
     admission = Admission.from_limits(limits)
     ws_class = type("GiftwireWebSocket", (EdgeWebSocket,),
-                    {"limits": limits, "admission": admission})
+                    {"limits": limits, "admission": admission, "__slots__": ()})
     gate_class = type("GiftwireGate", (Gate,), {"limits": limits, "admission": admission})
     return gate_class, ws_class

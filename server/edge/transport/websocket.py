@@ -53,6 +53,11 @@ class EdgeWebSocket(asyncio.Protocol):
 
     limits: EdgeLimits = EdgeLimits()
     admission: Admission | None = None
+    __slots__ = ("app", "app_state", "arrival", "arrived", "backlog", "backlog_at", "client",
+                 "close_sent", "close_timer", "conn", "connections", "disconnected",
+                 "handshake_complete", "holds_admission", "keepalive", "kind", "loop", "parts",
+                 "pings", "queue", "read_paused", "response", "root_path", "scope", "tasks",
+                 "transport", "waiter")
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -194,25 +199,21 @@ class EdgeWebSocket(asyncio.Protocol):
 
     def _on_close(self) -> None:
         rcvd = self.conn.close_rcvd
-        if not self.close_sent:
-            code = rcvd.code if rcvd is not None else 1005
-            reason = rcvd.reason if rcvd is not None else ""
-            self._enqueue({"type": "websocket.disconnect", "code": code, "reason": reason})
-        self.close_sent = True
-        self._flush()
-        self._close_transport()
+        self._end(rcvd.code if rcvd else 1005, rcvd.reason if rcvd else "")
 
     def _closed_by_parser(self) -> None:
         sent = self.conn.close_sent
-        self._enqueue({"type": "websocket.disconnect", "code": sent.code if sent else 1006})
-        self.close_sent = True
-        self._flush()
-        self._close_transport()
+        self._end(sent.code if sent else 1006, sent.reason if sent else "")
 
     def _fail(self, code: int, reason: str) -> None:
         """Close at once for a broken rule of the edge; nothing more is read."""
         self.conn.fail(code, reason)
-        self._enqueue({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self._end(code, reason)
+
+    def _end(self, code: int, reason: str) -> None:
+        """Closing: the session is told (once), what is queued is written, the socket closed."""
+        if not self.close_sent:
+            self._enqueue({"type": "websocket.disconnect", "code": code, "reason": reason})
         self.close_sent = True
         self._flush()
         self._close_transport()
@@ -373,9 +374,7 @@ class EdgeWebSocket(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    # -- keepalive ----------------------------------------------------------------------------
-
-    def _closing(self) -> bool:
+    def _closing(self) -> bool:  # (keepalive)
         return self.close_sent or self.transport is None or self.transport.is_closing()
 
     def _send_ping(self, payload: bytes) -> bool:
