@@ -40,6 +40,16 @@ BACKEND_UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """From an `except` block: a backend that cannot serve now is an operating condition, one
+    WARNING line (an outage must not flood the log with tracebacks); anything else is a bug,
+    logged with its traceback."""
+    if isinstance(exc, BACKEND_UNAVAILABLE):
+        logger.warning("%s: backend unavailable (%s: %s)", what, type(exc).__name__, exc)
+    else:
+        logger.exception("%s failed", what)
+
+
 def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.0,
                  **kwargs: Any) -> Redis:
     """A client whose pool queues: a command finding every connection busy waits up to

@@ -117,3 +117,20 @@ async def test_a_bug_is_a_500_problem_with_its_traceback_logged(
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["code"] == "internal_error"
     assert any(rec.exc_info and rec.exc_info[0] is AttributeError for rec in caplog.records)
+
+
+def test_a_backend_outage_is_one_warning_line_and_a_bug_keeps_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from server.runtime import log_failure
+
+    logger = logging.getLogger("giftwire.test")
+    for exc in (ConnectionError("redis down"), ValueError("a bug")):
+        try:
+            raise exc
+        except Exception as caught:
+            log_failure(logger, "spend t1", caught)
+    down, bug = caplog.records[-2:]
+    assert (down.levelname, down.exc_info) == ("WARNING", None)
+    assert "backend unavailable" in down.getMessage()
+    assert bug.levelname == "ERROR" and bug.exc_info is not None

@@ -47,7 +47,7 @@ from server.edge.realtime import Realtime
 from server.edge.wire import Edge
 from server.edge.writer import Writer
 from server.hub.hub import HubError
-from server.runtime import BACKEND_UNAVAILABLE
+from server.runtime import BACKEND_UNAVAILABLE, log_failure
 
 log = logging.getLogger("giftwire.ws")
 
@@ -325,9 +325,9 @@ class Connection:
         self.in_flight = True
         try:
             await self._dispatch(msg)
-        except Exception:
+        except Exception as exc:
             # Every request is answered, even when a backend fails under it.
-            log.exception("%s failed", msg.TYPE)
+            log_failure(log, msg.TYPE, exc)
             self.error(ErrorCode.UNAVAILABLE, "the server could not do this now; retry", msg.id,
                        tx=getattr(msg, "tx", None), room=getattr(msg, "room", None),
                        retry_ms=1000)
@@ -369,9 +369,9 @@ class Connection:
             self.rooms.discard(msg.room)
             self.error(exc.code, exc.message, msg.id, room=msg.room,
                        retry_ms=1000 if exc.code == "unavailable" else None)
-        except Exception:
+        except Exception as exc:
             self.rooms.discard(msg.room)
-            log.exception("join %s failed", msg.room)
+            log_failure(log, f"join {msg.room}", exc)
             self.error(ErrorCode.UNAVAILABLE, "could not join now", msg.id, room=msg.room,
                        retry_ms=1000)
 

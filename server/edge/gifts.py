@@ -23,6 +23,7 @@ from server.edge.ratelimit import gift_budget
 from server.hub.combos import ComboSweeper
 from server.hub.roomstate import RoomState
 from server.money.wallet import SpendRequest, SpendResult
+from server.runtime import log_failure
 
 log = logging.getLogger("giftwire.gifts")
 
@@ -75,8 +76,8 @@ class Gifts:
         req = SpendRequest(principal.user, msg.room, msg.gift, msg.count, msg.tx, msg.combo)
         try:
             result = await wallet.spend(req)
-        except Exception:
-            log.exception("spend %s failed", msg.tx)
+        except Exception as exc:
+            log_failure(log, f"spend {msg.tx}", exc)
             conn.error(ErrorCode.UNAVAILABLE, "the wallet is unavailable; retry with the same tx",
                        msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
             return
@@ -86,9 +87,9 @@ class Gifts:
             return
         try:
             await self.publish_spend(req, principal.name, result)
-        except Exception:
+        except Exception as exc:
             # Debited but not yet shown: the same tx retried completes the publish, once.
-            log.exception("publishing %s failed after the debit", msg.tx)
+            log_failure(log, f"publishing {msg.tx} after the debit", exc)
             conn.error(ErrorCode.UNAVAILABLE, "accepted but not yet delivered; retry the same tx",
                        msg.id, tx=msg.tx, room=msg.room, retry_ms=500)
             return
