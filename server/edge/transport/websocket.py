@@ -235,7 +235,8 @@ class EdgeWebSocket(asyncio.Protocol):
     def write(self, frame: bytes | str) -> bool:
         """The direct path (server/edge/wire.py): one message to the transport now, no await;
         False once the connection is closing."""
-        if self.disconnected or self._closing():
+        transport = self.transport  # every fan-out write passes here: no call before the send
+        if self.close_sent or self.disconnected or transport is None or transport.is_closing():
             return False
         try:
             if type(frame) is bytes:
@@ -245,7 +246,6 @@ class EdgeWebSocket(asyncio.Protocol):
                 self.conn.send_text(frame.encode())
         except InvalidState:
             return False
-        transport = cast(asyncio.Transport, self.transport)  # not closing: set
         transport.write(b"".join(self.conn.data_to_send()))
         return True
 
