@@ -38,18 +38,25 @@ Attack = Callable[[Target, asyncio.Event], Awaitable[dict[str, Any]]]
 
 
 def frame(opcode: Opcode, data: bytes = b"", *, fin: bool = True) -> bytes:
+    """One client frame, byte for byte (masked, as a client must)."""
     return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
 
 
-async def _upgraded(port: int, subprotocol: str = SUBPROTOCOL_MSGPACK
-                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                  subprotocol: str = SUBPROTOCOL_MSGPACK) -> bytes:
+    """Send a WebSocket upgrade for /ws on an open connection; returns the response head."""
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
                  f"Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n".encode())
     await writer.drain()
-    await reader.readuntil(b"\r\n\r\n")
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def _upgraded(port: int, subprotocol: str = SUBPROTOCOL_MSGPACK
+                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await upgrade(reader, writer, subprotocol)
     return reader, writer
 
 

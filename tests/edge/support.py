@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import os
 import socket
 from collections.abc import AsyncIterator
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import Opcode
 
-from protocol import SUBPROTOCOL_MSGPACK
+# The same bytes the `hostile` load-test scenario sends.
+from loadtest.hostile.attacks import frame, upgrade
+
+__all__ = ["close_code", "frame", "raw", "read_to_end", "upgrade"]
 
 
 @contextlib.asynccontextmanager
@@ -31,23 +32,6 @@ async def raw(port: int, *, rcvbuf: int = 0) -> AsyncIterator[tuple[asyncio.Stre
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-
-
-async def upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-    """Send a WebSocket upgrade for /ws; returns the response head."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Sec-WebSocket-Protocol: {SUBPROTOCOL_MSGPACK}\r\n\r\n".encode()
-    )
-    await writer.drain()
-    return await reader.readuntil(b"\r\n\r\n")
-
-
-def frame(opcode: Opcode, data: bytes = b"", *, fin: bool = True) -> bytes:
-    """One client frame (masked, as a client must)."""
-    return Frame(opcode, data, fin=fin).serialize(mask=True, extensions=[])
 
 
 async def read_to_end(reader: asyncio.StreamReader) -> bytes:
