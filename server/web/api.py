@@ -22,7 +22,7 @@ from server.edge.ratelimit import gift_budget
 from server.money import ledger, streams
 from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
 from server.money.wallet import SpendRequest, Wallet, valid_ident
-from server.runtime import BACKEND_UNAVAILABLE, Runtime
+from server.runtime import Runtime, log_failure
 from server.web.body import read_fields
 from server.web.problem import problem, refusal
 
@@ -123,10 +123,7 @@ async def post_gift(request: Request) -> Response:
         try:
             await realtime.gifts.publish_spend(req, p.name, res)
         except Exception as exc:
-            if isinstance(exc, BACKEND_UNAVAILABLE):  # Redis is down or busy: not a bug
-                log.warning("publishing %s failed after the debit: %s", req.tx, exc)
-            else:
-                log.exception("publishing %s failed after the debit", req.tx)
+            log_failure(log, f"publishing {req.tx} after the debit", exc)
             raise refusal(
                 "unavailable", "accepted but not yet delivered; retry the same tx"
             ) from None
