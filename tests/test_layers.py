@@ -21,6 +21,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("top", ("server.__main__", "server.cli", "server.ledger_cli", "server.serve", "server.app")),
     ("web", ("server.web",)),  # HTTP API, pages, demo, health: may use any layer below
     ("edge", ("server.edge",)),  # the WebSocket session, its writer, rate limits, drain
+    # Features around the loop: moderation, battles, overlay keys and settings, user pushes.
+    ("live", ("server.live",)),
     ("hub", ("server.hub",)),  # rooms, broker, fan-out, recovery, room state, combos
     ("money", ("server.money",)),  # wallet, ledger, flusher, reconcile, payments, catalog
     # The process's shared parts: configuration, the runtime bag of clients, tokens, metrics.
