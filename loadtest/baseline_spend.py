@@ -44,6 +44,7 @@ async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
         for shard in range(keys.wallet_shards):
             pipe.hset(keys.catalog(shard), "rose", "1 1")
             pipe.hset(keys.live_rooms(shard), room, creator)
+            pipe.hset(keys.blocks(shard), "", "1")  # loaded, no blocks (server/money/blockgate.py)
         users = [f"b{i}" for i in range(USERS)]
         for user in users:
             pipe.hset(keys.wallet(user), "coins", 10**12)
@@ -57,13 +58,13 @@ async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
         user = users[i % USERS]
         shard = keys.shard_of(user)
         fixed = [keys.wallet(user), "", keys.ledger_stream(shard), keys.catalog(shard),
-                 keys.live_rooms(shard)]
+                 keys.live_rooms(shard), keys.blocks(shard)]
         n = 0
         while time.monotonic() < end:
             tx = f"t{i}-{n}"
             fixed[1] = keys.tx(user, tx)
             started = time.monotonic()
-            await redis.evalsha(script.sha, 5, *fixed, user, tx, room, "rose", 1, "", 0, 600)
+            await redis.evalsha(script.sha, len(fixed), *fixed, user, tx, room, "rose", 1, "", 0, 600)
             latencies.append(time.monotonic() - started)
             n += 1
             calls += 1

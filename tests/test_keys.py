@@ -24,6 +24,7 @@ def test_a_wallets_keys_share_one_slot_with_its_shard(user: str, tx: str) -> Non
             keys.ledger_stream(shard),
             keys.catalog(shard),
             keys.live_rooms(shard),
+            keys.blocks(shard),
             keys.wallets_index(shard),
         )
     }

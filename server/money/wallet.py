@@ -22,6 +22,7 @@ from typing import Any
 from protocol.errors import ErrorCode
 from protocol.limits import IDENTIFIER_PATTERN, MAX_GIFT_COUNT, MAX_SAFE_INT, MAX_TX_ID_LEN
 from server.money import ledger, streams
+from server.money.blockgate import BlockGate
 from server.money.catalog import Catalog, load_catalog
 from server.money.credits import MAX_CREDITS_PER_CALL, Credit
 from server.runtime import Runtime
@@ -36,7 +37,7 @@ TX_TTL_S = 7 * 24 * 3600
 MAX_QUEUED_CREDITS = 10_000
 # The scripts (server/storage/lua/<name>.lua) this module calls; tests check each stays in one slot.
 WALLET_SCRIPTS = frozenset({"spend", "credit", "credited", "deposit", "reverse", "redeem",
-                            "combo_close"})
+                            "combo_close", "blocks_load"})
 # A combo's record (its room, gift and deadline) outlives its settlement by this much, so a late
 # click is refused instead of starting the same combo id afresh.
 COMBO_MEMORY_S = 3600
@@ -109,6 +110,7 @@ class Wallet:
         self._runner = runner
         self._keys = rt.keys
         self.catalog = catalog if catalog is not None else load_catalog()
+        self.blocks = BlockGate(rt, runner)
         self._credits: list[Credit] = []
         self._credit_wakeup = asyncio.Event()
         self._settled = asyncio.Event()
@@ -128,14 +130,19 @@ class Wallet:
                                gift_name=name, streakable=streakable)
         k, shard = self._keys, self._keys.shard_of(req.user)
         keys = [k.wallet(req.user), k.tx(req.user, req.tx), k.ledger_stream(shard),
-                k.catalog(shard), k.live_rooms(shard)]
+                k.catalog(shard), k.live_rooms(shard), k.blocks(shard)]
         args: list[str | int] = [req.user, req.tx, req.room, req.gift, req.count, req.combo or "",
                                  self._rt.config.daily_spend_limit, TX_TTL_S]
         if req.combo:
             keys.append(k.combo(req.user, req.combo))
             args += [self._rt.config.combo_timeout_ms, COMBO_MEMORY_S]
         status, balance, coins, creator = await self._runner.call("spend", keys, args)
+        if _str(status) == "blocks_unloaded":  # the shard's blocks were lost: reload, then spend
+            await self.blocks.load()
+            status, balance, coins, creator = await self._runner.call("spend", keys, args)
         status, creator = _str(status), _str(creator) or None
+        if status == "blocks_unloaded":  # lost again at once: Redis is failing
+            raise ConnectionError("the spend gate's blocks cannot be loaded now")
         if status == "room_not_live":
             info = await streams.room_info(self._rt, req.room)
             status = ErrorCode.ROOM_ENDED.value if info else ErrorCode.ROOM_NOT_FOUND.value

@@ -136,10 +136,11 @@ async def test_a_spend_whose_credit_was_lost_is_credited_by_the_flusher(
     await fund(wallet, "v5", 100)
     k, shard = runtime.keys, runtime.keys.shard_of("v5")
     # The spend script ran, then the process died before the credit (no Wallet.spend here).
+    await wallet.blocks.load()  # what Wallet.spend does first on a fresh Redis
     status, balance, coins, creator = await runner.call(
         "spend",
         [k.wallet("v5"), k.tx("v5", "lost"), k.ledger_stream(shard), k.catalog(shard),
-         k.live_rooms(shard)],
+         k.live_rooms(shard), k.blocks(shard)],
         ["v5", "lost", live_room, "doughnut", 2, "", 0, TX_TTL_S],
     )
     assert (status, balance, coins, creator) == (b"ok", 40, 60, b"creator1")

@@ -2,7 +2,8 @@
 -- KEYS[1] wallet hash ({w<N>}:wallet:<user>)   KEYS[2] tx record ({w<N>}:tx:<user>:<tx>)
 -- KEYS[3] shard ledger stream                   KEYS[4] shard catalog hash (gift -> "coins s")
 -- KEYS[5] shard live-rooms hash (room -> creator)
--- KEYS[6] the combo's record ({w<N>}:combo:<user>:<combo>), given with a combo id only
+-- KEYS[6] shard blocks hash ("<room> <user>" -> 1, and "" once loaded: server/money/blockgate.py)
+-- KEYS[7] the combo's record ({w<N>}:combo:<user>:<combo>), given with a combo id only
 -- ARGV[1] user  ARGV[2] tx  ARGV[3] room  ARGV[4] gift  ARGV[5] count (1..1000, checked by caller)
 -- ARGV[6] combo id or ''  ARGV[7] platform daily limit in coins (0 = none)  ARGV[8] tx record TTL
 -- ARGV[9] combo timeout ms  ARGV[10] how long a combo record is kept, s (with a combo id only)
@@ -13,6 +14,10 @@
 -- around the parameters' fingerprint (ids without spaces; the creator, last, may hold anything).
 -- Refusals record nothing, so the tx id may be retried. 'self_gift': the sender owns the room (a
 -- creator's own coins would come back as diamonds); checked here, atomically with the debit.
+-- 'blocked': the room's creator or a moderator blocked the sender there; also checked here, so a
+-- block written before this script runs refuses the gift, and none is debited after it. A blocks
+-- hash without its "" field was lost (or never loaded): 'blocks_unloaded', nothing recorded; the
+-- caller loads it from Postgres and calls again.
 -- A combo's record is "<room> <gift> <deadline ms>", written by its first charged click: a click
 -- naming another room or gift is refused ('combo_mismatch'), one after the deadline (the combo
 -- timed out, or combo_close.lua set it to 0 on combo_end) is refused ('combo_not_found'); both
@@ -36,7 +41,7 @@ local now = 0
 if ARGV[6] ~= '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local combo = redis.call('GET', KEYS[6])
+  local combo = redis.call('GET', KEYS[7])
   if combo then
     local croom, cgift, deadline = string.match(combo, '^(%S+) (%S+) (%d+)$')
     if croom ~= ARGV[3] or cgift ~= ARGV[4] then return {'combo_mismatch', balance, 0, ''} end
@@ -46,6 +51,9 @@ end
 local creator = redis.call('HGET', KEYS[5], ARGV[3])
 if not creator then return {'room_not_live', balance, 0, ''} end
 if creator == ARGV[1] then return {'self_gift', balance, 0, creator} end
+local block = redis.call('HMGET', KEYS[6], '', ARGV[3] .. ' ' .. ARGV[1])
+if not block[1] then return {'blocks_unloaded', balance, 0, creator} end
+if block[2] then return {'blocked', balance, 0, creator} end
 if w[2] == '1' then return {'wallet_frozen', balance, 0, creator} end
 local coins = tonumber(price) * tonumber(ARGV[5])
 if coins > balance then return {'insufficient_funds', balance, 0, creator} end
@@ -61,7 +69,7 @@ end
 balance = redis.call('HINCRBY', KEYS[1], 'coins', -coins)
 redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. fp .. ' ' .. creator, 'EX', ARGV[8])
 if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[6], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
+  redis.call('SET', KEYS[7], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
     'EX', ARGV[10])
 end
 redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
