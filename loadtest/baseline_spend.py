@@ -64,7 +64,7 @@ async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
             tx = f"t{i}-{n}"
             fixed[1] = keys.tx(user, tx)
             started = time.monotonic()
-            await redis.evalsha(script.sha, len(fixed), *fixed, user, tx, room, "rose", 1, "", 0, 600)
+            await redis.evalsha(script.sha, 6, *fixed, user, tx, room, "rose", 1, "", 0, 600)
             latencies.append(time.monotonic() - started)
             n += 1
             calls += 1

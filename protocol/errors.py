@@ -77,6 +77,12 @@ class ErrorCode(StrEnum):
     """The wallet is frozen by an administrator; nothing was spent."""
     SELF_GIFT = "self_gift"
     """The sender owns the room: nobody may gift a room they own; nothing was spent."""
+    BLOCKED = "blocked"
+    """The room's creator or a moderator blocked this user in the room: gifts and joins there are
+    refused (nothing spent); also sent without a request id to the user's sessions in the room
+    the moment the block lands, which then are no longer in the room."""
+    INVALID_DISPLAY_NAME = "invalid_display_name"
+    """The token's display name breaks the display-name policy (length, characters)."""
     TX_CONFLICT = "tx_conflict"
     """The tx id was already used for a different gift (other room, gift, count or combo)."""
     RATE_LIMITED = "rate_limited"
@@ -150,6 +156,7 @@ CLOSE_ON_ERROR: Mapping[ErrorCode, CloseCode] = MappingProxyType(
         ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
         ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
         ErrorCode.TOKEN_REVOKED: CloseCode.TOKEN_EXPIRED,
+        ErrorCode.INVALID_DISPLAY_NAME: CloseCode.UNAUTHORIZED,
         ErrorCode.UNSUPPORTED_VERSION: CloseCode.PROTOCOL_VIOLATION,
         ErrorCode.HELLO_REQUIRED: CloseCode.PROTOCOL_VIOLATION,
     }

@@ -30,6 +30,15 @@ MAX_EPOCH_LEN: Final = 32
 MAX_CLIENT_NAME_LEN: Final = 64
 # No v1 client message carries free text; reserved so chat-like additions share one bound.
 MAX_MESSAGE_TEXT_LEN: Final = 256
+# Display names (a token's `name`, shown with gifts and on the leaderboard), in characters (code
+# points) after NFC normalisation; see protocol/names.py for the character policy.
+MAX_DISPLAY_NAME_LEN: Final = 32
+# Zero-width joiners/non-joiners in one display name: enough for emoji sequences (a family of
+# four needs 3), not for invisible padding.
+MAX_DISPLAY_NAME_JOINERS: Final = 4
+# Combining marks on one character (accents stack 1-2 deep in real scripts; "zalgo" text stacks
+# dozens and overflows the lines around it).
+MAX_COMBINING_MARKS: Final = 3
 # Also bounds `?token=` in the URL, which is why it exceeds what fits in a hello frame.
 MAX_TOKEN_LEN: Final = 4096
 

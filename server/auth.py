@@ -1,7 +1,8 @@
 """Signed access tokens (JWT, HS256) and their revocation.
 
 A token carries: `sub` (user id), `role` (viewer | creator | overlay | admin), `name` (display
-name), `room` (overlay tokens only: the one room it may read), `exp`, `iat` and `jti` (token id).
+name, under protocol/names.py's policy: checked when minted and again when read), `room`
+(overlay tokens only: the one room it may read), `exp`, `iat` and `jti` (token id).
 Revocation stores the jti in Redis until the token would have expired anyway.
 """
 
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 import jwt
 from redis.asyncio import Redis
 
-from protocol import ErrorCode, Role
+from protocol import ErrorCode, ProtocolError, Role
+from protocol.names import display_name
 from server.storage.keys import Keys
 
 ALGORITHM = "HS256"
@@ -65,6 +67,10 @@ class TokenIssuer:
         now: float | None = None,
     ) -> str:
         role = Role(role)
+        try:
+            shown = display_name(name or user)
+        except ProtocolError as exc:
+            raise ValueError(exc.message) from None
         if role is Role.OVERLAY and not room:
             raise ValueError("an overlay token needs the room it may read")
         issued = int(time.time() if now is None else now)
@@ -72,7 +78,7 @@ class TokenIssuer:
             "iss": ISSUER,
             "sub": user,
             "role": role.value,
-            "name": name or user,
+            "name": shown,
             "iat": issued,
             "exp": issued + (self._ttl if ttl_s is None else ttl_s),
             "jti": secrets.token_urlsafe(12),
@@ -106,6 +112,12 @@ class TokenIssuer:
             raise AuthError(ErrorCode.UNAUTHORIZED, "invalid token: malformed claims")
         if role is Role.OVERLAY and not room:
             raise AuthError(ErrorCode.UNAUTHORIZED, "invalid token: overlay token without a room")
+        try:
+            # Names enter through tokens: one minted elsewhere with the same key is held to the
+            # same policy as ours.
+            name = display_name(name)
+        except ProtocolError as exc:
+            raise AuthError(exc.code, exc.message) from None
         return Principal(sub, role, name, str(claims["jti"]), int(claims["exp"]), room)
 
     async def verify(self, token: str, redis: Redis) -> Principal:

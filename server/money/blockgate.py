@@ -12,8 +12,9 @@ shard from Postgres (one query) before calling again: a lost copy is rebuilt bef
 checked against it. While Postgres cannot be read (an outage: spends must go on without it,
 docs/ledger.md), a missing shard is loaded empty for `DEGRADED_TTL_S` seconds, then read again:
 after a Redis loss during a Postgres outage, blocks are not enforced (gifts, joins) until
-Postgres answers; a warning is logged. Writes go to Postgres first, then here, each after making sure the shard is loaded (see
-lua/blocks_load.lua for why a concurrent load cannot bring back a block that was just lifted).
+Postgres answers; a warning is logged. Writes go to Postgres first, then here, each after making
+sure the shard is loaded (lua/blocks_load.lua: why a concurrent load cannot bring back a block
+that was just lifted).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Each Lua script touches exactly one Redis Cluster slot, so keys that a script uses together share a
 hash tag (the part in braces):
 - `{w<N>}`: wallet shard N. A wallet's balance, its idempotency records, the shard's ledger stream
-  and the shard's copy of the gift catalog, of the live-room set and of its users' room blocks live
-  together, so one spend is one slot. Wallets hash onto `wallet_shards` shards (CRC32 of the user id).
+  and the shard's copies of the gift catalog, the live-room set and its users' room blocks live
+  together, so one spend is one slot. Wallets hash
+  onto `wallet_shards` shards (CRC32 of the user id).
 - `{r:<room>}`: one room: sequence and its epoch, history, leaderboard, goal, presence, combos.
 `tests/test_keys.py` checks, for every script, that its KEYS map to one slot.
 """
@@ -82,8 +83,7 @@ class Keys:
     def blocks(self, shard: int) -> str:
         """Hash "<room> <user>" -> 1 of the room blocks of this shard's users, plus the field ""
         once loaded from Postgres: spend.lua refuses a blocked sender atomically with the debit,
-        and a missing hash (Redis lost it) is told apart from "no blocks" (server/money/blockgate.py).
-        """
+        and a lost hash is told apart from "no blocks" (server/money/blockgate.py)."""
         return f"{self._w(shard)}:blocks"
 
     def wallets_index(self, shard: int) -> str:

@@ -16,6 +16,7 @@ ALLOWED = {
     "re",
     "types",
     "typing",
+    "unicodedata",  # the display-name policy (protocol/names.py): pure, no I/O
 }
 
 
