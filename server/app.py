@@ -95,6 +95,9 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from server.web import api
 
     found += api.routes(config)
+    from server.web import moderation  # blocks, moderators, audit of a room
+
+    found += moderation.routes(config)
     # -- pages (overlay, demo, static files) --
     from server.web import pages
 

@@ -364,7 +364,7 @@ class Connection:
             return
         self.rooms.add(msg.room)
         try:
-            await self.hub.join(self, msg.room, msg.after, msg.id, msg.epoch)
+            await self.realtime.guard.join(self, msg.room, msg.after, msg.id, msg.epoch)
         except HubError as exc:
             self.rooms.discard(msg.room)
             self.error(exc.code, exc.message, msg.id, room=msg.room,

@@ -18,11 +18,14 @@ from typing import Any, Protocol
 from protocol import CloseCode, ErrorCode
 from server.auth import Principal
 from server.edge.gifts import Gifts
+from server.edge.moderated import RoomGuard
 from server.edge.writer import FlushScheduler
 from server.hub.broker_redis import RedisBroker
 from server.hub.combos import ComboSweeper
 from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
+from server.live.moderation import Moderation
+from server.money.blockgate import BlockGate
 from server.runtime import Runtime
 from server.storage.scripts import ScriptRunner
 
@@ -53,6 +56,7 @@ class Realtime:
     state: RoomState
     scheduler: FlushScheduler
     gifts: Gifts
+    guard: RoomGuard  # joins of blocked users refused, blocked sessions taken out of the room
     connections: set[Session] = field(default_factory=set)
     # Bounds concurrent token checks (one Redis round trip each) so a reconnect storm queues
     # here instead of exhausting the Redis connection pool.
@@ -96,7 +100,14 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     stack.push_async_callback(hub.stop)
     scheduler = FlushScheduler(cfg.writer_window_ms / 1000)
     stack.callback(scheduler.cancel)
-    realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper))
+    wallet = rt.components.get("wallet")
+    moderation = Moderation(rt, wallet.blocks if wallet is not None else BlockGate(rt, runner))
+    rt.components["moderation"] = moderation
+    connections: set[Session] = set()
+    guard = RoomGuard(hub, moderation, connections)
+    guard.install(broker)
+    realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper), guard,
+                        connections)
     rt.components["realtime"] = realtime
     async def revoked(token_ids: list[str]) -> set[str]:
         return await rt.issuer.revoked_among(token_ids, rt.redis)

@@ -24,12 +24,10 @@ from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_re
 from server.money.wallet import SpendRequest, Wallet, valid_ident
 from server.runtime import Runtime, log_failure
 from server.web.body import read_fields
+from server.web.paging import page_params
 from server.web.problem import problem, refusal
 
 log = logging.getLogger("giftwire.api")
-
-MAX_PAGE = 200
-
 
 def _rt(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
@@ -82,14 +80,7 @@ async def get_earnings(request: Request) -> Response:
 
 async def get_transactions(request: Request) -> Response:
     p = await principal(request)
-    try:
-        before = request.query_params.get("before")
-        before_id = int(before) if before else None
-        limit = int(request.query_params.get("limit", "50"))
-    except ValueError:
-        raise refusal("wrong_type", "before and limit must be integers") from None
-    if not 1 <= limit <= MAX_PAGE or (before_id is not None and before_id < 1):
-        raise refusal("out_of_range", f"limit must be 1..{MAX_PAGE}, before positive")
+    before_id, limit = page_params(request)
     items = await ledger.history(_rt(request).pool, p.user, before=before_id, limit=limit)
     nxt = items[-1].id if len(items) == limit else None
     return _ok({"items": [t.to_json() for t in items], "next_before": nxt})

@@ -11,8 +11,8 @@ PROBLEM_TYPE = "application/problem+json"
 # HTTP status of each refusal code (the code itself is what clients switch on); others are 400.
 STATUS: Mapping[str, int] = {
     "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
-    "self_gift": 403, "sandbox_disabled": 403, "not_found": 404, "room_not_found": 404,
-    "combo_not_found": 404, "insufficient_funds": 409, "combo_mismatch": 409,
+    "self_gift": 403, "blocked": 403, "sandbox_disabled": 403, "not_found": 404,
+    "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409, "combo_mismatch": 409,
     "tx_conflict": 409, "wallet_frozen": 409,
     "room_ended": 409, "daily_limit_exceeded": 409, "frame_too_large": 413, "rate_limited": 429,
     "unavailable": 503,

@@ -1,0 +1,102 @@
+"""Room blocks at the socket edge: a blocked user's `join` is refused, and the moment a block lands
+their sessions in the room, on every process, are told `blocked` and leave it.
+
+The block's control message (server/live/moderation.py) arrives on the room's channel, which this
+process is subscribed to exactly while it has members in the room: the guard sits in front of the
+hub's message handler, takes control messages and passes everything else on untouched (one slice
+comparison per message, no second decode). Gifts need nothing here: spend.lua refuses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from protocol import ErrorCode, Role
+from server.auth import Principal
+from server.hub.broker import Broker
+from server.hub.hub import Hub, HubError
+from server.hub.rooms import Member as HubMember
+from server.live.moderation import Moderation, read_control
+
+log = logging.getLogger("giftwire.moderation")
+
+
+class Member(HubMember, Protocol):
+    """What the guard needs of a session (server/edge/connection.py)."""
+
+    principal: Principal | None
+    rooms: set[str]
+    close_code: int | None
+
+    def error(self, code: ErrorCode | str, message: str, request_id: str | None, *,
+              tx: str | None = None, room: str | None = None, retry_ms: int | None = None
+              ) -> None: ...
+
+
+class RoomGuard:
+    def __init__(self, hub: Hub, moderation: Moderation, sessions: Iterable[Any]) -> None:
+        self.hub = hub
+        self.moderation = moderation
+        self._sessions = sessions  # the process's open sessions (Realtime.connections)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def install(self, broker: Broker) -> None:
+        """In front of the hub's handler (set when the hub was built)."""
+        deliver = broker.on_message
+
+        def on_message(channel: str, data: bytes) -> None:
+            try:
+                control = read_control(data)
+            except Exception:  # not ours after all: the hub logs what it cannot read
+                control = None
+            if control is None:
+                deliver(channel, data)
+            else:
+                self.evict_everywhere_here(*control)
+
+        broker.on_message = on_message
+
+    async def join(self, member: Any, room: str, after: int | None, request_id: str | None,
+                   epoch: str | None = None) -> None:
+        """`Hub.join`, refused with `blocked` (HubError) for a user blocked in the room."""
+        user = _blockable(member)
+        if user is not None and await self.moderation.blocked(room, user):
+            raise HubError(ErrorCode.BLOCKED.value, "you are blocked in this room")
+        await self.hub.join(member, room, after, request_id, epoch)
+        # Checked again once joined: a block that landed during the join published its control
+        # message before this process had the member in the room, but wrote the gate before that.
+        if user is not None and await self.moderation.blocked(room, user):
+            self._evict(member, room)
+
+    def evict_everywhere_here(self, room: str, user: str) -> None:
+        for member in list(self._sessions):
+            principal = member.principal
+            if (principal is not None and principal.user == user and room in member.rooms
+                    and member.close_code is None):
+                self._evict(member, room)
+
+    def _evict(self, member: Member, room: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._leave(member, room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _leave(self, member: Member, room: str) -> None:
+        if room not in member.rooms:
+            return  # left meanwhile
+        member.rooms.discard(room)
+        try:
+            await self.hub.leave(member, room)
+        except Exception as exc:  # presence removal failed: it expires by itself
+            log.warning("leaving %s after a block: %s", room, exc)
+        # After the hub let go: no event of the room reaches the session after this notice.
+        member.error(ErrorCode.BLOCKED, "you were blocked in this room", None, room=room)
+
+
+def _blockable(member: Any) -> str | None:
+    principal: Principal | None = member.principal
+    if principal is None or principal.role is Role.OVERLAY:
+        return None  # an overlay reads its own room for its creator, who cannot be blocked
+    return principal.user

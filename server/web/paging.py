@@ -1,0 +1,22 @@
+"""Query parameters of a paged list, newest first: `before` (an item id) and `limit`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from server.web.problem import refusal
+
+MAX_PAGE = 200
+
+
+def page_params(request: Request) -> tuple[int | None, int]:
+    """(before, limit), refused with a problem (`wrong_type`, `out_of_range`) when malformed."""
+    try:
+        before = request.query_params.get("before")
+        before_id = int(before) if before else None
+        limit = int(request.query_params.get("limit", "50"))
+    except ValueError:
+        raise refusal("wrong_type", "before and limit must be integers") from None
+    if not 1 <= limit <= MAX_PAGE or (before_id is not None and before_id < 1):
+        raise refusal("out_of_range", f"limit must be 1..{MAX_PAGE}, before positive")
+    return before_id, limit
