@@ -5,13 +5,15 @@ The block's control message (server/live/moderation.py) arrives on the room's ch
 process is subscribed to exactly while it has members in the room: the guard sits in front of the
 hub's message handler, takes control messages and passes everything else on untouched (one slice
 comparison per message, no second decode). Gifts need nothing here: spend.lua refuses them.
+Control messages are not in the room history: after the broker re-subscribes (messages published
+meanwhile are lost to pub/sub) every local session's rooms are checked against the blocks again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
 from protocol import ErrorCode, Role
@@ -58,6 +60,25 @@ class RoomGuard:
                 self.evict_everywhere_here(*control)
 
         broker.on_message = on_message
+        resubscribed = broker.on_resubscribed
+
+        def on_resubscribed() -> None:
+            resubscribed()
+            self._spawn(self.recheck())
+
+        broker.on_resubscribed = on_resubscribed
+
+    async def recheck(self) -> None:
+        """Take every local session out of the rooms it is blocked in (one Redis round trip)."""
+        pairs = sorted({(room, user) for member in list(self._sessions)
+                        if (user := _blockable(member)) is not None for room in member.rooms})
+        try:
+            blocked = await self.moderation.gate.blocked_among(pairs)
+        except Exception as exc:  # Redis failing again: the next re-subscription checks again
+            log.warning("re-checking blocks after a re-subscription failed: %s", exc)
+            return
+        for room, user in blocked:
+            self.evict_everywhere_here(room, user)
 
     async def join(self, member: Any, room: str, after: int | None, request_id: str | None,
                    epoch: str | None = None) -> None:
@@ -79,7 +100,10 @@ class RoomGuard:
                 self._evict(member, room)
 
     def _evict(self, member: Member, room: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._leave(member, room))
+        self._spawn(self._leave(member, room))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -77,6 +77,17 @@ class BlockGate:
             loaded, found = await self._rt.redis.hmget(key, [LOADED, field(room, user)])
         return found is not None
 
+    async def blocked_among(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (room, user) are blocked: one pipelined round trip after the load."""
+        if not pairs:
+            return set()
+        await self.load()
+        async with self._rt.redis.pipeline(transaction=False) as pipe:
+            for room, user in pairs:
+                pipe.hexists(self._key(user), field(room, user))
+            found = await pipe.execute()
+        return {pair for pair, hit in zip(pairs, found, strict=True) if hit}
+
     async def add(self, room: str, user: str) -> None:
         """After the block is in Postgres: from now on spends of the user there are refused."""
         await self.load()

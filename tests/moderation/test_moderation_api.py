@@ -287,3 +287,33 @@ async def test_a_token_with_a_bad_display_name_is_refused_at_hello_and_over_http
         assert ws.close_code == 4001
     r = await http.get("/api/me/balance", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 400 and r.json()["code"] == "invalid_display_name"
+
+
+async def test_a_block_whose_control_message_was_lost_is_applied_after_a_resubscription(
+    server: RunningServer, issuer: TokenIssuer, room: str
+) -> None:
+    rt: Runtime = server.runtime
+    realtime = rt.components["realtime"]
+    troll = await open_client(server.ws_url, issuer.mint("troll", "viewer"))
+    fan = await open_client(server.ws_url, issuer.mint("fan", "viewer"))
+    try:
+        await troll.join(room)
+        await fan.join(room)
+        # The block reached Postgres and the gate, but its control message was lost to pub/sub
+        # (published while this process's subscriber was reconnecting): nothing told the session.
+        await rt.pool.execute(
+            "INSERT INTO room_blocks (room, user_id, reason, blocked_by) VALUES ($1, $2, $3, $4)",
+            room, "troll", "spam", CREATOR)
+        await rt.components["moderation"].gate.add(room, "troll")
+        assert realtime.hub.rooms[room] == 2
+        realtime.broker.on_resubscribed()  # what the broker calls once re-subscribed
+        await troll.wait(blocked_notice(room))
+        assert realtime.hub.rooms[room] == 1
+        assert not _notices(fan)
+    finally:
+        await troll.close()
+        await fan.close()
+
+
+def _notices(client: Client) -> list[ServerMessage]:
+    return [m for m in client.messages if isinstance(m, ErrorReply) and m.code == "blocked"]
