@@ -22,6 +22,7 @@ import msgpack
 
 from protocol import Role
 from server.auth import Principal
+from server.hub.rooms import HubError
 from server.money import streams
 from server.money.blockgate import BlockGate
 from server.runtime import Runtime
@@ -35,14 +36,9 @@ Action = Literal["block", "unblock", "moderator_add", "moderator_remove"]
 CONTROL_MARK = msgpack.packb("k") + msgpack.packb("mod")
 
 
-class ModerationError(Exception):
+class ModerationError(HubError):
     """Refused, with the protocol's stable code (forbidden, room_not_found, not_found,
-    invalid_value)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    invalid_value); a HubError's code and message."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.auth import Principal
 from server.config import Config
 from server.live.moderation import Moderation, ModerationError
 from server.web.api import principal, room_param
@@ -28,6 +29,7 @@ MAX_USER_LEN = 128
 MAX_REASON_LEN = 500
 
 Handler = Callable[[Request], Awaitable[Response]]
+Act = Callable[[str, Principal, str], Awaitable[None]]
 
 
 def _moderation(request: Request) -> Moderation:
@@ -43,8 +45,12 @@ def _user(value: str) -> str:
     return value
 
 
-def _path_user(request: Request) -> str:
-    return _user(str(request.path_params["user"]))
+async def _on_path_user(request: Request, act: Act) -> tuple[str, str]:
+    """`act(room, caller, user)` for the `{room}` and `{user}` of the path; (room, user)."""
+    p, room = await principal(request), room_param(request)
+    user = _user(str(request.path_params["user"]))
+    await act(room, p, user)
+    return room, user
 
 
 def _refusing(handler: Handler) -> Handler:
@@ -80,8 +86,7 @@ async def post_block(request: Request) -> Response:
 
 @_refusing
 async def delete_block(request: Request) -> Response:
-    p, room, user = await principal(request), room_param(request), _path_user(request)
-    await _moderation(request).unblock(room, p, user)
+    room, user = await _on_path_user(request, _moderation(request).unblock)
     return JSONResponse({"room": room, "user": user, "blocked": False})
 
 
@@ -103,8 +108,7 @@ async def post_moderator(request: Request) -> Response:
 
 @_refusing
 async def delete_moderator(request: Request) -> Response:
-    p, room, user = await principal(request), room_param(request), _path_user(request)
-    await _moderation(request).dismiss(room, p, user)
+    room, user = await _on_path_user(request, _moderation(request).dismiss)
     return JSONResponse({"room": room, "user": user, "moderator": False})
 
 
