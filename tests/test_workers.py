@@ -22,7 +22,6 @@ from protocol import Ack, GiftEvent, GoingAway, SendGift
 from server.auth import TokenIssuer
 from server.config import Config, ConfigError, from_env
 from server.money import streams
-from server.money.flusher import GROUP
 from server.money.wallet import Wallet
 from server.runtime import Runtime
 from server.storage.scripts import ScriptRunner
@@ -93,11 +92,12 @@ async def test_two_workers_serve_one_port_one_room_and_sum_their_metrics(
                     metrics = await _metrics(http)
                 assert metrics["giftwire_connections"] == [({}, 24.0)]
                 assert metrics["giftwire_spends_total"] == [({"outcome": "ok"}, 4.0)]
-            # Each worker's flusher reads the ledger streams as a consumer of its own name.
-            consumers = await runtime.redis.xinfo_consumers(runtime.keys.ledger_stream(0), GROUP)
-            names = {c["name"].decode() for c in consumers}
-            assert {pid for pid in pids.values()
-                    if any(f"-{pid}-" in name for name in names)} == set(pids.values())
+            # Each worker runs a flusher, a consumer of the ledger group under a name of its own.
+            names = set()
+            for pid in pids.values():
+                _, found = await server.wait_line(rf"ledger flusher (\S+-{pid}-\w+) started")
+                names.add(found.group(1))
+            assert len(names) == 2
         finally:
             await asyncio.gather(*(c.close() for c in clients))
 
@@ -164,3 +164,21 @@ def test_restart_backoff_doubles_while_workers_die_young_and_is_capped() -> None
     assert backoff_s(0) == 0.0
     assert [backoff_s(n) for n in (1, 2, 3)] == [BACKOFF_S, 2 * BACKOFF_S, 4 * BACKOFF_S]
     assert backoff_s(100) == BACKOFF_MAX_S
+
+
+def test_a_port_in_use_is_refused_once_with_exit_status_2(config: Config) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, **config.to_env(), "GIFTWIRE_WORKERS": "2",
+               "GIFTWIRE_PORT": str(port)}
+        result = subprocess.run([sys.executable, "-m", "server", "serve"], env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "worker 0 started" not in result.stderr

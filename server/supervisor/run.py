@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 
-from server.config import Config
+from server.config import Config, ConfigError
 from server.runtime import worker_index
 from server.serve import resolved
 from server.serve import serve as serve_alone
@@ -42,7 +42,10 @@ def supervise(config: Config, count: int) -> int:
         except (OSError, *db.UNAVAILABLE) as exc:
             # Workers start without Postgres and migrate when it returns (server/runtime.py).
             log.warning("migrations not applied now (%s); the workers will retry", exc)
-        hold = shared_socket(full.host, full.port)
+        try:
+            hold = shared_socket(full.host, full.port)
+        except OSError as exc:  # taken by another program (or not an address of this host)
+            raise ConfigError(f"cannot listen on {full.host}:{full.port}: {exc.strerror}") from None
         metrics_dir = tempfile.mkdtemp(prefix="giftwire-metrics-")
         inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
         env = {**inherited, **full.to_env(), "GIFTWIRE_WORKERS": "1",
