@@ -211,6 +211,9 @@ async def execute(
         profiler = Profiler(profile_dir) if profile_dir else None
         if profiler is not None:
             pids = {f"server{i}": p.pid for i, p in enumerate(target.servers) if p.pid}
+            # Under --server-workers the supervisor idles: sample its workers.
+            pids.update({f"server-worker{i}": pid for i, pid in enumerate(
+                pid for pid in server_pids(target) if pid not in pids.values())})
             pids.update({f"worker{i}": pid for i, pid in enumerate(fleet.pids)})
             profiler.start(pids, plan.duration_s)
         chaos_task = None
