@@ -137,7 +137,7 @@ class Config:
             return self.workers
         if self.development or self.demo:
             return 1
-        return os.cpu_count() or 1
+        return usable_cores()
 
     @property
     def embedded(self) -> bool:
@@ -189,6 +189,15 @@ def _convert(name: str, raw: str, default: object) -> object:
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
     return raw
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's cpuset, `taskset`),
+    which `os.cpu_count()` ignores."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _is_loopback(host: str) -> bool:

@@ -151,7 +151,7 @@ async def test_workers_outlive_no_supervisor(config: Config) -> None:
 def test_worker_count_defaults_and_refusals() -> None:
     assert from_env({}).worker_count == 1  # development (loopback): one process to debug
     production = from_env({"GIFTWIRE_HOST": "0.0.0.0", "GIFTWIRE_JWT_SECRET": "x" * 40})
-    assert production.worker_count == (os.cpu_count() or 1)
+    assert production.worker_count == len(os.sched_getaffinity(0))
     assert dataclasses.replace(production, demo=True).worker_count == 1
     assert from_env({"GIFTWIRE_WORKERS": "3"}).worker_count == 3
     for bad in ({"GIFTWIRE_WORKERS": "-1"}, {"GIFTWIRE_WORKERS": "two"},
