@@ -12,6 +12,7 @@ import dataclasses
 import os
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -182,3 +183,31 @@ def test_a_port_in_use_is_refused_once_with_exit_status_2(config: Config) -> Non
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "worker 0 started" not in result.stderr
+
+
+async def test_embedded_services_are_started_once_by_the_supervisor(config: Config,
+                                                                    tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    cfg = dataclasses.replace(config, data_dir=data)
+
+    def ours() -> list[str]:
+        """Processes running on the data directory: Postgres names it on its command line,
+        Redis (which retitles itself) runs in it."""
+        found = []
+        for p in psutil.process_iter(["cmdline", "cwd"]):
+            line = " ".join(p.info["cmdline"] or [])
+            if str(data) in line or str(p.info["cwd"] or "").startswith(str(data)):
+                found.append(line)
+        return found
+
+    async with supervised_server(cfg, embedded=True) as server:
+        pids = await server.worker_pids(2)
+        for pid in pids.values():
+            async with client_of(server.base_url, pid) as http:
+                assert (await http.get("/readyz")).json()["status"] == "ready"
+        running = ours()
+        assert len([c for c in running if "redis-server" in c]) == 1, running
+        assert len([c for c in running if "postgres -D" in c]) == 1, running  # one postmaster
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(server.process.wait, 60) == 0
+    assert ours() == []  # stopped with the supervisor

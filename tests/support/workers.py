@@ -90,10 +90,15 @@ async def client_of(base_url: str, pid: int, attempts: int = 400
 
 
 @contextlib.asynccontextmanager
-async def supervised_server(config: Config, workers: int = 2) -> AsyncIterator[Supervised]:
+async def supervised_server(config: Config, workers: int = 2, *, embedded: bool = False
+                            ) -> AsyncIterator[Supervised]:
+    """`embedded`: without REDIS_URL and DATABASE_URL, so the supervisor starts its own under
+    `config.data_dir`."""
     port = free_port()
     env = {**os.environ, **config.to_env(), "GIFTWIRE_WORKERS": str(workers),
            "GIFTWIRE_PORT": str(port), "GIFTWIRE_HOST": "127.0.0.1", "GIFTWIRE_LOG_LEVEL": "INFO"}
+    if embedded:
+        env = {k: v for k, v in env.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     proc = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     running = Supervised(proc, f"http://127.0.0.1:{port}")
