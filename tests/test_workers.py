@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -31,13 +30,6 @@ from tests.hub.support import Client, open_client
 from tests.support.workers import Supervised, client_of, supervised_server
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def wallet(runtime: Runtime) -> AsyncIterator[Wallet]:
-    runner = ScriptRunner(runtime.redis)
-    await runner.load()
-    yield Wallet(runtime, runner)
 
 
 async def _metrics(client: httpx.AsyncClient) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -63,8 +55,11 @@ async def _members_on_every_worker(server: Supervised, issuer: TokenIssuer, room
 
 
 async def test_two_workers_serve_one_port_one_room_and_sum_their_metrics(
-    config: Config, runtime: Runtime, wallet: Wallet, issuer: TokenIssuer,
+    config: Config, runtime: Runtime, issuer: TokenIssuer,
 ) -> None:
+    runner = ScriptRunner(runtime.redis)
+    await runner.load()
+    wallet = Wallet(runtime, runner)
     async with supervised_server(config) as server:
         pids = await server.worker_pids(2)
         for pid in pids.values():  # both answer on the one port
