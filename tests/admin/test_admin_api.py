@@ -123,3 +123,14 @@ async def test_a_stopped_process_leaves_the_view(config: Config, redis: Redis,
         assert await redis.exists(rt.keys.process(name))
     assert not await redis.exists(rt.keys.process(name))
     assert await redis.zscore(rt.keys.processes(), name) is None
+
+
+def test_room_rate_is_over_the_window_or_over_the_span_of_a_capped_read() -> None:
+    from server.web.admin.status import RATE_WINDOW_S, _rate
+
+    now = 1_000_000_000
+    entries = [(f"{now - 4000 + i}-0".encode(), {}) for i in range(30)]
+    assert _rate([], now, 1000) == 0.0
+    assert _rate(entries, now, 1000) == round(30 / RATE_WINDOW_S, 1)
+    # Read capped at 30 entries spanning the last 4 s: 30 events in 4 s, not in the window.
+    assert _rate(entries, now, 30) == 7.5

@@ -42,10 +42,21 @@ async def live_rooms(rt: Runtime) -> list[dict[str, Any]]:
                         count=rt.config.history_maxlen)
         replies = await pipe.execute()
     out = [{"room": room, "creator": rooms[room], "viewers": int(replies[2 * i]),
-            "events_per_s": round(len(replies[2 * i + 1]) / RATE_WINDOW_S, 1)}
+            "events_per_s": _rate(replies[2 * i + 1], now_ms, rt.config.history_maxlen)}
            for i, room in enumerate(names)]
     out.sort(key=lambda r: (-r["viewers"], -r["events_per_s"], r["room"]))
     return out[:MAX_ROOMS]
+
+
+def _rate(entries: list[Any], now_ms: int, cap: int) -> float:
+    """Events per second from a room's history entries of the window (ids are Redis ms times);
+    when the read stopped at `cap` entries, over the span they cover instead of the window."""
+    if not entries:
+        return 0.0
+    span_s = RATE_WINDOW_S
+    if len(entries) >= cap:
+        span_s = max(0.001, (now_ms - int(_s(entries[0][0]).partition("-")[0])) / 1000)
+    return round(len(entries) / span_s, 1)
 
 
 async def ledger_lag(rt: Runtime) -> list[dict[str, Any]]:
