@@ -65,6 +65,12 @@ async def test_two_workers_serve_one_port_one_room_and_sum_their_metrics(
         for pid in pids.values():  # both answer on the one port
             async with client_of(server.base_url, pid):
                 pass
+        # Each worker is in the operator view (its first heartbeat precedes its serving).
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            status = (await http.get("/api/admin/status", headers={
+                "authorization": f"Bearer {issuer.mint('ops', 'admin')}"})).json()
+        assert sorted((p["worker"], p["pid"]) for p in status["processes"]) == sorted(
+            pids.items())
         await streams.go_live(runtime, "hall", "creator1", "two workers")
         senders = ["s0", "s1", "s2", "s3"]
         for user in senders:

@@ -25,7 +25,7 @@ async def start(rt: Runtime, stack: contextlib.AsyncExitStack) -> None:
     from server.web.admin.heartbeat import Heartbeat
 
     heartbeat = Heartbeat(rt)
-    heartbeat.start()
+    await heartbeat.start()
     stack.push_async_callback(heartbeat.stop)
     rt.components["heartbeat"] = heartbeat
 

@@ -91,15 +91,20 @@ class Heartbeat:
             pipe.zremrangebyscore(rt.keys.processes(), 0, int((time.time() - TTL_S) * 1000))
             await pipe.execute()
 
+    async def _beat_or_log(self) -> None:
+        try:
+            await self.beat()
+        except Exception as exc:  # Redis down: the view shows this process as gone
+            log_failure(log, "heartbeat", exc)
+
     async def _run(self) -> None:
         while True:
-            try:
-                await self.beat()
-            except Exception as exc:  # Redis down: the view shows this process as gone
-                log_failure(log, "heartbeat", exc)
             await asyncio.sleep(INTERVAL_S)  # the beat's period
+            await self._beat_or_log()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """The first beat before the process serves: it is in the view once it is ready."""
+        await self._beat_or_log()
         self._task = asyncio.create_task(self._run(), name="heartbeat")
 
     async def stop(self) -> None:
