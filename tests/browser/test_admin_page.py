@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -26,7 +27,7 @@ async def server(config: Config, redis: Redis, pool: asyncpg.Pool) -> AsyncItera
 
 
 async def test_admin_page_shows_a_live_room_and_the_ledger_lag_changing(
-    server: RunningServer, page: Page, issuer: TokenIssuer,
+    server: RunningServer, page: Page, issuer: TokenIssuer, artifacts: Path,
 ) -> None:
     rt = server.runtime
     await live_room(rt, "stage")
@@ -40,6 +41,7 @@ async def test_admin_page_shows_a_live_room_and_the_ledger_lag_changing(
         await fund(rt, "ann", 500)  # a ledger entry, with no flusher to take it
         await fund(rt, "bob", 500)
         await expect(page.locator("#gw-ledger-lag")).to_have_text("2")
+        await page.screenshot(path=artifacts / "admin.png", full_page=True)  # docs/img/admin.png
         shard = rt.keys.shard_of("ann")
         await expect(page.locator(f'#gw-ledger tr[data-shard="{shard}"]')).to_have_class(
             "lagging")
