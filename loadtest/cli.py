@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--senders", type=_int, help="viewers that also send gifts")
     p.add_argument("--slow-fraction", type=_positive_float, dest="slow_fraction")
     p.add_argument("--workers", type=_int, help="load-generator processes")
+    p.add_argument("--server-workers", type=_int, dest="server_workers",
+                   help="worker processes per spawned server (giftwire serve --workers N)")
     p.add_argument("--baselines", action="store_true",
                    help="also measure the raw evalsha and websockets.broadcast baselines")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
@@ -90,7 +92,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         args.scenario, duration_s=args.duration_s, rate=args.rate,
         deliveries_rate=args.deliveries_rate, rooms=args.rooms, connections=args.connections,
         senders=args.senders, slow_fraction=args.slow_fraction, workers=args.workers,
-        spawn=spawn,
+        spawn=spawn, server_workers=args.server_workers,
     )
     if args.url:
         if not args.url.startswith(("http://127.", "http://localhost")):
@@ -99,6 +101,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
             raise PlanError("--url needs GIFTWIRE_JWT_SECRET: the harness mints its own tokens")
         if plan.chaos:
             raise PlanError("the chaos scenario kills servers: it needs --spawn, not --url")
+        if plan.scenario == "scale-out":
+            raise PlanError("the scale-out scenario starts its servers twice: it needs --spawn")
         if plan.scenario == "hostile":
             raise PlanError("the hostile scenario watches its server's memory and log: it "
                             "needs --spawn, not --url")
@@ -187,7 +191,6 @@ def _target(
 
 async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[str, Any] | None:
     from loadtest import report
-    from loadtest.live import Progress
 
     if plan.scenario == "hostile":
         from loadtest.hostile.run import run_hostile
@@ -196,6 +199,21 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
         if args.json:
             report.write_json(out, args.json)
         return out
+    if plan.scenario == "scale-out":
+        from loadtest.scaleout import compare
+
+        out = await compare(plan, lambda phase: _run_once(phase, args, console), console)
+        if args.json:
+            report.write_json(out, args.json)
+        return out
+    return await _run_once(plan, args, console)
+
+
+async def _run_once(plan: Plan, args: argparse.Namespace, console: Console
+                    ) -> dict[str, Any] | None:
+    from loadtest import report
+    from loadtest.live import Progress
+
     run_id = secrets.token_hex(4)
     baselines: dict[str, Any] = {}
     progress = Progress(plan, console, enabled=not args.quiet)
@@ -209,8 +227,9 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
         with progress:
             data = await runner.execute(plan, target, run_id, progress.tick, args.profile)
     out = report.build(data, baselines, len(target.base_urls))
+    out["server_workers"] = plan.server_workers
     report.print_table(out, console)
-    if args.json:
+    if args.json and plan.scenario != "scale-out":
         report.write_json(out, args.json)
     if args.html:
         from loadtest.html import write_html

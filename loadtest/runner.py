@@ -95,6 +95,7 @@ def base_config(run_id: str, plan: Plan) -> Config:
         run_flusher=not (plan.chaos or plan.ledger_catchup),
         log_level="WARNING",
         drain_timeout_s=5.0,
+        workers=plan.server_workers,
     )
 
 
@@ -147,9 +148,14 @@ def worker_plans(plan: Plan, target: Target, st: Stage) -> list[WorkerPlan]:
 
 
 def server_pids(target: Target) -> list[int]:
-    """Spawned servers that are alive; with --url, whatever listens on the URLs' ports."""
+    """Spawned servers that are alive (a supervisor with its workers); with --url, whatever
+    listens on the URLs' ports."""
     if target.servers:
-        return [p.pid for p in target.servers if p.pid and p.exit_code() is None]
+        pids = [p.pid for p in target.servers if p.pid and p.exit_code() is None]
+        for pid in list(pids):
+            with contextlib.suppress(psutil.Error):
+                pids += [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        return pids
     ports = {urlsplit(u).port or 80 for u in target.base_urls}
     return [pid for port in ports for pid in listening_pids(port, children=False)]
 
@@ -205,6 +211,9 @@ async def execute(
         profiler = Profiler(profile_dir) if profile_dir else None
         if profiler is not None:
             pids = {f"server{i}": p.pid for i, p in enumerate(target.servers) if p.pid}
+            # Under --server-workers the supervisor idles: sample its workers.
+            pids.update({f"server-worker{i}": pid for i, pid in enumerate(
+                pid for pid in server_pids(target) if pid not in pids.values())})
             pids.update({f"worker{i}": pid for i, pid in enumerate(fleet.pids)})
             profiler.start(pids, plan.duration_s)
         chaos_task = None

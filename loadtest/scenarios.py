@@ -33,6 +33,7 @@ class Plan:
     overlays_per_room: int = 1
     slow_fraction: float = 0.0  # share of viewers that stop reading after the warm-up
     spawn: int = 1  # server processes to start; 0 = use --url
+    server_workers: int = 1  # worker processes of each spawned server (GIFTWIRE_WORKERS)
     workers: int = 2  # load-generator processes
     chaos: bool = False
     ledger_catchup: bool = False  # flusher off during the load, then timed while it catches up
@@ -71,6 +72,10 @@ SCENARIOS: dict[str, Plan] = {
     # itself against its own baseline (loadtest/hostile/).
     "hostile": Plan("hostile", duration_s=8, rooms=1, connections=2, senders=1, rate=10,
                     overlays_per_room=0, workers=1),
+    # fanout-max at 2,000 connections, run twice in one invocation: a server of one worker,
+    # then of two (`giftwire serve --workers 2`); loadtest/scaleout.py compares the two.
+    "scale-out": Plan("scale-out", duration_s=15, rooms=5, connections=2_000, senders=200,
+                      rate=0),
     "chaos": Plan("chaos", duration_s=20, rooms=4, connections=400, senders=60, rate=300,
                   spawn=2, chaos=True, settle_s=30),
 }
@@ -116,6 +121,8 @@ def validate(p: Plan) -> None:
         raise PlanError(f"--slow-fraction must be in [0, 1), got {p.slow_fraction:g}")
     if not 0 <= p.spawn <= 4:
         raise PlanError(f"--spawn must be in [0, 4] server processes, got {p.spawn}")
+    if not 1 <= p.server_workers <= 4:
+        raise PlanError(f"--server-workers must be in [1, 4], got {p.server_workers}")
     if p.chaos and p.spawn < 2:
         raise PlanError("the chaos scenario kills one of two servers: it needs --spawn 2")
     if not 1 <= p.workers <= MAX_WORKERS:

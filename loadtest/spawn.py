@@ -126,9 +126,25 @@ class ServerProcess:
                     raise ServerDied(self, code)
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(self.base_url + "/readyz").status_code == 200:
-                        return
+                        break
                 time.sleep(0.05)
-        raise TimeoutError(f"server on port {self.config.port} not ready after {timeout:.0f}s")
+            else:
+                raise TimeoutError(
+                    f"server on port {self.config.port} not ready after {timeout:.0f}s")
+        self._wait_workers(deadline)
+
+    def _wait_workers(self, deadline: float) -> None:
+        """Under `--workers N`: until each of the N workers has answered (a fresh connection per
+        request, hashed anew onto the workers' sockets), so that no client connects while only
+        some of them listen and the load starts unevenly spread."""
+        seen: set[str] = set()
+        while len(seen) < self.config.worker_count and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError), httpx.Client(timeout=2.0) as client:
+                seen.add(client.get(self.base_url + "/healthz").json()["process"])
+            if len(seen) < self.config.worker_count:
+                time.sleep(0.01)
+        if len(seen) < self.config.worker_count:
+            raise TimeoutError(f"{len(seen)} of {self.config.worker_count} workers answered")
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()

@@ -81,6 +81,10 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     realtime = await start_realtime(rt, stack)
     rt.components["drain"] = drain.drain_callable(rt)
     rt.components["on_room_change"] = realtime.on_room_change
+    # -- operator view: this process's heartbeat into Redis (server/web/admin/) --
+    from server.web import admin
+
+    await admin.start(rt, stack)
     # -- demo (`make run`): a live room and gift bots; keep it last, it uses everything above --
     if rt.config.demo:
         from server.web import demo
@@ -102,6 +106,10 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from server.web import pages
 
     found += pages.routes(config)
+    # -- operator view (`/admin` and its JSON) --
+    from server.web import admin
+
+    found += admin.routes()
     # -- real-time hub: the WebSocket endpoint and the room goal --
     from starlette.routing import WebSocketRoute
 

@@ -14,15 +14,16 @@ from server.logsetup import configure
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.serve import serve
+    from server.supervisor.run import serve
 
     cfg = config_mod.from_env()
-    overrides = {"port": args.port, "host": args.host, "demo": True if args.demo else None}
+    overrides = {"port": args.port, "host": args.host, "demo": True if args.demo else None,
+                 "workers": args.workers}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    config_mod.validate(cfg)
     config_mod.check_deployment(cfg)  # before any service starts: one line and exit 2
     configure(cfg.log_level, cfg.log_json)
-    serve(cfg)
-    return 0
+    return serve(cfg)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the server (embedded Redis/Postgres when URLs are unset)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int,
+                   help="server processes on the one port (default GIFTWIRE_WORKERS; 0: automatic)")
     p.add_argument("--demo", action="store_true", help="seed a demo room and run gift bots")
     p.set_defaults(func=_serve)
 

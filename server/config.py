@@ -21,6 +21,7 @@ from protocol.limits import HELLO_TIMEOUT_S, MIN_IDLE_TIMEOUT_HEARTBEATS
 DEV_SECRET = "giftwire-development-secret-change-me-in-production"
 DEV_RECEIPT_SECRET = "giftwire-sandbox-receipts"
 ENVIRONMENTS = frozenset({"auto", "development", "production"})
+MAX_WORKERS = 256
 
 
 class ConfigError(ValueError):
@@ -106,7 +107,9 @@ class Config:
     ws_ping_rate_per_s: float = 2.0
     ws_ping_burst: int = 10
 
-    # Lifecycle.
+    # Lifecycle. `workers`: server processes on the one port (server/supervisor/); 0 = automatic,
+    # see `worker_count`.
+    workers: int = 0
     drain_timeout_s: float = 10.0
     reconnect_hint_ms: int = 1000
     log_level: str = "INFO"
@@ -125,6 +128,16 @@ class Config:
         if self.env == "auto":
             return _is_loopback(self.host)
         return self.env == "development"
+
+    @property
+    def worker_count(self) -> int:
+        """Worker processes to run: `workers`, or when 0 one in development or demo mode (one
+        process to debug; the demo's bots must run once) and one per core otherwise."""
+        if self.workers:
+            return self.workers
+        if self.development or self.demo:
+            return 1
+        return usable_cores()
 
     @property
     def embedded(self) -> bool:
@@ -178,6 +191,15 @@ def _convert(name: str, raw: str, default: object) -> object:
     return raw
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's cpuset, `taskset`),
+    which `os.cpu_count()` ignores."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -221,6 +243,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> Config:
     return config
 
 
+def validate(c: Config) -> Config:
+    """`c` when every value is usable (after command-line overrides); else `ConfigError`."""
+    _validate(c)
+    return c
+
+
 def _validate(c: Config) -> None:
     if not 1 <= c.port <= 65535:
         raise ConfigError(f"GIFTWIRE_PORT={c.port} is out of range")
@@ -244,6 +272,11 @@ def _validate(c: Config) -> None:
                  "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{ENV_NAMES[name]} must be positive")
+    if not 0 <= c.workers <= MAX_WORKERS:
+        raise ConfigError(f"GIFTWIRE_WORKERS={c.workers} must be 0 (automatic) to {MAX_WORKERS}")
+    if c.workers > 1 and c.demo:
+        # Every worker would seed the demo room and run its own gift bots.
+        raise ConfigError("GIFTWIRE_DEMO runs one worker: GIFTWIRE_WORKERS must be 0 or 1")
     if c.ws_ping_rate_per_s < 0:
         raise ConfigError("GIFTWIRE_WS_PING_RATE_PER_S must be 0 or positive")
     if len(c.jwt_secret.encode()) < 32:

@@ -1,9 +1,19 @@
-"""Prometheus metrics. One registry per app, so several apps in one process (tests) never clash."""
+"""Prometheus metrics. One registry per app, so several apps in one process (tests) never clash.
+
+Under a supervisor (`--workers N`, server/supervisor/) every worker runs with
+`PROMETHEUS_MULTIPROC_DIR` set to the run's directory: prometheus_client then keeps each value in
+a file of that directory, and `/metrics` of any worker reads them all (`MultiProcessCollector`):
+counters and histograms are summed over the workers (the dead ones' counts included, so totals
+never go back), gauges combined as each one's `multiprocess_mode` says.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -13,8 +23,16 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.connections = Gauge("giftwire_connections", "Open WebSocket connections", registry=r)
-        self.rooms = Gauge("giftwire_rooms", "Rooms with members on this process", registry=r)
+        # livesum: the server's total over its live workers; liveall: one series per worker pid
+        # (without workers, both are this process's count).
+        self.connections = Gauge("giftwire_connections", "Open WebSocket connections",
+                                 multiprocess_mode="livesum", registry=r)
+        self.process_connections = Gauge(
+            "giftwire_process_connections", "Open WebSocket connections of each worker process",
+            multiprocess_mode="liveall", registry=r,
+        )
+        self.rooms = Gauge("giftwire_rooms", "Rooms with members, summed over the processes",
+                           multiprocess_mode="livesum", registry=r)
         self.events = Counter(
             "giftwire_room_events_total", "Room events received from the broker", registry=r
         )
@@ -40,12 +58,15 @@ class Metrics:
         self.protocol_errors = Counter(
             "giftwire_protocol_errors_total", "Error frames sent, by code", ["code"], registry=r
         )
+        # Every worker's flusher measures the same streams: the largest live reading.
         self.flusher_lag = Gauge(
-            "giftwire_flusher_lag", "Ledger entries in Redis not yet in Postgres", registry=r
+            "giftwire_flusher_lag", "Ledger entries in Redis not yet in Postgres",
+            multiprocess_mode="livemax", registry=r,
         )
         self.flusher_lag_seconds = Gauge(
             "giftwire_flusher_lag_seconds",
-            "Age of the oldest ledger entry in Redis not yet in Postgres", registry=r,
+            "Age of the oldest ledger entry in Redis not yet in Postgres",
+            multiprocess_mode="livemax", registry=r,
         )
         self.flushed = Counter(
             "giftwire_ledger_flushed_total", "Ledger entries written to Postgres", registry=r
@@ -68,4 +89,15 @@ class Metrics:
         )
 
     async def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed_registry(self.registry)),
+                        media_type=CONTENT_TYPE_LATEST)
+
+
+def exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """What `/metrics` shows: this process's registry, or every worker's under a supervisor."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return own
+    combined = CollectorRegistry()
+    MultiProcessCollector(combined, path=directory)
+    return combined

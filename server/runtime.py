@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,21 @@ BACKEND_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+# Set by the supervisor (server/supervisor/) in each worker process it starts: the worker's slot.
+WORKER_ENV = "GIFTWIRE_WORKER_INDEX"
+
+
+def worker_index() -> int | None:
+    """This process's worker slot under a supervisor (0..N-1), None when it runs alone."""
+    raw = os.environ.get(WORKER_ENV)
+    return int(raw) if raw and raw.isdigit() else None
+
+
+def process_name() -> str:
+    """Names this server process among all of a deployment's (heartbeats, the operator view)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:

@@ -18,7 +18,8 @@ PACKAGES = ("server", "loadtest", "protocol")
 # (e.g. server/money/credits.py `Crediter`, server/hub/rooms.py `Outbox`).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("loadtest", ("loadtest",)),  # drives servers from outside; nothing in server/ imports it
-    ("top", ("server.__main__", "server.cli", "server.ledger_cli", "server.serve", "server.app")),
+    ("top", ("server.__main__", "server.cli", "server.ledger_cli", "server.serve", "server.app",
+             "server.supervisor")),
     ("web", ("server.web",)),  # HTTP API, pages, demo, health: may use any layer below
     ("edge", ("server.edge",)),  # the WebSocket session, its writer, rate limits, drain
     # Features around the loop: moderation, battles, overlay keys and settings, user pushes.

@@ -51,8 +51,10 @@ async def _serve_socket(scope: dict[str, Any], receive: Any, send: Any) -> None:
         token = None
     realtime.connections.add(conn)
     rt.metrics.connections.inc()
+    rt.metrics.process_connections.inc()
     try:
         await conn.run(receive, token)
     finally:
         realtime.connections.discard(conn)
         rt.metrics.connections.dec()
+        rt.metrics.process_connections.dec()

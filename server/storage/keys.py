@@ -141,6 +141,23 @@ class Keys:
         """Zset: settled combo -> settle time ms (late clicks are refused, not restarted)."""
         return f"{self._r(room)}:combodone"
 
+    # -- operations (server/web/admin/) -------------------------------------------------------
+    def processes(self) -> str:
+        """Zset: server process name -> its last heartbeat, ms (the operator view's index)."""
+        return f"{self.prefix}ops:processes"
+
+    def process(self, name: str) -> str:
+        """A server process's heartbeat (JSON of its own numbers), expiring with the process."""
+        return f"{self.prefix}ops:process:{_safe(name)}"
+
+    def reconcile_result(self) -> str:
+        """JSON of the last reconcile run from the operator view (running, agree, differ...)."""
+        return f"{self.prefix}ops:reconcile"
+
+    def reconcile_lock(self) -> str:
+        """Held (with a TTL) while one process runs the operator view's reconcile."""
+        return f"{self.prefix}ops:reconcile:lock"
+
     # -- auth ---------------------------------------------------------------------------------
     def revoked(self, token_id: str) -> str:
         return f"{self.prefix}revoked:{_safe(token_id)}"

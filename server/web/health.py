@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.runtime import Runtime
+from server.runtime import Runtime, process_name, worker_index
 from server.storage import db
 
 PROBE_TIMEOUT_S = 2.0
@@ -23,8 +23,9 @@ REQUIRED = frozenset({"redis"})
 
 
 async def healthz(request: Request) -> Response:
-    """The process is alive and its event loop answers."""
-    return JSONResponse({"status": "ok"})
+    """The process is alive and its event loop answers; which process (and worker slot, under
+    `--workers`) answered, since several may share the port."""
+    return JSONResponse({"status": "ok", "process": process_name(), "worker": worker_index()})
 
 
 async def readyz(request: Request) -> Response:
