@@ -34,6 +34,7 @@ class Requester(Protocol):
 
     principal: Principal | None
     rooms: set[str]
+    close_code: int | None  # for its balance pushes (server/live/user_pushes.py)
 
     def reply(self, msg: ServerMessage) -> None: ...
 
