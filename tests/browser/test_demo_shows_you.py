@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -47,7 +48,7 @@ async def demo_server(config: Config, redis: Redis, pool: asyncpg.Pool
 
 
 async def test_after_three_minutes_of_bots_your_rose_is_on_the_overlay_within_5_s(
-    demo_server: RunningServer, page: Page, context: BrowserContext
+    demo_server: RunningServer, page: Page, context: BrowserContext, artifacts: Path
 ) -> None:
     overlay = page
     async with httpx.AsyncClient(base_url=demo_server.base_url) as http:
@@ -77,4 +78,5 @@ async def test_after_three_minutes_of_bots_your_rose_is_on_the_overlay_within_5_
     await expect(entry).to_have_attribute("data-state", "confirmed",
                                           timeout=VISIBLE_WITHIN_MS)
     await expect(entry).to_contain_text("Rose x 1")
+    await demo.screenshot(path=artifacts / "demo-you.png")
     assert await overlay.evaluate(f"[{hook}.merged, {hook}.dropped]") == [0, 0]
