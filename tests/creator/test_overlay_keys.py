@@ -18,6 +18,7 @@ from protocol import (
     ErrorCode,
     ErrorReply,
     Hello,
+    Join,
     OverlaySettings,
     SendGift,
     Welcome,
@@ -84,8 +85,6 @@ async def test_the_key_is_stable_and_opens_a_read_only_session_of_its_room(
         refused = await client.reply("g")
         assert isinstance(refused, ErrorReply) and refused.code == ErrorCode.FORBIDDEN
         await setup_room(server.runtime, "other", "creator2")
-        from protocol import Join
-
         await client.send(Join(id="j2", room="other"))
         other = await client.reply("j2")
         assert isinstance(other, ErrorReply) and other.code == ErrorCode.FORBIDDEN
