@@ -124,3 +124,21 @@ async def test_every_catalog_gift_has_its_own_picture(server: RunningServer, pag
     }""")
     assert len(pictures) == 11
     assert len({svg for _, svg in pictures}) == len(pictures), "two gifts share a picture"
+
+
+async def test_sound_follows_the_settings_one_motif_per_alert(server: RunningServer, page: Page
+                                                               ) -> None:
+    await page.goto(f"{server.base_url}/overlay?test=1&auto=0&gap=0")
+    await page.wait_for_function("typeof window.giftwireOverlay?.inject === 'function'")
+    settings = ("{type: 'overlay_settings', room: 'r', min_coins: 0, alert_ms: 1000, alerts: true,"
+                " combos: true, top: true, goal: true, ticker: true, volume: 50, sound: %s}")
+    gift = ("{type: 'gift', room: 'r', seq: %d, epoch: 'e', eid: 'e%d', sender: 'u', name: 'U',"
+            " gift: 'rose', count: 1, coins: 1, ts: 1}")
+    await page.evaluate(f"window.giftwireOverlay.inject({settings % 'false'})")
+    await page.evaluate(f"window.giftwireOverlay.inject({gift % (1, 1)})")
+    await page.wait_for_function("window.giftwireOverlay.shownTotal === 1")
+    assert await page.evaluate("window.giftwireOverlay.sounds") == 0
+    await page.evaluate(f"window.giftwireOverlay.inject({settings % 'true'})")
+    await page.evaluate(f"window.giftwireOverlay.inject({gift % (2, 2)})")
+    await page.wait_for_function("window.giftwireOverlay.shownTotal === 2")
+    assert await page.evaluate("window.giftwireOverlay.sounds") == 1
