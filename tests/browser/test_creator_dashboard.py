@@ -1,7 +1,7 @@
 """The creator dashboard in Chromium against a real server: sign in (development), go live, set
 the goal, change an overlay setting that an open overlay applies at once, rotate the overlay key
 (the old overlay is told, stops and keeps retrying; the new URL works). Screenshots of the
-dashboard and of the overlay with its recent-gifts ticker go to docs/ (README links them)."""
+dashboard and of the overlay with its recent-gifts ticker go to docs/img/ (README links them)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.support.servers import RunningServer
 
 pytestmark = pytest.mark.browser
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "img"
 CREATOR = "creator1"
 
 
