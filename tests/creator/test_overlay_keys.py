@@ -192,3 +192,28 @@ async def test_only_the_rooms_creator_gets_or_rotates_its_key(
     assert await overlay_key(http, issuer) == key  # nothing changed
     r = await http.get("/overlay?key=not-a-key")
     assert (r.status_code, r.json()["code"]) == (401, "overlay_key_invalid")
+
+
+async def test_a_rotation_on_one_server_ends_the_old_keys_sessions_on_another(
+    config: Config, redis: object, pool: object, issuer: TokenIssuer
+) -> None:
+    # Watchers that look at revocations only every 5 minutes: the control message does it.
+    slow = with_config(config, heartbeat_s=600, idle_timeout_s=1800)
+    async with inprocess_server(slow) as one, inprocess_server(slow) as two:
+        await setup_room(one.runtime, ROOM, CREATOR)
+        async with httpx.AsyncClient(base_url=one.base_url) as http:
+            old = await overlay_key(http, issuer)
+            there = await open_client(two.ws_url, old)
+            try:
+                await there.join(ROOM)
+                r = await http.post(f"/api/rooms/{ROOM}/overlay-key/rotate",
+                                    headers=auth(issuer))
+                assert r.status_code == 200, r.text
+                assert await there.wait_closed() == CloseCode.OVERLAY_KEY_INVALID
+            finally:
+                await there.close()
+        fresh = await open_client(two.ws_url, r.json()["key"])
+        try:
+            await fresh.join(ROOM)
+        finally:
+            await fresh.close()
