@@ -3,29 +3,18 @@ recorded as streams start and end), and the development sign-in."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
 from server.auth import TokenIssuer
 from server.config import Config
 from tests.conftest import with_config
+from tests.creator.support import auth
 from tests.hub.support import grant
 from tests.support.servers import RunningServer, inprocess_server
 
 ROOM = "den"
-CREATOR = "creator1"
 
 
-@pytest.fixture
-async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        yield client
-
-
-def auth(issuer: TokenIssuer, user: str = CREATOR, role: str = "creator") -> dict[str, str]:
-    return {"Authorization": "Bearer " + issuer.mint(user, role)}
 
 
 async def gift(http: httpx.AsyncClient, issuer: TokenIssuer, tx: str, count: int) -> None:

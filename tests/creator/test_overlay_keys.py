@@ -28,21 +28,13 @@ from server.auth import TokenIssuer
 from server.config import Config
 from server.live import overlay_keys
 from tests.conftest import with_config
+from tests.creator.support import CREATOR, auth
 from tests.hub.support import Client, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
 ROOM = "stage.1"
-CREATOR = "creator1"
 
 
-@pytest.fixture
-async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        yield client
-
-
-def auth(issuer: TokenIssuer, user: str = CREATOR, role: str = "creator") -> dict[str, str]:
-    return {"Authorization": "Bearer " + issuer.mint(user, role)}
 
 
 async def overlay_key(http: httpx.AsyncClient, issuer: TokenIssuer) -> str:
@@ -85,8 +77,8 @@ async def test_the_key_is_stable_and_opens_a_read_only_session_of_its_room(
         refused = await client.reply("g")
         assert isinstance(refused, ErrorReply) and refused.code == ErrorCode.FORBIDDEN
         await setup_room(server.runtime, "other", "creator2")
-        await client.send(Join(id="j2", room="other"))
-        other = await client.reply("j2")
+        await client.send(Join(id="join-other", room="other"))
+        other = await client.reply("join-other")
         assert isinstance(other, ErrorReply) and other.code == ErrorCode.FORBIDDEN
     finally:
         await client.close()

@@ -5,7 +5,6 @@ the room on every server, never to viewers; concurrent editors both land."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,21 +14,13 @@ from protocol import OverlaySettings, Ping
 from server.auth import TokenIssuer
 from server.config import Config
 from server.live.overlay_settings import DEFAULTS
+from tests.creator.support import CREATOR, auth
 from tests.hub.support import Client, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
 ROOM = "studio"
-CREATOR = "creator1"
 
 
-@pytest.fixture
-async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
-        yield client
-
-
-def auth(issuer: TokenIssuer, user: str = CREATOR, role: str = "creator") -> dict[str, str]:
-    return {"Authorization": "Bearer " + issuer.mint(user, role)}
 
 
 def settings_of(client: Client) -> list[OverlaySettings]:
