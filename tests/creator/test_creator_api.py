@@ -45,6 +45,12 @@ async def test_earnings_per_stream_add_up_to_the_wallets_diamonds(
     wallet = (await http.get("/api/me/earnings", headers=me)).json()["diamonds"]
     assert items[0]["diamonds"] > items[1]["diamonds"] > 0
     assert items[0]["diamonds"] + items[1]["diamonds"] == wallet
+    # The dashboard's redemption history reads one kind of the creator's transactions.
+    credits = (await http.get("/api/me/transactions?kind=credit", headers=me)).json()["items"]
+    assert [c["kind"] for c in credits] == ["credit", "credit"]
+    assert (await http.get("/api/me/transactions?kind=redeem", headers=me)).json()["items"] == []
+    r = await http.get("/api/me/transactions?kind=bogus", headers=me)
+    assert (r.status_code, r.json()["code"]) == (400, "invalid_value")
     r = await http.get(f"/api/me/streams?room={ROOM}", headers=me)
     assert r.json()["items"] == items
     assert (await http.get("/api/me/streams?room=other", headers=me)).json()["items"] == []

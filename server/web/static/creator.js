@@ -221,8 +221,8 @@ async function loadEarnings() {
   fillTable("gw-streams", streams.items.map((s) => [
     [`${s.room} · ${when(s.started_at)}`], [s.ended_at ? when(s.ended_at) : "live"],
     [String(s.gifts), true], [s.diamonds.toLocaleString("en-US"), true]]));
-  const tx = await api("/api/me/transactions?limit=100");
-  fillTable("gw-redemptions", tx.items.filter((t) => t.kind === "redeem").map((t) => [
+  const tx = await api("/api/me/transactions?kind=redeem&limit=20");
+  fillTable("gw-redemptions", tx.items.map((t) => [
     [when(t.ts)], [Math.abs(t.diamonds).toLocaleString("en-US"), true], [t.ref]]));
 }
 
