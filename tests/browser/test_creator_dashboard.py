@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page
+from playwright.async_api import Browser, BrowserContext, Page
 
 from server.auth import TokenIssuer
 from server.money import streams
@@ -142,3 +142,27 @@ async def test_sound_follows_the_settings_one_motif_per_alert(server: RunningSer
     await page.evaluate(f"window.giftwireOverlay.inject({gift % (2, 2)})")
     await page.wait_for_function("window.giftwireOverlay.shownTotal === 2")
     assert await page.evaluate("window.giftwireOverlay.sounds") == 1
+
+
+async def test_the_dashboard_and_its_preview_run_under_the_pages_csp(
+    server: RunningServer, browser: Browser
+) -> None:
+    """The page fixture bypasses the CSP (Playwright's predicates need eval); here it holds."""
+    ctx = await browser.new_context()
+    try:
+        page = await ctx.new_page()
+        refused: list[str] = []
+        page.on("console", lambda msg: refused.append(msg.text)
+                if "Content Security Policy" in msg.text else None)
+        await page.goto(f"{server.base_url}/creator")
+        await page.fill("#gw-dev-user", CREATOR)
+        await page.click("#gw-dev-go")
+        await page.locator("body[data-loaded='1']").wait_for(state="attached")
+        await page.click("#gw-go-live")
+        await page.locator("#gw-live-state[data-live='true']").wait_for(state="attached")
+        await page.locator("body[data-loaded='2']").wait_for(state="attached")
+        preview = page.frame_locator("#gw-preview")
+        await preview.locator("#gw-stage .gw-alert").first.wait_for(state="attached")
+        assert refused == []
+    finally:
+        await ctx.close()
