@@ -4,7 +4,8 @@
 // widgets=alerts,goal,top,combo,ticker, duration (ms), gap (ms), order=value|fifo, max (queue
 // bound), test=1 (local fake gifts, no server), auto=0 (test mode without the generator), bg (CSS
 // background), status=1 (show connection). The creator's saved settings (`overlay_settings`,
-// pushed by the server) override widgets, duration, the minimum for a full alert and sound.
+// pushed by the server) set widgets, duration, the minimum for a full alert and sound; a
+// `widgets` or `duration` written into the URL wins over them.
 // `window.giftwireOverlay` is a small read-mostly hook for browser tests and debugging.
 
 import { AlertQueue } from "./alert-queue.js";
@@ -44,6 +45,8 @@ function readOptions(search) {
     bg: q.get("bg") || "",
     status: q.get("status") === "1",
     backoff: num("backoff", 250, 10, 60000),
+    // Options written into this overlay's URL win over the creator's saved settings.
+    given: new Set(q.keys()),
   };
 }
 
@@ -80,7 +83,8 @@ const comboKey = (msg) => `${msg.sender}\u0000${msg.combo}`;
 let client = null;
 
 const hook = {
-  options: { ...opts, widgets: [...opts.widgets], token: opts.token ? "(set)" : "" },
+  options: { ...opts, widgets: [...opts.widgets], token: opts.token ? "(set)" : "",
+    key: opts.key ? "(set)" : "", given: [...opts.given] },
   state: "idle",
   detail: "",
   shown: [], // {eids, seq, gift, count, coins, sender, name, combo, tier}, oldest first
@@ -298,12 +302,14 @@ function onTicker(msg) {
 function applySettings(msg) {
   const widgets = { alerts: msg.alerts, combo: msg.combos, top: msg.top, goal: msg.goal,
     ticker: msg.ticker };
-  for (const [name, on] of Object.entries(widgets)) {
-    if (on) opts.widgets.add(name);
-    else opts.widgets.delete(name);
+  if (!opts.given.has("widgets")) {
+    for (const [name, on] of Object.entries(widgets)) {
+      if (on) opts.widgets.add(name);
+      else opts.widgets.delete(name);
+    }
+    showWidgets();
   }
-  showWidgets();
-  opts.duration = msg.alert_ms;
+  if (!opts.given.has("duration")) opts.duration = msg.alert_ms;
   Object.assign(settings, { minCoins: msg.min_coins, sound: msg.sound, volume: msg.volume });
   hook.settings = { ...msg };
   hook.settingsApplied++;
