@@ -30,7 +30,7 @@ from server.live.moderation import Moderation
 from server.live.overlay_keys import OverlayKeys, is_key_session
 from server.live.overlay_settings import OverlaySettingsStore
 from server.money.blockgate import BlockGate
-from server.runtime import Runtime
+from server.runtime import Runtime, log_failure
 from server.storage.scripts import ScriptRunner
 
 log = logging.getLogger("giftwire.realtime")
@@ -124,10 +124,16 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     rt.components["realtime"] = realtime
 
     async def on_stream(info: Any) -> None:
-        await creator_earnings.record(rt, info.room, info.creator, bool(info.live),
-                                      info.started_at, info.ended_at)
+        # Going live must not wait on Postgres (the ledger waits in Redis meanwhile): a stream
+        # not recorded only misses its row in the dashboard's earnings per stream.
+        try:
+            await creator_earnings.record(rt, info.room, info.creator, bool(info.live),
+                                          info.started_at, info.ended_at)
+        except Exception as exc:
+            log_failure(log, f"recording the stream of {info.room}", exc)
 
     realtime.on_stream = on_stream
+
     async def revoked(token_ids: list[str]) -> set[str]:
         return await rt.issuer.revoked_among(token_ids, rt.redis)
 
