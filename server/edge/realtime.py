@@ -68,8 +68,10 @@ class Realtime:
     # here instead of exhausting the Redis connection pool.
     auth_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
 
-    # Records each stream for the dashboard's earnings (server/live/creator_earnings.py).
+    # Records each stream for the dashboard's earnings (server/live/creator_earnings.py), in
+    # background tasks (`stream_records`, awaited by tests).
     on_stream: Callable[[Any], Awaitable[None]] | None = None
+    stream_records: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def on_room_change(self, info: Any) -> None:
         """streams.go_live / end_stream hook: tell every process's members (`room` update)."""
@@ -123,14 +125,19 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
                         overlays, OverlayKeys(rt), connections)
     rt.components["realtime"] = realtime
 
-    async def on_stream(info: Any) -> None:
-        # Going live must not wait on Postgres (the ledger waits in Redis meanwhile): a stream
-        # not recorded only misses its row in the dashboard's earnings per stream.
+    async def record(info: Any) -> None:
         try:
             await creator_earnings.record(rt, info.room, info.creator, bool(info.live),
                                           info.started_at, info.ended_at)
         except Exception as exc:
             log_failure(log, f"recording the stream of {info.room}", exc)
+
+    async def on_stream(info: Any) -> None:
+        # In the background: going live must not wait on Postgres (the ledger waits in Redis
+        # meanwhile); a stream not recorded only misses its row in the earnings per stream.
+        task = asyncio.get_running_loop().create_task(record(info))
+        realtime.stream_records.add(task)
+        task.add_done_callback(realtime.stream_records.discard)
 
     realtime.on_stream = on_stream
 

@@ -3,6 +3,8 @@ recorded as streams start and end), and the development sign-in."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from server.auth import TokenIssuer
@@ -37,6 +39,7 @@ async def test_earnings_per_stream_add_up_to_the_wallets_diamonds(
     assert (await http.post(f"/api/rooms/{ROOM}/live", headers=me, json={})).status_code == 200
     await gift(http, issuer, "t2", 300)
     await rt.components["flusher"].wait_caught_up()
+    await asyncio.gather(*rt.components["realtime"].stream_records)  # recorded in the background
     r = await http.get("/api/me/streams", headers=me)
     assert r.status_code == 200, r.text
     items = r.json()["items"]
