@@ -121,6 +121,8 @@ async def _rotation(server: RunningServer, http: httpx.AsyncClient, issuer: Toke
         assert await overlay_key(http, issuer) == new
         error, code = await refused_hello(server, old)
         assert (error.code, error.id, code) == ("overlay_key_invalid", "h", 4005)
+        # The browser source still gets the page, which says the key is no longer valid.
+        assert (await http.get(f"/overlay?key={old}")).status_code == 200
         fresh = await open_client(server.ws_url, new)
         try:
             await fresh.join(ROOM)
@@ -209,3 +211,14 @@ async def test_a_rotation_on_one_server_ends_the_old_keys_sessions_on_another(
             await fresh.join(ROOM)
         finally:
             await fresh.close()
+
+
+def test_a_key_names_its_room_and_its_sessions_by_a_digest() -> None:
+    key = overlay_keys.new_key("a.b~c")
+    assert overlay_keys.parse(key) == "a.b~c"
+    assert key not in overlay_keys.session_id(key)
+    assert overlay_keys.session_id(key).startswith("ok1:")
+    assert overlay_keys.session_id(key) != overlay_keys.session_id(overlay_keys.new_key("a.b~c"))
+    for bad in ["", "ok1.", "ok2." + key[4:], key + " ", key.replace("a.b~c", "a b"),
+                "ok1." + "x" * 31 + ".room"]:
+        assert overlay_keys.parse(bad) is None, bad
