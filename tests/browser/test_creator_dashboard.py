@@ -94,6 +94,11 @@ async def test_the_dashboard_runs_a_stream_and_its_overlay(
 
     # -- rotate: the old overlay is told and stops (and keeps retrying); the new URL works --
     connects = await old.evaluate("window.giftwireOverlay.stats.connects")
+    page.once("dialog", lambda dialog: dialog.dismiss())  # asked first; "no" changes nothing
+    await dashboard_action(page, "#gw-rotate",
+                           "rotation cancelled: the overlay URL is unchanged")
+    assert await page.evaluate("window.giftwireCreator.overlayUrl") == old_url
+    page.once("dialog", lambda dialog: dialog.accept())
     await dashboard_action(page, "#gw-rotate", "overlay key rotated")
     new_url = await page.evaluate("window.giftwireCreator.overlayUrl")
     assert new_url != old_url and "/overlay?key=ok1." in new_url

@@ -164,6 +164,8 @@ $("gw-copy").addEventListener("click", () => act("copy", async () => {
   return "overlay URL copied";
 }));
 $("gw-rotate").addEventListener("click", () => act("rotate key", async () => {
+  if (!confirm("Rotate the overlay key? Every overlay on the current URL stops until you paste "
+    + "the new URL into OBS.")) return "rotation cancelled: the overlay URL is unchanged";
   showOverlay(await api(`/api/rooms/${room()}/overlay-key/rotate`, { method: "POST" }));
   $("gw-overlay-state").textContent = "new key: overlays on the old URL have stopped";
   return "overlay key rotated";
