@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page
 
@@ -115,6 +116,17 @@ async def test_the_dashboard_runs_a_stream_and_its_overlay(
     await wait_page(new, "window.giftwireOverlay.shownTotal >= 1")
     assert await new.evaluate("window.giftwireOverlay.shown[0].gift") == "money_gun"
     assert await old.evaluate("window.giftwireOverlay.tickerTotal") == 2
+    # The room's moderation lists, as the moderation API changed them.
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        r = await http.post(f"/api/rooms/{room}/blocks", json={"user": "troll", "reason": "spam"},
+                            headers={"Authorization": "Bearer " + issuer.mint(CREATOR,
+                                                                              "creator")})
+        assert r.status_code == 200, r.text
+    await dashboard_action(page, "#gw-moderation-refresh", "refresh: done")
+    assert await page.locator("#gw-blocks li").all_text_contents() == ["troll (spam) Unblock"]
+    audit = await page.locator("#gw-audit tbody tr").all_text_contents()
+    assert len(audit) == 1 and "block" in audit[0] and "troll" in audit[0]
+    await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(DOCS / "creator-dashboard.png"), full_page=True)
 
 
