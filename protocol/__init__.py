@@ -31,6 +31,7 @@ from protocol.message import (
     Message,
     ServerMessage,
 )
+from protocol.overlay_messages import OverlaySettings
 from protocol.room_messages import (
     ComboProgress,
     Gap,
@@ -86,6 +87,7 @@ __all__ = [
     "Left",
     "Message",
     "MsgpackCodec",
+    "OverlaySettings",
     "Ping",
     "Pong",
     "ProtocolError",

@@ -48,6 +48,9 @@ class ErrorCode(StrEnum):
     """The token's expiry has passed."""
     TOKEN_REVOKED = "token_revoked"
     """The token was revoked."""
+    OVERLAY_KEY_INVALID = "overlay_key_invalid"
+    """The overlay key is not (or no longer) the room's: rotated or revoked by the creator. Sent
+    on `hello` and to open overlay sessions the moment the key changes; then closed with 4005."""
     FORBIDDEN = "forbidden"
     """The role may not do this (an overlay sending a gift, or joining another room)."""
     NOT_JOINED = "not_joined"
@@ -139,6 +142,9 @@ class CloseCode(IntEnum):
     """The token does not allow this connection (wrong room or role)."""
     TOKEN_EXPIRED = 4004
     """The token expired or was revoked: get a new token, then reconnect."""
+    OVERLAY_KEY_INVALID = 4005
+    """The overlay key was rotated or revoked: show it and retry with backoff (the page's URL may
+    be fixed by the creator, so an overlay keeps trying rather than giving up)."""
     TOO_SLOW = 4008
     """The client read too slowly and its buffer overflowed: reconnect and resume from last seq."""
     RATE_LIMITED = 4009
@@ -156,6 +162,7 @@ CLOSE_ON_ERROR: Mapping[ErrorCode, CloseCode] = MappingProxyType(
         ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
         ErrorCode.TOKEN_EXPIRED: CloseCode.TOKEN_EXPIRED,
         ErrorCode.TOKEN_REVOKED: CloseCode.TOKEN_EXPIRED,
+        ErrorCode.OVERLAY_KEY_INVALID: CloseCode.OVERLAY_KEY_INVALID,
         ErrorCode.INVALID_DISPLAY_NAME: CloseCode.UNAUTHORIZED,
         ErrorCode.UNSUPPORTED_VERSION: CloseCode.PROTOCOL_VIOLATION,
         ErrorCode.HELLO_REQUIRED: CloseCode.PROTOCOL_VIOLATION,

@@ -140,6 +140,9 @@ class FieldReader:
         value = self._data.get(name)
         return None if value is None else self._int(name, value, lo, hi)
 
+    def opt_bool(self, name: str) -> bool | None:
+        return None if self._data.get(name) is None else self.boolean(name)
+
     def opt_nested(self, name: str) -> "FieldReader | None":
         value = self._data.get(name)
         return None if value is None else self._map(name, value)

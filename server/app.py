@@ -102,6 +102,9 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from server.web import moderation  # blocks, moderators, audit of a room
 
     found += moderation.routes(config)
+    from server.web import creator  # the creator dashboard and its API
+
+    found += creator.routes(config)
     # -- pages (overlay, demo, static files) --
     from server.web import pages
 

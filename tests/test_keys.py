@@ -38,7 +38,7 @@ def test_a_rooms_keys_share_one_slot(room: str) -> None:
     room_keys = [
         keys.room(room), keys.room_seq(room), keys.room_history(room), keys.room_published(room),
         keys.room_leaderboard(room), keys.room_goal(room), keys.room_presence(room),
-        keys.room_combos(room), keys.room_channel(room),
+        keys.room_combos(room), keys.room_channel(room), keys.room_overlay(room),
     ]
     assert len({cluster_slot(k) for k in room_keys}) == 1
 

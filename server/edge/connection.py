@@ -47,6 +47,7 @@ from server.edge.realtime import Realtime
 from server.edge.wire import Edge
 from server.edge.writer import Writer
 from server.hub.hub import HubError
+from server.live import overlay_keys
 from server.runtime import BACKEND_UNAVAILABLE, log_failure
 
 log = logging.getLogger("giftwire.ws")
@@ -149,10 +150,11 @@ class Connection:
         self.kill(CloseCode.TOO_SLOW, "too slow: reconnect and resume")
 
     def token_ended(self, code: ErrorCode, message: str) -> None:
-        """The session's token expired or was revoked while it was open: say so, close 4004."""
+        """The session's token expired or was revoked while it was open: say so, close 4004
+        (4005 for an overlay key that was rotated)."""
         if self.close_code is None:
             self.error(code, message, None)
-            self.kill(CloseCode.TOKEN_EXPIRED, code.value)
+            self.kill(CLOSE_ON_ERROR.get(code, CloseCode.TOKEN_EXPIRED), code.value)
 
     def kill(self, code: int, reason: str) -> None:
         """Close from outside the receive loop (slow client, drain, lost history)."""
@@ -266,7 +268,10 @@ class Connection:
                 self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
             try:
                 async with self.realtime.auth_slots:
-                    principal = await self.rt.issuer.verify(token, self.rt.redis)
+                    if token.startswith(overlay_keys.PREFIX):  # an overlay URL's long-lived key
+                        principal = await self.realtime.overlay_keys.verify(token)
+                    else:
+                        principal = await self.rt.issuer.verify(token, self.rt.redis)
             except AuthError as exc:
                 self._fatal(exc.code, exc.message, hello.id)
             except BACKEND_UNAVAILABLE as exc:
@@ -368,6 +373,8 @@ class Connection:
         self.rooms.add(msg.room)
         try:
             await self.realtime.guard.join(self, msg.room, msg.after, msg.id, msg.epoch)
+            if self.principal.role is Role.OVERLAY:
+                await self.realtime.overlays.joined(self, msg.room)
         except HubError as exc:
             self.rooms.discard(msg.room)
             self.error(exc.code, exc.message, msg.id, room=msg.room,

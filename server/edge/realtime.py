@@ -19,15 +19,19 @@ from protocol import CloseCode, ErrorCode
 from server.auth import Principal
 from server.edge.gifts import Gifts
 from server.edge.moderated import RoomGuard
+from server.edge.overlays import OverlayDesk
 from server.edge.writer import FlushScheduler
 from server.hub.broker_redis import RedisBroker
 from server.hub.combos import ComboSweeper
 from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
+from server.live import creator_earnings
 from server.live.moderation import Moderation
+from server.live.overlay_keys import OverlayKeys, is_key_session
+from server.live.overlay_settings import OverlaySettingsStore
 from server.live.user_pushes import UserPushes
 from server.money.blockgate import BlockGate
-from server.runtime import Runtime
+from server.runtime import Runtime, log_failure
 from server.storage.scripts import ScriptRunner
 
 log = logging.getLogger("giftwire.realtime")
@@ -59,14 +63,23 @@ class Realtime:
     gifts: Gifts
     guard: RoomGuard  # joins of blocked users refused, blocked sessions taken out of the room
     pushes: UserPushes  # `balance` messages to every session of a user (server/live/)
+    overlays: OverlayDesk  # settings pushed to overlay sessions, rotated keys ending them
+    overlay_keys: OverlayKeys
     connections: set[Session] = field(default_factory=set)
     # Bounds concurrent token checks (one Redis round trip each) so a reconnect storm queues
     # here instead of exhausting the Redis connection pool.
     auth_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
 
+    # Records each stream for the dashboard's earnings (server/live/creator_earnings.py), in
+    # background tasks (`stream_records`, awaited by tests).
+    on_stream: Callable[[Any], Awaitable[None]] | None = None
+    stream_records: set[asyncio.Task[None]] = field(default_factory=set)
+
     async def on_room_change(self, info: Any) -> None:
         """streams.go_live / end_stream hook: tell every process's members (`room` update)."""
         await self.state.announce_status(info.room, bool(info.live))
+        if self.on_stream is not None:
+            await self.on_stream(info)
 
 
 async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realtime:
@@ -109,9 +122,28 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     guard = RoomGuard(hub, moderation, connections)
     guard.install(broker)
     pushes = await UserPushes.start(rt, stack)
+    overlays = OverlayDesk(OverlaySettingsStore(rt), connections)
+    overlays.install(broker)  # in front of the guard: control messages of both are rare
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper, pushes), guard,
-                        pushes, connections)
+                        pushes, overlays, OverlayKeys(rt), connections)
     rt.components["realtime"] = realtime
+
+    async def record(info: Any) -> None:
+        try:
+            await creator_earnings.record(rt, info.room, info.creator, bool(info.live),
+                                          info.started_at, info.ended_at)
+        except Exception as exc:
+            log_failure(log, f"recording the stream of {info.room}", exc)
+
+    async def on_stream(info: Any) -> None:
+        # In the background: going live must not wait on Postgres (the ledger waits in Redis
+        # meanwhile); a stream not recorded only misses its row in the earnings per stream.
+        task = asyncio.get_running_loop().create_task(record(info))
+        realtime.stream_records.add(task)
+        task.add_done_callback(realtime.stream_records.discard)
+
+    realtime.on_stream = on_stream
+
     async def revoked(token_ids: list[str]) -> set[str]:
         return await rt.issuer.revoked_among(token_ids, rt.redis)
 
@@ -133,7 +165,8 @@ async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeou
                          token_check_s: float = 0.0, revoked: Revoked | None = None) -> None:
     """One task for every session's timers: no `hello` in time (4011), nothing received for
     `idle_timeout_s` (4010), its token expired (at once) or revoked (seen within
-    `token_check_s`, one pipelined Redis call for every open session): error, then 4004.
+    `token_check_s`, one pipelined Redis call for every open session): error, then 4004 (an
+    overlay key's session whose key was rotated: `overlay_key_invalid`, 4005).
     Cheaper than a timer per connection per receive."""
     period = max(0.05, min(1.0, hello_timeout_s / 4, idle_timeout_s / 4))
     next_token_check = time.monotonic() + token_check_s
@@ -168,4 +201,7 @@ async def _end_revoked(realtime: Realtime, revoked: Revoked) -> None:
         return
     for conn in open_sessions:
         if conn.principal is not None and conn.principal.token_id in gone:
-            conn.token_ended(ErrorCode.TOKEN_REVOKED, "the token has been revoked")
+            if is_key_session(conn.principal):  # a rotated overlay key (live/overlay_keys.py)
+                conn.token_ended(ErrorCode.OVERLAY_KEY_INVALID, "the overlay key was rotated")
+            else:
+                conn.token_ended(ErrorCode.TOKEN_REVOKED, "the token has been revoked")

@@ -218,14 +218,18 @@ async def find_purchase(pool: asyncpg.Pool, receipt: str) -> LedgerTx | None:
     return _tx(row) if row else None
 
 
+KINDS = frozenset({"gift", "credit", "purchase", "grant", "reverse", "redeem"})
+
+
 async def history(
-    pool: asyncpg.Pool, user: str, *, before: int | None, limit: int
+    pool: asyncpg.Pool, user: str, *, before: int | None, limit: int, kind: str | None = None
 ) -> list[LedgerTx]:
-    """A user's transactions, newest first, paged by id (keyset: stable under inserts)."""
+    """A user's transactions (of one kind, or all), newest first, paged by id (keyset: stable
+    under inserts)."""
     rows = await pool.fetch(
         f"{_SELECT} WHERE user_id = $1 AND ($2::bigint IS NULL OR id < $2)"
-        " ORDER BY id DESC LIMIT $3",
-        user, before, limit,
+        " AND ($4::text IS NULL OR kind = $4) ORDER BY id DESC LIMIT $3",
+        user, before, limit, kind,
     )
     return [_tx(r) for r in rows]
 

@@ -146,6 +146,12 @@ class Keys:
         """Zset: settled combo -> settle time ms (late clicks are refused, not restarted)."""
         return f"{self._r(room)}:combodone"
 
+    # Overlay additions (server/live/overlay_keys.py, overlay_settings.py).
+    def room_overlay(self, room: str) -> str:
+        """Hash: the cached overlay `key`, its `creator` and the `settings` JSON (Postgres holds
+        the truth; a missing field is refilled from there)."""
+        return f"{self._r(room)}:overlay"
+
     # -- operations (server/web/admin/) -------------------------------------------------------
     def processes(self) -> str:
         """Zset: server process name -> its last heartbeat, ms (the operator view's index)."""

@@ -81,7 +81,11 @@ async def get_earnings(request: Request) -> Response:
 async def get_transactions(request: Request) -> Response:
     p = await principal(request)
     before_id, limit = page_params(request)
-    items = await ledger.history(_rt(request).pool, p.user, before=before_id, limit=limit)
+    kind = request.query_params.get("kind")
+    if kind is not None and kind not in ledger.KINDS:
+        raise refusal("invalid_value", f"kind: must be one of {', '.join(sorted(ledger.KINDS))}")
+    items = await ledger.history(_rt(request).pool, p.user, before=before_id, limit=limit,
+                                 kind=kind)
     return _ok(page_answer(items, limit))
 
 

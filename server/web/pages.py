@@ -1,8 +1,10 @@
 """The browser pages: the creator overlay (`/overlay`), the viewer demo (`/demo`) and their files.
 
-The pages are static files with no build step (server/web/static). `/overlay?token=...` checks the
-overlay token before serving the page, so a wrong or expired link says so in the browser source
-instead of showing an empty overlay; the page then uses the same token for its WebSocket `hello`.
+The pages are static files with no build step (server/web/static). `/overlay?key=...` is the stable
+overlay URL of the creator dashboard: the page opens its session with the room's overlay key
+(server/live/overlay_keys.py). `/overlay?token=...` checks the overlay token before serving the
+page, so a wrong or expired link says so in the browser source instead of showing an empty overlay;
+the page then uses the same token for its WebSocket `hello`.
 `?test=1` serves the page without a token: it generates fake gifts locally (docs/overlay.md).
 """
 
@@ -17,6 +19,7 @@ from starlette.staticfiles import StaticFiles
 
 from server.auth import AuthError, Role
 from server.config import Config
+from server.live import overlay_keys
 from server.runtime import Runtime
 from server.web.body import read_fields
 from server.web.demo_guest import demo_guest, demo_of
@@ -43,10 +46,18 @@ def page(name: str) -> Response:
 async def overlay_page(request: Request) -> Response:
     if request.query_params.get("test") == "1":
         return page("overlay.html")
+    key = request.query_params.get("key")
+    if key is not None:
+        # Served whatever the key's standing: a rotated key's page says so and keeps retrying
+        # (the browser source must not turn into an error document for good).
+        if overlay_keys.parse(key) is None:
+            raise HTTPProblem(401, "overlay_key_invalid", "this is not an overlay key")
+        return page("overlay.html")
     token = request.query_params.get("token")
     if not token:
         raise HTTPProblem(
-            401, "unauthorized", "add ?token=<overlay token> (or ?test=1 for a local preview)"
+            401, "unauthorized", "add ?key=<overlay key> (the dashboard's overlay URL), "
+            "?token=<overlay token> or ?test=1 for a local preview"
         )
     rt: Runtime = request.app.state.runtime
     try:

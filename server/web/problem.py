@@ -10,7 +10,8 @@ PROBLEM_TYPE = "application/problem+json"
 
 # HTTP status of each refusal code (the code itself is what clients switch on); others are 400.
 STATUS: Mapping[str, int] = {
-    "unauthorized": 401, "token_expired": 401, "token_revoked": 401, "forbidden": 403,
+    "unauthorized": 401, "token_expired": 401, "token_revoked": 401,
+    "overlay_key_invalid": 401, "forbidden": 403,
     "self_gift": 403, "blocked": 403, "sandbox_disabled": 403, "not_found": 404,
     "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409, "combo_mismatch": 409,
     "tx_conflict": 409, "wallet_frozen": 409,

@@ -3,7 +3,7 @@
 // WebSocket protocol, hold a streakable gift to send a combo, and see each of your gifts
 // confirmed once the room has it. `window.giftwireDemo` exposes what the browser tests check.
 
-import { artFor, giftName, loadCatalog } from "./gifts.js";
+import { artFor, giftName, loadCatalog, plural } from "./gifts.js";
 import { defaultSocketUrl, RoomClient } from "./gw-client.js";
 
 const FEED_SIZE = 12;
@@ -147,7 +147,7 @@ function onEvent(msg) {
     return;
   }
   if (msg.sender === hook.user) confirmMine(msg);
-  const li = feedItem(msg, `sent ${giftName(msg.gift)} x ${msg.count} (${msg.coins} coins)`);
+  const li = feedItem(msg, `sent ${giftName(msg.gift)} x ${msg.count} (${plural(msg.coins, "coin")})`);
   const running = msg.combo && comboItems.get(key);
   if (running?.isConnected) running.replaceWith(li);
   else addFeed(li);
@@ -271,7 +271,7 @@ function renderCatalog(catalog) {
     const icon = el("span", "gift-icon");
     icon.innerHTML = artFor(gift.id);
     b.append(icon, el("span", "gift-name", gift.name),
-      el("span", "gift-price", `${gift.coins.toLocaleString("en-US")} coins`));
+      el("span", "gift-price", plural(gift.coins, "coin")));
     if (gift.streakable) {
       b.append(el("span", "streak-badge", "streak"));
       holdToStreak(b, gift);

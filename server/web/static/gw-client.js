@@ -15,6 +15,8 @@ const FATAL_CLOSES = new Map([
   [4004, "token_expired"],
 ]);
 const TOO_SLOW = 4008;
+// The overlay key was rotated: not fatal, an overlay keeps retrying (with backoff) and says so.
+const OVERLAY_KEY_INVALID = 4005;
 // Error codes that end the attempt to join: the page needs a different token or room.
 const FATAL_ERRORS = new Set(["unauthorized", "token_expired", "token_revoked", "forbidden"]);
 
@@ -177,6 +179,10 @@ export class RoomClient {
       const fatal = FATAL_CLOSES.get(ev.code);
       if (fatal) {
         this.setState("failed", fatal);
+        return;
+      }
+      if (ev.code === OVERLAY_KEY_INVALID) {
+        this.scheduleReconnect("overlay_key_invalid");
         return;
       }
       // Too slow: the server dropped us to protect others; resuming right away is the contract.

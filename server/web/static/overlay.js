@@ -1,17 +1,22 @@
 // The creator overlay: gift alerts one at a time, combo counters, the goal bar and top gifters.
 //
-// Query options (docs/overlay.md): token, room, widgets=alerts,goal,top,combo, duration (ms),
-// gap (ms), order=value|fifo, max (queue bound), test=1 (local fake gifts, no server),
-// auto=0 (test mode without the generator), bg (CSS background), status=1 (show connection).
+// Query options (docs/overlay.md): key (the dashboard's overlay key) or token, room,
+// widgets=alerts,goal,top,combo,ticker, duration (ms), gap (ms), order=value|fifo, max (queue
+// bound), test=1 (local fake gifts, no server), auto=0 (test mode without the generator), bg (CSS
+// background), status=1 (show connection). The creator's saved settings (`overlay_settings`,
+// pushed by the server) set widgets, duration, the minimum for a full alert and sound; a
+// `widgets` or `duration` written into the URL wins over them.
 // `window.giftwireOverlay` is a small read-mostly hook for browser tests and debugging.
 
 import { AlertQueue } from "./alert-queue.js";
 import { alertFromGift, renderAlert } from "./alert-render.js";
-import { artFor, giftName, loadCatalog } from "./gifts.js";
+import { artFor, giftName, loadCatalog, plural } from "./gifts.js";
 import { defaultSocketUrl, RoomClient, tokenClaims } from "./gw-client.js";
 import { startFakeGifts } from "./overlay-test-mode.js";
+import { GiftSounds } from "./sounds.js";
 
-const WIDGETS = ["alerts", "goal", "top", "combo"];
+const WIDGETS = ["alerts", "goal", "top", "combo", "ticker"];
+const TICKER_ROWS = 6; // the recent-gifts ticker: every gift lands here, newest first
 const SHOWN_HISTORY = 1000; // the hook's record of shown alerts; older entries fall off
 const MAX_COMBO_ROWS = 5;
 const COMBO_STALE_MS = 15000; // a combo whose settled event never came (missed in a gap)
@@ -27,7 +32,8 @@ function readOptions(search) {
     (q.get("widgets") || WIDGETS.join(",")).split(",").map((w) => w.trim()).filter(Boolean),
   );
   return {
-    token: q.get("token") || "",
+    key: q.get("key") || "",
+    token: q.get("key") || q.get("token") || "",
     room: q.get("room") || "",
     widgets,
     duration: num("duration", 5000, 1, 60000),
@@ -39,6 +45,8 @@ function readOptions(search) {
     bg: q.get("bg") || "",
     status: q.get("status") === "1",
     backoff: num("backoff", 250, 10, 60000),
+    // Options written into this overlay's URL win over the creator's saved settings.
+    given: new Set(q.keys()),
   };
 }
 
@@ -56,11 +64,16 @@ const comboBox = $("gw-combos");
 const goalBox = $("gw-goal");
 const topBox = $("gw-top");
 const statusBox = $("gw-status");
+const tickerBox = $("gw-ticker");
+const BOXES = { alerts: stage, goal: goalBox, top: topBox, combo: comboBox, ticker: tickerBox };
 
-for (const name of WIDGETS) {
-  const box = { alerts: stage, goal: goalBox, top: topBox, combo: comboBox }[name];
-  box.hidden = !opts.widgets.has(name);
+function showWidgets() {
+  for (const name of WIDGETS) BOXES[name].hidden = !opts.widgets.has(name);
 }
+showWidgets();
+// The creator's saved settings (server-side, pushed live); until they arrive, the query string.
+const settings = { minCoins: 0, sound: false, volume: 60 };
+const sounds = new GiftSounds();
 if (opts.bg) document.body.style.background = opts.bg;
 
 const queue = new AlertQueue({ order: opts.order, max: opts.max });
@@ -70,7 +83,8 @@ const comboKey = (msg) => `${msg.sender}\u0000${msg.combo}`;
 let client = null;
 
 const hook = {
-  options: { ...opts, widgets: [...opts.widgets], token: opts.token ? "(set)" : "" },
+  options: { ...opts, widgets: [...opts.widgets], token: opts.token ? "(set)" : "",
+    key: opts.key ? "(set)" : "", given: [...opts.given] },
   state: "idle",
   detail: "",
   shown: [], // {eids, seq, gift, count, coins, sender, name, combo, tier}, oldest first
@@ -120,6 +134,13 @@ const hook = {
     client?.release();
   },
   inject: null, // test mode only: feed a room event or state message as if from the server
+  settings: null, // the last overlay_settings applied
+  settingsApplied: 0,
+  ticker: [], // {eid, gift, count, coins, name}, newest first (what the ticker shows)
+  tickerTotal: 0,
+  get sounds() {
+    return sounds.played;
+  },
 };
 window.giftwireOverlay = hook;
 
@@ -134,6 +155,7 @@ const player = {
     const alert = queue.shift();
     if (!alert) return;
     const dur = Math.round(opts.duration * TIER_DURATION[alert.tier]);
+    if (settings.sound) sounds.play(alert.tier, settings.volume);
     // Anything still leaving goes now: at most one alert is ever in the DOM.
     stage.replaceChildren();
     this.node = renderAlert(alert, dur);
@@ -255,6 +277,45 @@ function renderTop(top) {
   topBox.classList.toggle("gw-empty", three.length === 0);
 }
 
+// -- recent gifts ticker: every gift is seen here, even when alerts merge or drop it ---------
+
+function onTicker(msg) {
+  const item = { eid: msg.eid, gift: msg.gift, count: msg.count, coins: msg.coins,
+    name: msg.name };
+  hook.ticker.unshift(item);
+  hook.ticker.length = Math.min(hook.ticker.length, TICKER_ROWS);
+  hook.tickerTotal++;
+  const li = el("li", "gw-tick");
+  li.dataset.eid = msg.eid;
+  const icon = el("span", "gw-tick-icon");
+  icon.innerHTML = artFor(msg.gift); // our own static SVG
+  li.append(icon, el("span", "gw-tick-name", msg.name),
+    el("span", "gw-tick-gift", `${giftName(msg.gift)} x ${msg.count}`),
+    el("span", "gw-tick-coins", plural(msg.coins, "coin")));
+  const list = $("gw-ticker-list");
+  list.prepend(li);
+  while (list.children.length > TICKER_ROWS) list.lastChild.remove();
+}
+
+// -- the creator's settings ----------------------------------------------------------------
+
+function applySettings(msg) {
+  const widgets = { alerts: msg.alerts, combo: msg.combos, top: msg.top, goal: msg.goal,
+    ticker: msg.ticker };
+  if (!opts.given.has("widgets")) {
+    for (const [name, on] of Object.entries(widgets)) {
+      if (on) opts.widgets.add(name);
+      else opts.widgets.delete(name);
+    }
+    showWidgets();
+  }
+  if (!opts.given.has("duration")) opts.duration = msg.alert_ms;
+  Object.assign(settings, { minCoins: msg.min_coins, sound: msg.sound, volume: msg.volume });
+  hook.settings = { ...msg };
+  hook.settingsApplied++;
+  document.body.dataset.settings = String(hook.settingsApplied);
+}
+
 // -- wiring --------------------------------------------------------------------------------
 
 function onRoomEvent(msg) {
@@ -264,7 +325,9 @@ function onRoomEvent(msg) {
   }
   if (msg.type !== "gift") return;
   if (msg.combo) onComboSettled(msg);
-  if (!opts.widgets.has("alerts")) return;
+  onTicker(msg);
+  // Below the creator's minimum a gift is only in the ticker.
+  if (!opts.widgets.has("alerts") || msg.coins < settings.minCoins) return;
   queue.push(alertFromGift(msg));
   player.kick();
 }
@@ -286,6 +349,9 @@ function onMessage(msg) {
     case "room":
       document.body.dataset.live = String(Boolean(msg.live));
       break;
+    case "overlay_settings":
+      applySettings(msg);
+      break;
     case "error":
       hook.errors.push(msg.code);
       if (hook.errors.length > 20) hook.errors.shift();
@@ -293,6 +359,8 @@ function onMessage(msg) {
     default:
   }
 }
+
+let keyInvalid = false;
 
 function onStatus(state, detail) {
   hook.state = state;
@@ -306,8 +374,14 @@ function onStatus(state, detail) {
     held: "offline",
     failed: `cannot connect: ${detail || "error"}`,
   }[state];
-  statusBox.textContent = text || "";
-  statusBox.hidden = !text || !(opts.status || state === "failed");
+  // A rotated key: say so on the page until a join works again (the client keeps retrying).
+  if (detail === "overlay_key_invalid") keyInvalid = true;
+  else if (state === "joined") keyInvalid = false;
+  document.body.dataset.keyInvalid = String(keyInvalid);
+  statusBox.textContent = keyInvalid
+    ? "This overlay key is no longer valid: copy the new overlay URL from the creator dashboard. Retrying…"
+    : text || "";
+  statusBox.hidden = !keyInvalid && (!text || !(opts.status || state === "failed"));
 }
 
 function start() {
@@ -322,10 +396,12 @@ function start() {
     if (opts.auto) startFakeGifts(feed, opts);
     return;
   }
-  const claims = opts.token ? tokenClaims(opts.token) : null;
-  const room = opts.room || claims?.room;
+  // An overlay key names its room (ok1.<secret>.<room>); a token carries it as a claim.
+  const keyRoom = opts.key.startsWith("ok1.") ? opts.key.split(".").slice(2).join(".") : "";
+  const claims = opts.token && !opts.key ? tokenClaims(opts.token) : null;
+  const room = opts.room || keyRoom || claims?.room;
   if (!opts.token || !room) {
-    onStatus("failed", opts.token ? "token names no room" : "missing ?token=");
+    onStatus("failed", opts.token ? "token names no room" : "missing ?key= or ?token=");
     return;
   }
   client = new RoomClient({
