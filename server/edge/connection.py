@@ -47,7 +47,6 @@ from server.edge.realtime import Realtime
 from server.edge.wire import Edge
 from server.edge.writer import Writer
 from server.hub.hub import HubError
-from server.live import overlay_keys
 from server.runtime import BACKEND_UNAVAILABLE, log_failure
 
 log = logging.getLogger("giftwire.ws")
@@ -268,10 +267,7 @@ class Connection:
                 self._fatal(ErrorCode.UNAUTHORIZED, "no token", hello.id)
             try:
                 async with self.realtime.auth_slots:
-                    if token.startswith(overlay_keys.PREFIX):  # an overlay URL's long-lived key
-                        principal = await self.realtime.overlay_keys.verify(token)
-                    else:
-                        principal = await self.rt.issuer.verify(token, self.rt.redis)
+                    principal = await self.realtime.overlay_keys.principal_of(token)
             except AuthError as exc:
                 self._fatal(exc.code, exc.message, hello.id)
             except BACKEND_UNAVAILABLE as exc:

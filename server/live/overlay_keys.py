@@ -120,3 +120,9 @@ class OverlayKeys:
         if found is None or not hmac.compare_digest(found[0].encode(), key.encode()):
             raise _invalid()
         return Principal(found[1], Role.OVERLAY, OVERLAY_NAME, session_id(key), NEVER, room)
+
+    async def principal_of(self, credential: str) -> Principal:
+        """A session's credential: an overlay URL's long-lived key, else a token."""
+        if credential.startswith(PREFIX):
+            return await self.verify(credential)
+        return await self.rt.issuer.verify(credential, self.rt.redis)

@@ -37,10 +37,12 @@ from protocol import (
     ServerMessage,
     Welcome,
 )
+from server.live.overlay_keys import OverlayKeys
 from server.money import streams
 from server.money.catalog import Gift
 from server.money.wallet import Wallet
-from server.runtime import Runtime
+from server.runtime import BACKEND_UNAVAILABLE, Runtime
+from server.storage.db import UNAVAILABLE
 
 if TYPE_CHECKING:
     from server.hub.roomstate import RoomState
@@ -119,13 +121,19 @@ def public_base_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
-def overlay_url(rt: Runtime, state: DemoState, **options: str) -> str:
-    """The room's overlay, its alerts timed to the bots' pace (see PACE_JITTER)."""
-    token = rt.issuer.mint(state.creator, "overlay", name=CREATOR_NAME, room=state.room)
+async def overlay_url(rt: Runtime, state: DemoState, **options: str) -> str:
+    """The room's overlay at its stable key URL (what a streamer keeps in OBS for months), its
+    alerts timed to the bots' pace (see PACE_JITTER). While Postgres is unreachable the key
+    cannot be made, so the link carries a token instead (valid for the token lifetime)."""
+    try:
+        credential = "key=" + await OverlayKeys(rt).issue(state.room, state.creator)
+    except BACKEND_UNAVAILABLE + UNAVAILABLE:
+        token = rt.issuer.mint(state.creator, "overlay", name=CREATOR_NAME, room=state.room)
+        credential = f"token={token}"
     options = {"duration": str(round(state.pace_s * ALERT_SHARE * 1000)),
                "gap": str(round(state.pace_s * GAP_SHARE * 1000)), **options}
     query = "".join(f"&{k}={v}" for k, v in options.items())
-    return f"{state.base_url}/overlay?token={token}{query}"
+    return f"{state.base_url}/overlay?{credential}{query}"
 
 
 def room_state(rt: Runtime) -> RoomState:
@@ -341,15 +349,15 @@ async def announce_when_listening(rt: Runtime, state: DemoState) -> None:
             continue
         writer.close()
         break
-    announce(rt, state)
+    await announce(rt, state)
 
 
-def announce(rt: Runtime, state: DemoState) -> None:
+async def announce(rt: Runtime, state: DemoState) -> None:
     lines = [
         "",
         "giftwire demo is live",
         "  overlay (add it to OBS as a browser source, 1280x720 or 1920x1080):",
-        f"    {overlay_url(rt, state)}",
+        f"    {await overlay_url(rt, state)}",
         "  viewer demo, as a guest viewer of your own (buy coins, send gifts, hold a gift for a"
         " combo):",
         f"    {state.base_url}/demo",

@@ -93,7 +93,7 @@ async def demo_session(request: Request) -> Response:
             "room": state.room,
             "creator": state.creator,
             "viewers": [{"user": v.user, "name": v.name} for v in state.viewers],
-            "overlay_url": overlay_url(rt, state),
+            "overlay_url": await overlay_url(rt, state),
         },
         headers={"Cache-Control": "no-store"},
     )

@@ -62,7 +62,7 @@ async def test_demo_page_buys_coins_sends_gifts_and_streaks_a_combo(
 
     # The link opens this room's overlay (in OBS, say; here a page whose hook the test reads).
     href = await page.locator("#overlay-link").get_attribute("href")
-    assert href and "/overlay?token=" in href
+    assert href and "/overlay?key=ok1." in href  # the stable URL, not an expiring token
     overlay = await obs.new_page()
     await overlay.goto(href + "&duration=300&gap=0")
     await wait_page(overlay, "window.giftwireOverlay.state === 'joined'")

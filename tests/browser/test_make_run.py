@@ -42,7 +42,7 @@ async def test_make_run_prints_urls_whose_overlay_shows_the_bots_gifts_and_stops
                     line = await proc.stdout.readline()
                     assert line, f"exited early: {_tail(errors)}"
                     banner += line.decode()
-            overlay_url = re.search(r"(http://\S+/overlay\?token=\S+)", banner)
+            overlay_url = re.search(r"(http://\S+/overlay\?key=ok1\.\S+)", banner)
             assert overlay_url, banner
             assert f"http://127.0.0.1:{port}/demo" in banner
 

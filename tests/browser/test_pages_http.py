@@ -10,6 +10,7 @@ import pytest
 
 from server.auth import TokenIssuer
 from server.config import Config
+from server.live.overlay_keys import OverlayKeys
 from tests.browser.support import watched_server
 from tests.support.servers import RunningServer
 
@@ -81,7 +82,9 @@ async def test_demo_mints_viewer_tokens_for_demo_viewers_only(demo_server: Runni
         assert session["room"] == "demo"
         users = [v["user"] for v in session["viewers"]]
         assert len(users) >= 3
-        overlay = rt.issuer.decode(session["overlay_url"].split("token=")[1].split("&")[0])
+        # The demo's overlay link is the room's stable key URL, not a token that expires.
+        key = session["overlay_url"].split("key=")[1].split("&")[0]
+        overlay = await OverlayKeys(rt).verify(key)
         assert (overlay.role.value, overlay.room) == ("overlay", "demo")
 
         r = await client.post("/demo/api/token", json={"user": users[0]})
