@@ -23,6 +23,11 @@ class Wire(Protocol):
         """Hand one message to the transport now; False once the connection is closing."""
         ...
 
+    def write_frames(self, data: bytes) -> bool:
+        """Hand whole, already framed server frames (server/edge/transport/framing.py) to the
+        transport in one write; False once the connection is closing."""
+        ...
+
     def pending(self) -> int:
         """Bytes the transport holds that the client has not taken yet."""
         ...

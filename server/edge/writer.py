@@ -7,10 +7,12 @@ pongs, joined) are sent at once and go ahead of queued data, so liveness never w
 backlog.
 
 Two ways to the client (server/edge/wire.py):
-- a `Wire` (uvicorn's websockets-sansio): the flush writes the batch frame straight into the
-  transport, synchronously, like `websockets.broadcast`. No task per connection, no wake-up per
-  flush. The bound counts queued bytes plus what the transport still holds; a flush or push past
-  `max_bytes` overflows.
+- a `Wire` (giftwire's own WebSocket protocol): the flush writes the batch straight into the
+  transport, synchronously, like `websockets.broadcast`, as whole frames built by hand
+  (transport/framing.py): one transport write per connection per flush, and the bytes built once
+  for all members whose batches are equal (`FlushScheduler.framed`). No task per connection, no
+  wake-up per flush. The bound counts queued bytes plus what the transport still holds; a flush
+  or push past `max_bytes` overflows.
 - otherwise ASGI `send`, from one long-lived task per writer (`run`), woken once per window. The
   bound counts queued bytes plus the frame being sent, whose send stalls while the client does not
   read.
@@ -24,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from protocol.limits import MAX_SERVER_FRAME_BYTES
+from server.edge.transport import framing
 from server.edge.wire import Wire
 
 log = logging.getLogger("giftwire.writer")
@@ -44,6 +47,8 @@ class FlushScheduler:
         self.window_s = window_s
         self._due: list[Writer[bytes] | Writer[str]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._last_items: list[Any] = []
+        self._last_framed: tuple[bytes, int] = (b"", 0)
 
     def schedule(self, writer: Writer[bytes] | Writer[str]) -> None:
         if self.window_s <= 0:
@@ -62,6 +67,21 @@ class FlushScheduler:
             except Exception:
                 # One connection's failure must not leave the others' data behind.
                 log.exception("flush failed")
+
+    def framed(self, items: list[Any], split: Callable[[list[Any]], list[Any]]
+               ) -> tuple[bytes, int]:
+        """The wire bytes of one writer's batch (its frames, headers included) and how many
+        frames they are. Members of a room are flushed one after another and queue the same
+        shared encoded events, so their batches are equal: the bytes are built once per room
+        per flush and every member's flush is a single transport write of the same object.
+        Equal content means equal bytes, so the cache never needs invalidating."""
+        if items == self._last_items:
+            return self._last_framed
+        frames = split(items)
+        data = framing.frame(frames[0]) if len(frames) == 1 else b"".join(
+            [framing.frame(f) for f in frames])
+        self._last_items, self._last_framed = items, (data, len(frames))
+        return data, len(frames)
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -231,11 +251,11 @@ class Writer(Generic[F]):
                 except Exception:
                     log.exception("on_overflow failed")
                 return
-            for frame in self._frames(items):
-                if not wire.write(frame):
-                    self.closed = True  # the client is gone or closing: nothing more to send
-                    break
-                self.frames_sent += 1
+            data, frames = self._scheduler.framed(items, self._frames)
+            if wire.write_frames(data):
+                self.frames_sent += frames
+            else:
+                self.closed = True  # the client is gone or closing: nothing more to send
             self._inflight = wire.pending()
         self._release_drainers()
 
