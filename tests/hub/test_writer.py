@@ -4,7 +4,7 @@ the byte bound under a stalled send."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgpack
 
@@ -105,6 +105,7 @@ class Transport:
     def __init__(self) -> None:
         self.frames: list[bytes] = []  # payloads, unframed
         self.writes = 0
+        self.on_write: Callable[[], None] | None = None
         self.held = 0
         self.stalled = False
         self.open = True
@@ -116,6 +117,8 @@ class Transport:
     def write_frames(self, data: bytes) -> bool:
         if not self.open:
             return False
+        if self.on_write is not None:
+            self.on_write()
         self.frames += unframe(data)
         self.writes += 1
         if self.stalled:
@@ -240,4 +243,62 @@ async def test_equal_batches_of_a_room_are_framed_once_and_written_once_each() -
     assert wires[2].messages() == [{"type": "pong"}] + [{"n": i} for i in range(4)]
     built = scheduler.framed([*shared], lambda items: [b"built again"])
     assert unframe(built[0]) == [MsgpackCodec().frame(shared)]  # cached: equal content, same bytes
+    assert not overflows
+
+
+async def _next_turn() -> None:
+    """Returns once every callback queued before it has run (call_soon is FIFO)."""
+    done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(done.set_result, None)
+    await done
+
+
+class Clock:
+    """The scheduler's clock, moved by hand: how long a flush 'took' is the test's choice."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_an_idle_loop_writes_an_event_on_its_next_turn_without_a_timer() -> None:
+    scheduler = FlushScheduler(10.0)  # a budget of 10 s: any timer would fail this test
+    wire, overflows = Transport(), []
+    w = _wired(wire, 1 << 20, scheduler, overflows)
+    for i in range(3):  # arrived in the same turn: one frame
+        w.push(_item(i), len(_item(i)))
+    assert not wire.frames
+    await _next_turn()
+    assert wire.writes == 1 and wire.messages() == [{"n": i} for i in range(3)]
+    w.push(_item(3), len(_item(3)))  # the flush took no time: the next is not deferred either
+    await _next_turn()
+    assert wire.writes == 2 and wire.messages()[-1] == {"n": 3}
+
+
+async def test_after_a_costly_flush_the_next_batch_waits_and_grows_within_the_budget() -> None:
+    clock = Clock()
+    scheduler = FlushScheduler(0.5, clock=clock)
+    slow, overflows = Transport(), []
+    w = _wired(slow, 1 << 20, scheduler, overflows)
+
+    def costly() -> None:
+        clock.now += 1000.0  # every flush "takes" 1,000 s: far over the budget
+
+    slow.on_write = costly
+    w.push(_item(0), len(_item(0)))
+    await _next_turn()
+    assert slow.writes == 1
+    slow.arrived.clear()
+    loop = asyncio.get_running_loop()
+    pushed_at = loop.time()
+    for i in range(1, 11):  # a busy loop: events keep coming while the next flush waits
+        w.push(_item(i), len(_item(i)))
+        await _next_turn()
+        assert slow.writes == 1
+    await slow.arrived.wait()
+    # Deferred by the budget (not the 1,000 s the flush took), and all ten events in one frame.
+    assert loop.time() - pushed_at < 1000.0
+    assert slow.writes == 2 and slow.messages()[1:] == [{"n": i} for i in range(1, 11)]
     assert not overflows
