@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import Any, Literal, cast
 
 from websockets.exceptions import InvalidState
@@ -75,7 +74,10 @@ class EdgeWebSocket(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scope: dict[str, Any] | None = None
         self.response: Response | None = None
-        self.queue: deque[dict[str, Any]] = deque()
+        # A list, not a deque (an empty deque is 760 bytes): it holds at most
+        # `ws_max_queued_messages` plus what one parse slice completes, so popping its head is
+        # cheap.
+        self.queue: list[dict[str, Any]] = []
         self.waiter: asyncio.Future[None] | None = None
         self.handshake_complete = False
         self.close_sent = False
@@ -277,6 +279,9 @@ class EdgeWebSocket(asyncio.Protocol):
             return
         self.response = response
         self.scope = asgi_scope(request, self.client, self.root_path, self.app_state, self)
+        # The sans-I/O parser keeps this request for the connection's life (a local of its
+        # generator); its header lines are copied into the scope, so empty them (~1 KiB).
+        request.headers.clear()
         self._enqueue({"type": "websocket.connect"})
         task = self.loop.create_task(self._run_asgi())
         self.tasks.add(task)
@@ -309,7 +314,7 @@ class EdgeWebSocket(asyncio.Protocol):
                 await self.waiter
             finally:
                 self.waiter = None
-        message = self.queue.popleft()
+        message = self.queue.pop(0)
         if not self.queue and not self.close_sent:
             if self.backlog:
                 self._parse()  # the rest of the last read, now that the session has room
