@@ -29,7 +29,6 @@ from typing import Any, Literal, cast
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from protocol import CloseCode
@@ -255,10 +254,12 @@ class EdgeWebSocket(asyncio.Protocol):
     def write_frames(self, data: bytes) -> bool:
         """The fan-out path (server/edge/wire.py): frames the writer built, written as they are.
         The sans-I/O protocol keeps no state about whole data frames sent, so bypassing it
-        changes nothing it tracks; it is still the one that writes pongs and the close."""
+        changes nothing it tracks; it is still the one that writes pongs and the close, and
+        once it has queued a close frame (its `close_sent`, an attribute: no property call on
+        the hot path) nothing more is written."""
         transport = self.transport
         if (self.close_sent or self.disconnected or transport is None or transport.is_closing()
-                or self.conn.state is not State.OPEN):
+                or self.conn.close_sent is not None):
             return False
         transport.write(data)
         return True
