@@ -97,6 +97,11 @@ async def test_frames_are_written_as_built_and_nothing_follows_the_close_echo() 
     assert bytes(transport.out) == batch
     assert unframe(bytes(transport.out)) == [b"\x92\x01\x02", b"x" * 300]
     del transport.out[:]
+    await ws.send({"type": "websocket.send", "text": "hé"})  # ASGI send: the same frames
+    await ws.send({"type": "websocket.send", "bytes": b"\x01"})
+    assert bytes(transport.out) == framing.frame("hé") + framing.frame(b"\x01")
+    assert transport.out[0] == framing.TEXT and unframe(bytes(transport.out))[0] == "hé".encode()
+    del transport.out[:]
     ws.data_received(frame(Opcode.CLOSE, Close(1000, "bye").serialize()))
     echo = bytes(transport.out)  # the close echo: one whole unmasked close frame
     assert echo[0] == 0x88 and len(echo) == 2 + echo[1]

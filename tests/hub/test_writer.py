@@ -111,9 +111,6 @@ class Transport:
         self.open = True
         self.arrived = asyncio.Event()
 
-    def write(self, frame: bytes | str) -> bool:
-        raise AssertionError("fan-out writes whole frames (write_frames)")
-
     def write_frames(self, data: bytes) -> bool:
         if not self.open:
             return False
