@@ -4,7 +4,9 @@ A bare `websockets` server (no auth, no Redis, no protocol) holds N connections 
 lean client the giftwire runs use, in the same number of client processes, and:
 1. ceiling: broadcasts frames of 10 pre-encoded ~100-byte events as fast as the connections
    drain (it waits while any write buffer is over 64 KiB), counting events received per second;
-2. fixed load: broadcasts one event per frame at `deliveries_per_s / N` events/s, each carrying
+2. single: the same with one event per frame (what a server without batching does); the
+   server's CPU per frame written (process time over frames x connections) in both windows;
+3. fixed load: broadcasts one event per frame at `deliveries_per_s / N` events/s, each carrying
    its send time, and records send-to-receive latency at every client.
 Both windows are fixed monotonic times handed to every process up front.
 """
@@ -30,6 +32,7 @@ SUBPROTOCOL = "baseline"
 @dataclass(frozen=True, slots=True)
 class Windows:
     ceiling: tuple[float, float]
+    single: tuple[float, float]
     fixed: tuple[float, float]
     end: float
 
@@ -59,25 +62,33 @@ async def _serve(port: int, w: Windows, per_conn_rate: float, pipe: Connection) 
         finally:
             conns.discard(ws)
 
-    sent = {"frames": 0, "fixed_events": 0}
+    sent: dict[str, Any] = {"fixed_events": 0}
     async with serve(handler, "127.0.0.1", port, compression=None, max_queue=4,
                      subprotocols=[Subprotocol(SUBPROTOCOL)],
                      ping_interval=None, write_limit=HIGH_WATER):
         pipe.send(("listening",))
-        await _until(w.ceiling[0])
         seq = 0
-        while time.monotonic() < w.ceiling[1]:
-            now = time.monotonic()
-            items = [_event(seq + k, now) for k in range(EVENTS_PER_FRAME)]
-            seq += EVENTS_PER_FRAME
-            frame = bytes((0x90 | EVENTS_PER_FRAME,)) + b"".join(items)
-            broadcast(conns, frame)
-            sent["frames"] += 1
-            while any(c.transport.get_write_buffer_size() > HIGH_WATER for c in conns):
-                if time.monotonic() >= w.ceiling[1]:
-                    break
-                await asyncio.sleep(0.0005)  # let the kernel drain the sockets
-            await asyncio.sleep(0)
+        for name, window, per_frame in (("ceiling", w.ceiling, EVENTS_PER_FRAME),
+                                        ("single", w.single, 1)):
+            await _until(window[0])
+            frames = written = 0
+            cpu = time.process_time()
+            while time.monotonic() < window[1]:
+                now = time.monotonic()
+                items = [_event(seq + k, now) for k in range(per_frame)]
+                seq += per_frame
+                frame = bytes((0x90 | per_frame,)) + b"".join(items) if per_frame > 1 else items[0]
+                broadcast(conns, frame)
+                frames += 1
+                written += len(conns)
+                while any(c.transport.get_write_buffer_size() > HIGH_WATER for c in conns):
+                    if time.monotonic() >= window[1]:
+                        break
+                    await asyncio.sleep(0.0005)  # let the kernel drain the sockets
+                await asyncio.sleep(0)
+            cpu = time.process_time() - cpu
+            sent[f"{name}_frames"] = frames
+            sent[f"{name}_cpu_us_per_frame"] = round(cpu / written * 1e6, 3) if written else None
         await _until(w.fixed[0])
         start = time.monotonic()
         issued = 0
@@ -98,17 +109,19 @@ def client_main(url: str, count: int, windows: Windows, pipe: Connection) -> Non
 
 
 async def _clients(url: str, count: int, w: Windows, pipe: Connection) -> None:
-    ceiling_events = 0
+    ceiling_events = single_events = 0
     latencies: list[float] = []
     unpack = msgpack.unpackb
 
     def on_message(data: bytes) -> None:
-        nonlocal ceiling_events
+        nonlocal ceiling_events, single_events
         now = time.monotonic()
         value = unpack(data)
         if type(value) is list:
             if w.ceiling[0] + 0.5 <= now <= w.ceiling[1]:
                 ceiling_events += len(value)
+        elif w.single[0] + 0.5 <= now <= w.single[1]:
+            single_events += 1
         elif w.fixed[0] + 0.5 <= value["t"] <= w.fixed[1]:
             latencies.append(now - value["t"])
 
@@ -127,7 +140,7 @@ async def _clients(url: str, count: int, w: Windows, pipe: Connection) -> None:
     await _until(w.end)
     for c in conns:
         c.close()
-    pipe.send(("done", ceiling_events, latencies))
+    pipe.send(("done", ceiling_events, single_events, latencies))
 
 
 async def _until(t: float) -> None:
@@ -157,8 +170,9 @@ def measure_broadcast(
     # Generous room for N connections to open before the first window.
     setup = 5.0 + connections / 500
     start = time.monotonic() + setup
-    w = Windows((start, start + window_s), (start + window_s + 0.5, start + 2 * window_s + 0.5),
-                start + 2 * window_s + 1.5)
+    step = window_s + 0.5
+    w = Windows((start, start + window_s), (start + step, start + step + window_s),
+                (start + 2 * step, start + 2 * step + window_s), start + 3 * step + 0.5)
     s_parent, s_child = ctx.Pipe()
     server = ctx.Process(target=server_main, args=(port, w, deliveries_per_s / connections,
                                                     s_child), daemon=True)
@@ -176,7 +190,7 @@ def measure_broadcast(
         proc.start()
         clients.append((proc, parent))
     opened = failed = 0
-    events = 0
+    events = singles = 0
     latencies: list[float] = []
     try:
         for _proc, pipe in clients:
@@ -185,8 +199,9 @@ def measure_broadcast(
                 opened, failed = opened + ok, failed + bad
         for _proc, pipe in clients:
             if pipe.poll(max(1.0, w.end - time.monotonic() + 30)):
-                _, n, lat = pipe.recv()
+                _, n, one, lat = pipe.recv()
                 events += n
+                singles += one
                 latencies += lat
         sent = s_parent.recv() if s_parent.poll(30) else ("done", {})
     finally:
@@ -202,6 +217,10 @@ def measure_broadcast(
         "connect_failures": failed,
         "events_per_frame": EVENTS_PER_FRAME,
         "ceiling_events_per_s": round(events / (window_s - 0.5), 1),
+        "ceiling_cpu_us_per_frame": sent[1].get("ceiling_cpu_us_per_frame"),
+        # One event per frame: the baseline issue 13's saturation goals are ratios to.
+        "single_events_per_s": round(singles / (window_s - 0.5), 1),
+        "single_cpu_us_per_frame": sent[1].get("single_cpu_us_per_frame"),
         "fixed_deliveries_per_s": deliveries_per_s,
         "fixed_p99_ms": summary_ms(latencies)["p99"],
         "fixed_ms": summary_ms(latencies),

@@ -211,6 +211,7 @@ class Member:
         value = msgpack.unpackb(data, raw=False, max_str_len=MAX_SERVER_FRAME_BYTES,
                                 max_bin_len=0, max_ext_len=0)
         items = value if type(value) is list else (value,)
+        self.shared.counters["frames"] += 1
         for item in items:
             kind = item.get("type")
             if kind in EVENT_TYPES:

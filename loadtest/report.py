@@ -78,6 +78,11 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
     # The scale-out figure: server CPU per delivered event, comparable across process counts.
     out["server_cpu_us_per_delivery"] = (round(server_cpu / receipts * 1e6, 3)
                                          if server_cpu and receipts else None)
+    # Frames, not events, are what fan-out pays per connection (issue 13).
+    out["frames_received"] = data.frames
+    out["events_per_frame"] = round(receipts / data.frames, 2) if data.frames else None
+    out["server_cpu_us_per_frame"] = (round(server_cpu / data.frames * 1e6, 3)
+                                      if server_cpu and data.frames else None)
     out["limit"] = limit_verdict(data.cpu) if data.cpu else None
     out["chaos_events"] = data.chaos_events
     # Rooms whose last seq could not be read at the end: the highest seq seen stands in for it.
@@ -122,6 +127,10 @@ def ratios(out: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     ws = b.get("ws_broadcast", {})
     r["deliveries_per_s_vs_broadcast_ceiling"] = stats.ratio(
         out.get("deliveries_per_s"), ws.get("ceiling_events_per_s"))
+    r["deliveries_per_s_vs_broadcast_single"] = stats.ratio(
+        out.get("deliveries_per_s"), ws.get("single_events_per_s"))
+    r["cpu_per_frame_vs_broadcast_single"] = stats.ratio(
+        out.get("server_cpu_us_per_frame"), ws.get("single_cpu_us_per_frame"))
     r["flusher_catch_up_vs_copy"] = stats.ratio(
         (out.get("catch_up") or {}).get("entries_per_s"), b.get("copy", {}).get("rows_per_s"))
     ours_p99 = (out.get("delivery_ms") or {}).get("p99")

@@ -35,5 +35,6 @@ class WorkerResult:
     connect_errors: dict[str, int] = field(default_factory=dict)
     reconnects: int = 0
     aborted: str | None = None
+    frames: int = 0  # WebSocket messages received (a batch frame counts once)
     # Exceptions of the worker's own tasks (a bug in the load tester): any fails the verdict.
     failures: list[str] = field(default_factory=list)

@@ -75,6 +75,7 @@ class RunData:
     connect_errors: dict[str, int] = field(default_factory=dict)
     connected: int = 0
     reconnects: int = 0
+    frames: int = 0  # WebSocket messages the members received
     profile: dict[str, Any] = field(default_factory=dict)
     catch_up: dict[str, Any] = field(default_factory=dict)
     probe_errors: dict[str, str] = field(default_factory=dict)
@@ -265,6 +266,7 @@ async def execute(
         data.results = await fleet.results(plan.settle_s + 60)
         for r in data.results:
             data.reconnects += r.reconnects
+            data.frames += r.frames
             data.worker_failures += [f"worker {r.index}: {f}" for f in r.failures]
             if r.aborted and data.aborted is None:
                 data.aborted = f"worker {r.index}: {r.aborted}"

@@ -68,7 +68,7 @@ class Worker:
         self.plan = plan
         self.pipe = pipe
         self.counters = dict.fromkeys(
-            ("sent", "accepted", "rejected", "received", "closed", "other_errors"), 0
+            ("sent", "accepted", "rejected", "received", "closed", "other_errors", "frames"), 0
         )
         rooms = {spec.room: RoomLog() for spec in plan.conns}
         self.shared = Shared(MsgpackCodec(), rooms, {}, self.counters, self._changed)
@@ -352,7 +352,8 @@ class Worker:
         ]
         return WorkerResult(
             self.plan.index, members, self.shared.rooms, self.shared.errors,
-            self.connect_errors, self.reconnects.count, aborted, list(self.failures),
+            self.connect_errors, self.reconnects.count, aborted, self.counters["frames"],
+            list(self.failures),
         )
 
 

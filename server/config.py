@@ -68,7 +68,9 @@ class Config:
     flush_claim_idle_ms: int = 30_000
 
     # Real-time hub.
-    writer_window_ms: float = 2.0
+    # The flush's latency budget: the most a busy loop defers a flush (server/edge/writer.py
+    # FlushScheduler); an idle loop flushes on its next turn.
+    writer_window_ms: float = 10.0
     writer_max_bytes: int = 256 * 1024
     # SO_SNDBUF of accepted WebSocket sockets (Linux doubles it): caps the kernel's autotuned
     # send buffer so a stalled reader reaches `writer_max_bytes` (and 4008) soon; 0 = OS default.

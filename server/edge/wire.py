@@ -19,8 +19,9 @@ EXTENSION = "giftwire.edge"
 
 
 class Wire(Protocol):
-    def write(self, frame: bytes | str) -> bool:
-        """Hand one message to the transport now; False once the connection is closing."""
+    def write_frames(self, data: bytes) -> bool:
+        """Hand whole, already framed server frames (server/edge/transport/framing.py) to the
+        transport in one write; False once the connection is closing."""
         ...
 
     def pending(self) -> int:

@@ -1,17 +1,20 @@
 """The per-connection writer: a bounded buffer of pre-encoded messages, flushed in batch frames.
 
 Fan-out never awaits a client: it appends the same encoded bytes to each member's writer (`push`,
-synchronous, O(1)) and moves on. Data is flushed on a shared clock (`FlushScheduler`: one timer per
-process per window, not one per event or per connection); replies (`push_control`: acks, errors,
+synchronous, O(1)) and moves on. Data is flushed by one shared scheduler (`FlushScheduler`: one
+callback per process per flush, not one per event or per connection; at once when the loop is
+idle, later and in bigger batches when it is busy); replies (`push_control`: acks, errors,
 pongs, joined) are sent at once and go ahead of queued data, so liveness never waits behind a
 backlog.
 
 Two ways to the client (server/edge/wire.py):
-- a `Wire` (uvicorn's websockets-sansio): the flush writes the batch frame straight into the
-  transport, synchronously, like `websockets.broadcast`. No task per connection, no wake-up per
-  flush. The bound counts queued bytes plus what the transport still holds; a flush or push past
-  `max_bytes` overflows.
-- otherwise ASGI `send`, from one long-lived task per writer (`run`), woken once per window. The
+- a `Wire` (giftwire's own WebSocket protocol): the flush writes the batch straight into the
+  transport, synchronously, like `websockets.broadcast`, as whole frames built by hand
+  (transport/framing.py): one transport write per connection per flush, and the bytes built once
+  for all members whose batches are equal (`FlushScheduler.framed`). No task per connection, no
+  wake-up per flush. The bound counts queued bytes plus what the transport still holds; a flush
+  or push past `max_bytes` overflows.
+- otherwise ASGI `send`, from one long-lived task per writer (`run`), woken once per flush. The
   bound counts queued bytes plus the frame being sent, whose send stalls while the client does not
   read.
 
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from protocol.limits import MAX_SERVER_FRAME_BYTES
+from server.edge.transport import framing
 from server.edge.wire import Wire
 
 log = logging.getLogger("giftwire.writer")
@@ -38,35 +43,72 @@ MAX_FRAME_BYTES = MAX_SERVER_FRAME_BYTES // 2
 
 
 class FlushScheduler:
-    """One timer per window for all writers with pending data."""
+    """When dirty writers are flushed: coalescing that grows with load (docs/hub.md, "Flush
+    policy").
 
-    def __init__(self, window_s: float) -> None:
-        self.window_s = window_s
+    - Light load: the flush runs on the next turn of the event loop (`call_soon`, no timer), so an
+      event waits for nothing but the callbacks already queued; everything that arrived in the
+      same turn (one read of the pub/sub socket can hold many events) shares the flush.
+    - Behind: a flush writes every dirty connection synchronously, and while it runs nothing else
+      does. The next flush then waits as long as that one took, capped by the latency budget
+      (`budget_s`, `writer_window_ms`), so writing takes at most about half of a busy loop and
+      the senders, acks and the broker get the rest; what arrives meanwhile joins the waiting
+      batch, so events per frame rise with the load while the wait stays bounded.
+    - `budget_s <= 0`: no coalescing at all, every push is written at once (tests).
+    """
+
+    def __init__(self, budget_s: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.budget_s = budget_s
+        self._clock = clock
         self._due: list[Writer[bytes] | Writer[str]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
+        self._ready_at = 0.0  # loop time before which a new flush waits (the last one's cost)
+        self._last_items: list[Any] = []
+        self._last_framed: tuple[bytes, int] = (b"", 0)
 
     def schedule(self, writer: Writer[bytes] | Writer[str]) -> None:
-        if self.window_s <= 0:
+        if self.budget_s <= 0:
             writer.wake()
             return
         self._due.append(writer)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.window_s, self._fire)
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            wait = self._ready_at - loop.time()
+            self._handle = (loop.call_later(wait, self._fire) if wait > 0
+                            else loop.call_soon(self._fire))
 
     def _fire(self) -> None:
-        self._timer = None
+        self._handle = None
         due, self._due = self._due, []
+        started = self._clock()
         for writer in due:
             try:
                 writer.wake()
             except Exception:
                 # One connection's failure must not leave the others' data behind.
                 log.exception("flush failed")
+        took = self._clock() - started
+        self._ready_at = asyncio.get_running_loop().time() + min(took, self.budget_s)
+
+    def framed(self, items: list[Any], split: Callable[[list[Any]], list[Any]]
+               ) -> tuple[bytes, int]:
+        """The wire bytes of one writer's batch (its frames, headers included) and how many
+        frames they are. Members of a room are flushed one after another and queue the same
+        shared encoded events, so their batches are equal: the bytes are built once per room
+        per flush and every member's flush is a single transport write of the same object.
+        Equal content means equal bytes, so the cache never needs invalidating."""
+        if items == self._last_items:
+            return self._last_framed
+        frames = split(items)
+        data = framing.frame(frames[0]) if len(frames) == 1 else b"".join(
+            [framing.frame(f) for f in frames])
+        self._last_items, self._last_framed = items, (data, len(frames))
+        return data, len(frames)
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
         self._due = []
 
 
@@ -123,7 +165,7 @@ class Writer(Generic[F]):
         return self._queued + self._inflight
 
     def push(self, item: F, size: int) -> bool:
-        """Queue a data message (room events, state updates); sent within the window."""
+        """Queue a data message (room events, state updates); sent by the next flush."""
         if not self._accept(item, size, self._data):
             return False
         if not self._scheduled:
@@ -178,7 +220,7 @@ class Writer(Generic[F]):
             self._woken = True
 
     def wake(self) -> None:
-        """The scheduler's call: the window is over, send what is queued."""
+        """The scheduler's call: send what is queued."""
         self._scheduled = False
         self._wake()
 
@@ -231,11 +273,11 @@ class Writer(Generic[F]):
                 except Exception:
                     log.exception("on_overflow failed")
                 return
-            for frame in self._frames(items):
-                if not wire.write(frame):
-                    self.closed = True  # the client is gone or closing: nothing more to send
-                    break
-                self.frames_sent += 1
+            data, frames = self._scheduler.framed(items, self._frames)
+            if wire.write_frames(data):
+                self.frames_sent += frames
+            else:
+                self.closed = True  # the client is gone or closing: nothing more to send
             self._inflight = wire.pending()
         self._release_drainers()
 

@@ -16,7 +16,7 @@ REQUIRED_KEYS = {
     "gifts_accepted", "gifts_rejected", "accepted_per_s", "ack_ms", "deliveries_expected",
     "deliveries_received", "deliveries_lost", "deliveries_duplicated", "deliveries_out_of_order",
     "deliveries_per_s", "delivery_ms", "server_rss_kib_per_connection", "ledger", "baselines",
-    "ratios",
+    "ratios", "frames_received", "events_per_frame", "server_cpu_us_per_frame",
 }
 
 
@@ -40,6 +40,9 @@ def test_smoke_run_delivers_everything_once_in_order_and_the_ledger_agrees(
     assert report["deliveries_lost"] == 0
     assert report["deliveries_duplicated"] == 0
     assert report["deliveries_out_of_order"] == 0
+    # Every event arrived inside some frame: never more frames than events plus replies.
+    assert 0 < report["frames_received"] <= report["deliveries_received"] + 4 * report["gifts_sent"]
+    assert report["events_per_frame"] > 0 and report["server_cpu_us_per_frame"] > 0
     ledger = report["ledger"]
     assert ledger["consistent"] is True
     assert ledger["redis_total"] == ledger["postgres_total"] > 0

@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 
 class Keepalive:
+    __slots__ = ("_interval", "_loop", "_payload", "_ping_timer", "_pong_timer", "_send_ping",
+                 "_timed_out", "_timeout")
+
     def __init__(self, loop: asyncio.AbstractEventLoop, interval_s: float | None,
                  timeout_s: float | None, send_ping: Callable[[bytes], bool],
                  timed_out: Callable[[], None]) -> None:

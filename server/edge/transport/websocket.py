@@ -16,24 +16,23 @@ arrives (docs/protocol.md, "Limits of the socket edge"):
 - invalid UTF-8 in a text message closes 1007 with one INFO line.
 
 The app finds this object in the ASGI scope (`scope["extensions"]["giftwire.edge"]`): the direct
-write path (`write`, `pending`; server/edge/wire.py), `admitted()` (the session said `hello`);
-each receive event carries its message's arrival time as `t` (arrival.py).
+write path (`write_frames`, `pending`; server/edge/wire.py), `admitted()` (the session said
+`hello`); each receive event carries its message's arrival time as `t` (arrival.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import Any, Literal, cast
 
-from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from protocol import CloseCode
 from server.edge.ratelimit import TokenBucket
+from server.edge.transport import framing
 from server.edge.transport.admission import Admission, EdgeLimits
 from server.edge.transport.arrival import CLOCK, ArrivalWindow
 from server.edge.transport.handshake import asgi_scope
@@ -74,7 +73,8 @@ class EdgeWebSocket(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.scope: dict[str, Any] | None = None
         self.response: Response | None = None
-        self.queue: deque[dict[str, Any]] = deque()
+        # Not a deque (760 bytes empty): it holds at most `ws_max_queued_messages` and a slice.
+        self.queue: list[dict[str, Any]] = []
         self.waiter: asyncio.Future[None] | None = None
         self.handshake_complete = False
         self.close_sent = False
@@ -232,21 +232,15 @@ class EdgeWebSocket(asyncio.Protocol):
             log.info("aborting %s: over its write bound", _peer(self.client))
             transport.abort()
 
-    def write(self, frame: bytes | str) -> bool:
-        """The direct path (server/edge/wire.py): one message to the transport now, no await;
-        False once the connection is closing."""
-        transport = self.transport  # every fan-out write passes here: no call before the send
-        if self.close_sent or self.disconnected or transport is None or transport.is_closing():
+    def write_frames(self, data: bytes) -> bool:
+        """The direct path (server/edge/wire.py): whole frames (transport/framing.py) written as
+        they are. The sans-I/O protocol tracks no state of whole data frames sent; it writes the
+        pongs and the close, and after its close (`close_sent`) nothing more is written."""
+        transport = self.transport
+        if (self.close_sent or self.disconnected or transport is None or transport.is_closing()
+                or self.conn.close_sent is not None):
             return False
-        try:
-            if type(frame) is bytes:
-                self.conn.send_binary(frame)
-            else:
-                assert isinstance(frame, str)
-                self.conn.send_text(frame.encode())
-        except InvalidState:
-            return False
-        transport.write(b"".join(self.conn.data_to_send()))
+        transport.write(data)
         return True
 
     def pending(self) -> int:
@@ -265,6 +259,8 @@ class EdgeWebSocket(asyncio.Protocol):
             return
         self.response = response
         self.scope = asgi_scope(request, self.client, self.root_path, self.app_state, self)
+        # The sans-I/O parser keeps this request for good (in its generator): drop its headers.
+        request.headers.clear()
         self._enqueue({"type": "websocket.connect"})
         task = self.loop.create_task(self._run_asgi())
         self.tasks.add(task)
@@ -297,7 +293,7 @@ class EdgeWebSocket(asyncio.Protocol):
                 await self.waiter
             finally:
                 self.waiter = None
-        message = self.queue.popleft()
+        message = self.queue.pop(0)
         if not self.queue and not self.close_sent:
             if self.backlog:
                 self._parse()  # the rest of the last read, now that the session has room
@@ -329,7 +325,8 @@ class EdgeWebSocket(asyncio.Protocol):
             return
         if kind == "websocket.send":
             data = message.get("bytes")
-            if not self.write(data if data is not None else message.get("text") or ""):
+            payload = data if data is not None else message.get("text") or ""
+            if not self.write_frames(framing.frame(payload)):
                 raise OSError("the connection is closing")
         elif kind == "websocket.close":
             self.conn.send_close(int(message.get("code", 1000)), message.get("reason") or "")
