@@ -40,6 +40,9 @@ class Config:
     key_prefix: str = "gw:"
     # Postgres schema holding giftwire's tables (tests use one schema each).
     db_schema: str = "giftwire"
+    # Redis Cluster mode (docs/scaling.md): also chosen by a `redis+cluster://host:port` URL.
+    # Needs Redis >= 7.0 (sharded pub/sub); any node of the cluster seeds the slot map.
+    redis_cluster: bool = False
     # Ledger-stream shards: wallets hash onto them; each shard is one Redis Cluster slot.
     wallet_shards: int = 16
     # The shared Redis client's pool (commands outside the Lua script runner and pub/sub): at
@@ -140,6 +143,11 @@ class Config:
         return usable_cores()
 
     @property
+    def cluster(self) -> bool:
+        """Redis Cluster mode: `redis_cluster` or a `redis+cluster://` (`rediss+...`) URL."""
+        return self.redis_cluster or is_cluster_url(self.redis_url)
+
+    @property
     def embedded(self) -> bool:
         return self.redis_url is None or self.database_url is None
 
@@ -189,6 +197,19 @@ def _convert(name: str, raw: str, default: object) -> object:
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
     return raw
+
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str | None) -> bool:
+    return url is not None and url.partition("://")[0] in CLUSTER_SCHEMES
+
+
+def plain_redis_url(url: str) -> str:
+    """`redis+cluster://h:p/0` as the `redis://h:p/0` that redis-py's clients read."""
+    scheme, sep, rest = url.partition("://")
+    return CLUSTER_SCHEMES.get(scheme, scheme) + sep + rest
 
 
 def usable_cores() -> int:
@@ -294,5 +315,8 @@ def _validate(c: Config) -> None:
     if c.env not in ENVIRONMENTS:
         allowed = ", ".join(sorted(ENVIRONMENTS))
         raise ConfigError(f"GIFTWIRE_ENV={c.env!r} must be one of {allowed}")
+    if c.redis_cluster and c.redis_url is None:
+        raise ConfigError("GIFTWIRE_REDIS_CLUSTER needs REDIS_URL (a node of the cluster): "
+                          "the embedded Redis is a single 6.2 server")
     if not c.db_schema.isidentifier():
         raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

@@ -27,7 +27,7 @@ from server.hub.roomstate import RoomState
 from server.live.moderation import Moderation
 from server.money.blockgate import BlockGate
 from server.runtime import Runtime
-from server.storage.scripts import ScriptRunner
+from server.storage.runners import script_runner
 
 log = logging.getLogger("giftwire.realtime")
 # Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
@@ -72,7 +72,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     assert cfg.redis_url is not None
     runner = rt.components.get("scripts")
     if runner is None:
-        runner = ScriptRunner(rt.redis)
+        runner = script_runner(rt.redis)
         await runner.load()
         runner.start()
         stack.push_async_callback(runner.stop)
