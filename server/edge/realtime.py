@@ -13,14 +13,18 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+
+from redis.asyncio.cluster import RedisCluster
 
 from protocol import CloseCode, ErrorCode
 from server.auth import Principal
 from server.edge.gifts import Gifts
 from server.edge.moderated import RoomGuard
 from server.edge.writer import FlushScheduler
+from server.hub.broker import Broker
 from server.hub.broker_redis import RedisBroker
+from server.hub.broker_sharded import ShardedBroker
 from server.hub.combos import ComboSweeper
 from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
@@ -52,7 +56,7 @@ class Session(Protocol):
 @dataclass
 class Realtime:
     hub: Hub
-    broker: RedisBroker
+    broker: Broker  # RedisBroker, or ShardedBroker on a cluster
     state: RoomState
     scheduler: FlushScheduler
     gifts: Gifts
@@ -85,8 +89,13 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     ping_s = float(cfg.extra.get("pubsub_ping_s", max(0.5, cfg.heartbeat_s / 4)))
     # CLIENT SETNAME refuses spaces: keep the name to a safe alphabet whatever the prefix.
     tag = re.sub(r"[^A-Za-z0-9:._-]", "_", cfg.key_prefix)
-    broker = RedisBroker(cfg.redis_url, rt.redis, name=f"giftwire-pubsub-{tag}",
-                         ping_interval_s=ping_s)
+    broker: Broker
+    if cfg.cluster:
+        broker = ShardedBroker(cast(RedisCluster, rt.redis), name=f"giftwire-pubsub-{tag}",
+                               ping_interval_s=ping_s)
+    else:
+        broker = RedisBroker(cfg.redis_url, rt.redis, name=f"giftwire-pubsub-{tag}",
+                             ping_interval_s=ping_s)
     await broker.start()
     stack.push_async_callback(broker.stop)
     sweeper = ComboSweeper(state)
