@@ -54,14 +54,20 @@ def redis_cluster() -> Iterator[LocalCluster]:
         yield cluster
 
 
-# Which Redis a test's `config` points at. "single" unless a suite runs in both modes: its
-# conftest overrides this fixture with `BOTH_MODES` as its params (tests/hub, tests/wallet).
+# Which Redis a test's `config` points at: "single" (REDIS_URL or the embedded one), or, for a
+# module marked `both_modes`, each of "single" and "cluster" (the session's local cluster).
 BOTH_MODES = ["single", "cluster"]
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (metafunc.definition.get_closest_marker("both_modes") is not None
+            and "redis_mode" in metafunc.fixturenames):
+        metafunc.parametrize("redis_mode", BOTH_MODES, indirect=True)
+
+
 @pytest.fixture
-def redis_mode() -> str:
-    return "single"
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "single"))
 
 
 @pytest.fixture

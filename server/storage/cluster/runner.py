@@ -146,19 +146,24 @@ class ClusterScriptRunner:
 
     @property
     def slots(self) -> SlotMap:
+        assert self._slots is not None, "load() first, or a call parked until the map is read"
+        return self._slots
+
+    async def _read_map(self) -> SlotMap:
         if self._slots is None:
+            await self._redis.initialize()  # redis-py's client knows the nodes once initialized
             self._slots = SlotMap.of(self._redis, name=f"{self._name}-slots")
+        await self._slots.refresh()
         return self._slots
 
     async def load(self) -> None:
         """Register every script on every master (redis-py sends SCRIPT LOAD to all of them) and
         read the slot map."""
-        await self._redis.initialize()
         for script in self._scripts.values():
             sha = await self._redis.script_load(script.source)
             if sha != script.sha:
                 raise RuntimeError(f"Redis hashed {script.name} differently ({sha})")
-        await self.slots.refresh()
+        await self._read_map()
 
     def start(self) -> None:
         if not self._tasks:
@@ -222,9 +227,9 @@ class ClusterScriptRunner:
     # -- routing --------------------------------------------------------------------------------
 
     def _route(self, call: _Call) -> None:
-        address = call.target or self.slots.owner(call.slot)
+        address = call.target or (self._slots.owner(call.slot) if self._slots else None)
         call.target = None
-        if address is None:  # no master known for the slot: after the next refresh
+        if address is None:  # no master known for the slot (or no map yet): after a refresh
             self._park(call)
             return
         node = self._nodes.get(address)
@@ -360,8 +365,8 @@ class ClusterScriptRunner:
             await self._parked_wanted.wait()
             await asyncio.sleep(delay)  # backoff between attempts, not synchronisation
             try:
-                await self.slots.refresh()
-            except SlotMapUnavailable as exc:
+                await self._read_map()
+            except (SlotMapUnavailable, OSError) as exc:
                 log.warning("%s", exc)
             parked, self._parked = self._parked, []
             self._parked_wanted.clear()
