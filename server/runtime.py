@@ -18,12 +18,12 @@ from typing import Any, cast
 import asyncpg
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
 
 from server.auth import TokenIssuer
 from server.config import DEV_SECRET, Config, check_deployment, is_cluster_url, plain_redis_url
 from server.metrics import Metrics
 from server.storage import db
+from server.storage.cluster.client import QueueingCluster
 from server.storage.keys import Keys
 
 log = logging.getLogger("giftwire")
@@ -81,10 +81,10 @@ def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.
     kwargs.setdefault("socket_timeout", 10)
     kwargs.setdefault("socket_connect_timeout", 5)
     if cluster or is_cluster_url(url):
-        # Each node's pool holds up to `max_connections`; a failover is retried by redis-py for
-        # about its `cluster_error_retry_attempts` before the command fails (`unavailable`).
-        return cast(Redis, RedisCluster.from_url(
-            plain_redis_url(url), max_connections=max_connections, **kwargs))
+        # At most `max_connections` commands in flight, the rest queue (storage/cluster/client.py).
+        return cast(Redis, QueueingCluster.from_url(
+            plain_redis_url(url), max_connections=max_connections, pool_wait_s=pool_wait_s,
+            **kwargs))
     kwargs.setdefault("health_check_interval", 15)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=pool_wait_s, **kwargs
