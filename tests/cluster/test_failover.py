@@ -84,14 +84,17 @@ async def test_a_master_killed_under_load_loses_and_doubles_nothing(
         acked = dict(zip(names, await load, strict=True))
 
         # Spends: each acknowledged tx debited once (the ledger has it once; balances agree).
-        flusher: Flusher = rt.components["flusher"]
-        assert await reconcile(rt, flusher) == []
+        wallet = rt.components["wallet"]
+        flusher = Flusher(rt, wallet)  # its own: the server's is running (as `giftwire reconcile`)
+        try:
+            assert await reconcile(rt, flusher) == []
+        finally:
+            await flusher.stop()
         rows = await rt.pool.fetch(
             "SELECT user_id, count(*) AS n, sum(coins) AS coins FROM ledger_tx "
             "WHERE kind = 'gift' GROUP BY user_id")
         gifts = {r["user_id"]: r["n"] for r in rows}
         assert gifts == {n: len(txs) for n, txs in acked.items()}
-        wallet = rt.components["wallet"]
         spent = {r["user_id"]: r["coins"] for r in rows}
         for name in names:
             assert await wallet.balance(name) == 100_000 - abs(spent[name])
