@@ -207,9 +207,24 @@ def is_cluster_url(url: str | None) -> bool:
 
 
 def plain_redis_url(url: str) -> str:
-    """`redis+cluster://h:p/0` as the `redis://h:p/0` that redis-py's clients read."""
+    """`redis+cluster://h:p/0` as the `redis://h:p/0` that redis-py's clients read (the first
+    node of a list)."""
     scheme, sep, rest = url.partition("://")
-    return CLUSTER_SCHEMES.get(scheme, scheme) + sep + rest
+    netloc, slash, path = rest.partition("/")
+    auth, at, hosts = netloc.rpartition("@")
+    first = hosts.split(",")[0]
+    return CLUSTER_SCHEMES.get(scheme, scheme) + sep + auth + at + first + slash + path
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The nodes a cluster URL names: `redis+cluster://h1:p1,h2:p2/0` (any one reachable node
+    is enough to find the others; naming several survives the first one being down)."""
+    netloc = url.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    seeds = []
+    for hostport in netloc.split(","):
+        host, _, port = hostport.rpartition(":")
+        seeds.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return seeds
 
 
 def usable_cores() -> int:

@@ -18,9 +18,17 @@ from typing import Any, cast
 import asyncpg
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode
 
 from server.auth import TokenIssuer
-from server.config import DEV_SECRET, Config, check_deployment, is_cluster_url, plain_redis_url
+from server.config import (
+    DEV_SECRET,
+    Config,
+    check_deployment,
+    cluster_seeds,
+    is_cluster_url,
+    plain_redis_url,
+)
 from server.metrics import Metrics
 from server.storage import db
 from server.storage.cluster.client import QueueingCluster
@@ -84,7 +92,7 @@ def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.
         # At most `max_connections` commands in flight, the rest queue (storage/cluster/client.py).
         return cast(Redis, QueueingCluster.from_url(
             plain_redis_url(url), max_connections=max_connections, pool_wait_s=pool_wait_s,
-            **kwargs))
+            startup_nodes=[ClusterNode(h, p) for h, p in cluster_seeds(url)], **kwargs))
     kwargs.setdefault("health_check_interval", 15)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=pool_wait_s, **kwargs

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ENV_NAMES, Config, ConfigError, from_env, plain_redis_url
+from server.config import (
+    ENV_NAMES,
+    Config,
+    ConfigError,
+    cluster_seeds,
+    from_env,
+    plain_redis_url,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -66,6 +73,9 @@ def test_cluster_mode_by_setting_or_url() -> None:
     assert from_env({"REDIS_URL": "rediss+cluster://h:7000"}).cluster
     assert plain_redis_url("redis+cluster://u:p@h:7000/0") == "redis://u:p@h:7000/0"
     assert plain_redis_url("redis://h:1/0") == "redis://h:1/0"
+    two = "redis+cluster://u:p@a:7000,b:7001/0"
+    assert plain_redis_url(two) == "redis://u:p@a:7000/0"
+    assert cluster_seeds(two) == [("a", 7000), ("b", 7001)]
 
 
 def test_cluster_mode_needs_a_redis_url() -> None:

@@ -87,8 +87,9 @@ class LocalCluster:
 
     @property
     def url(self) -> str:
-        """The configuration URL giftwire reads (server/config.py): any node seeds the map."""
-        return f"redis+cluster://127.0.0.1:{self.ports[0]}/0"
+        """The configuration URL giftwire reads (server/config.py): every node, so a client made
+        after a node was killed still finds the cluster."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports) + "/0"
 
     def start_node(self, port: int) -> None:
         node_dir = self.directory / str(port)
