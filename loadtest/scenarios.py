@@ -100,7 +100,7 @@ def build_plan(scenario: str, **overrides: Any) -> Plan:
 def validate(p: Plan) -> None:
     if p.kill_master_s and not p.redis_cluster:
         raise PlanError("--kill-master needs --redis-cluster (it kills a master of the cluster)")
-    if not 0 <= p.kill_master_s < p.duration_s:
+    if p.kill_master_s and not 0 < p.kill_master_s < p.duration_s:
         raise PlanError(f"--kill-master must be within the run's {p.duration_s:g} s")
     if not 0 < p.duration_s <= MAX_DURATION_S:
         raise PlanError(

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from server.config import Config, is_cluster_url
+from server.config import Config, cluster_seeds, is_cluster_url
 from server.storage.cluster.local import LocalCluster, local_cluster
 from server.storage.embedded import embedded_services, free_port
 
@@ -41,6 +41,9 @@ class Services:
     def redis_pids(self) -> list[int]:
         if self.cluster is not None:
             return self.cluster.pids()
+        if is_cluster_url(self.redis_url):  # the nodes the URL names (not the ones it does not)
+            return [pid for _, port in cluster_seeds(self.redis_url)
+                    for pid in listening_pids(port, children=False)]
         return listening_pids(urlsplit(self.redis_url).port or 6379, children=False)
 
     def postgres_pids(self) -> list[int]:
