@@ -39,15 +39,14 @@ from typing import Any
 
 import hiredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
 
 from server.storage.cluster.slots import Address, SlotMap, SlotMapUnavailable
 from server.storage.keys import cluster_slot
-from server.storage.resp import RespConnection, bulk
+from server.storage.resp import RespConnection
 from server.storage.scripts import (
     MAX_PENDING,
     LuaScript,
-    Observer,
+    ScriptCalls,
     ScriptError,
     _pack_body,
     load_scripts,
@@ -101,7 +100,7 @@ def _redirect_target(message: str) -> Address:
     return host or "127.0.0.1", int(port)
 
 
-class ClusterScriptRunner:
+class ClusterScriptRunner(ScriptCalls):
     def __init__(
         self,
         redis: RedisCluster,
@@ -113,12 +112,8 @@ class ClusterScriptRunner:
         name: str = "giftwire-scripts",
         max_pending: int = MAX_PENDING,
     ) -> None:
-        self._redis = redis  # start-up SCRIPT LOAD (every master) and unstarted (CLI) calls
-        self._scripts = scripts if scripts is not None else load_scripts(sharded=True)
-        self._heads = {
-            s.name: b"$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % s.sha.encode()
-            for s in self._scripts.values()
-        }
+        super().__init__(redis, scripts if scripts is not None else load_scripts(sharded=True),
+                         on_latency)
         self._slots: SlotMap | None = None
         self._nodes: dict[Address, _Node] = {}
         self._parked: list[_Call] = []
@@ -127,18 +122,12 @@ class ClusterScriptRunner:
         self._tasks: list[asyncio.Task[None]] = []
         self._pending = 0
         self._replied = False  # a reply arrived since the retrier last ran (backoff reset)
-        self._on_latency = on_latency
         self._timeout_s = timeout_s
         self._retry_window_s = retry_window_s
         self._name = name
         self._max_pending = max_pending
-        self.observer: Observer | None = None
         self.reconnects = 0
         self.resent = 0  # calls resent after a redirect, a cluster error or a lost connection
-
-    @property
-    def scripts(self) -> dict[str, LuaScript]:
-        return self._scripts
 
     @property
     def in_flight(self) -> int:
@@ -159,10 +148,7 @@ class ClusterScriptRunner:
     async def load(self) -> None:
         """Register every script on every master (redis-py sends SCRIPT LOAD to all of them) and
         read the slot map."""
-        for script in self._scripts.values():
-            sha = await self._redis.script_load(script.source)
-            if sha != script.sha:
-                raise RuntimeError(f"Redis hashed {script.name} differently ({sha})")
+        await self._register()
         await self._read_map()
 
     def start(self) -> None:
@@ -190,9 +176,6 @@ class ClusterScriptRunner:
         self._fail_all(self._parked, stopped)
         self._parked = []
 
-    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self.submit(name, keys, args)
-
     def submit(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
         script = self._scripts[name]
         if self.observer is not None:
@@ -208,21 +191,6 @@ class ClusterScriptRunner:
                      3 + len(keys) + len(args), future, time.monotonic() + self._retry_window_s)
         self._route(call)
         return future
-
-    async def _direct(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await self._redis.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            result = await self._redis.eval(script.source, len(keys), *keys, *args)
-        except ResponseError as exc:
-            raise ScriptError(str(exc)) from None
-        self._observe(script.name, time.perf_counter() - started)
-        return result
-
-    def _observe(self, name: str, seconds: float) -> None:
-        if self._on_latency is not None:
-            self._on_latency(name, seconds)
 
     # -- routing --------------------------------------------------------------------------------
 
@@ -263,13 +231,6 @@ class ClusterScriptRunner:
                 items.append(call)
                 payload.append(self._pack(call))
             conn.send(b"".join(payload), items)
-
-    def _pack(self, call: _Call) -> bytes:
-        if call.by_sha:
-            head = self._heads[call.script.name]
-        else:
-            head = b"$4\r\nEVAL\r\n" + bulk(call.script.source)
-        return b"*%d\r\n%s%s" % (call.size, head, call.body)
 
     async def _connect(self, node: _Node) -> None:
         try:
