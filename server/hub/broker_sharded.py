@@ -192,6 +192,8 @@ class ShardedBroker(Broker):
         return link
 
     async def _start_link(self, link: _ShardLink) -> None:
+        if self._links.get(link.address) is not link:
+            return  # dropped (and stopped) before it started
         try:
             await link.start()
         except (OSError, TimeoutError) as exc:  # it keeps trying; the rebalancer may move it
