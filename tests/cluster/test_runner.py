@@ -95,10 +95,7 @@ async def test_moved_and_ask_during_a_slot_migration(
         assert await runner.call("incr", [moved_key], [1]) == 2  # still on the source
         assert runner.resent >= 1
         # Done: the slot belongs to the target, and the runner's map still says source -> MOVED.
-        assert redis_cluster.cli(source, "MIGRATE", "127.0.0.1", str(target), moved_key, "0",
-                                 "5000") == "OK"
-        for port in redis_cluster.masters():
-            redis_cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+        redis_cluster.move_slot(slot, source, target)
         before = runner.resent
         assert await runner.call("incr", [moved_key], [1]) == 3
         assert runner.resent == before + 1
@@ -108,9 +105,7 @@ async def test_moved_and_ask_during_a_slot_migration(
         await runner.stop()
         # Give the slot back so the next test finds the cluster as created.
         await client.unlink(moved_key, asked_key)
-        for port in redis_cluster.masters():
-            redis_cluster.cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", src_id)
-        redis_cluster.wait_healthy()
+        redis_cluster.move_slot(slot, redis_cluster.owner(moved_key), source)
 
 
 async def test_a_lost_connection_resends_only_idempotent_calls(
@@ -150,13 +145,15 @@ async def test_idempotent_calls_survive_a_master_failover(
 
         underway, promoted = asyncio.Event(), asyncio.Event()
 
-        async def spends(start: int) -> list[int]:
+        async def spends(start: int) -> list[tuple[str, bool]]:
             # Until 50 more spends were acknowledged after the promotion: the load spans the
-            # kill, the failover and the resumption.
-            out: list[int] = []
+            # kill, the failover and the resumption. Returns (tx, acknowledged after it).
+            out: list[tuple[str, bool]] = []
             after = 0
             for i in range(start, start + 100_000):
-                out.append(await runner.call("spend", [key, f"{prefix}{{fo}}:tx:{i}"], []))
+                tx = f"{prefix}{{fo}}:tx:{i}"
+                await runner.call("spend", [key, tx], [])
+                out.append((tx, promoted.is_set()))
                 if len(out) == 50:
                     underway.set()
                 after += promoted.is_set()
@@ -169,13 +166,17 @@ async def test_idempotent_calls_survive_a_master_failover(
         await asyncio.to_thread(redis_cluster.kill, victim)
         await asyncio.to_thread(redis_cluster.wait_promoted, victim)
         promoted.set()
-        results = await load
-        flat = sorted(v for part in results for v in part)
-        # Each tx counted once: no counter value twice, none skipped. A spend the dying master
-        # acknowledged but had not replicated would show here (the documented window).
-        assert len(set(flat)) == len(flat)
-        assert flat == list(range(2, len(flat) + 2))
-        assert int(await client.get(key)) == len(flat) + 1
+        acked = [a for part in await load for a in part]
+        recorded = [bool(await client.exists(tx)) for tx, _ in acked]
+        # No spend counted twice: the counter is exactly the transactions recorded (the warm-up
+        # and every acknowledged one the promoted replica holds), resends included.
+        assert int(await client.get(key)) == 1 + sum(recorded)
+        # Every spend acknowledged after the promotion is there. One the dying master had
+        # acknowledged but not yet replicated may be missing (Redis Cluster's asynchronous
+        # replication window, docs/scaling.md): only before the promotion, and few.
+        assert all(rec for (_, after), rec in zip(acked, recorded, strict=True) if after)
+        lost = sum(not rec for rec in recorded)
+        assert lost <= 0.05 * len(acked), f"{lost} of {len(acked)} acknowledged spends lost"
         assert runner.resent > 0
         assert runner.slots.owner(cluster_slot(key)) != ("127.0.0.1", victim)
     finally:

@@ -165,6 +165,19 @@ class LocalCluster:
         self._wait(promoted, f"a replica promoted in place of {killed}")
         return result[0]
 
+    def move_slot(self, slot: int, src: int, dst: int) -> None:
+        """Reshard one slot from master `src` to master `dst`, keys and all, the documented way
+        (IMPORTING, MIGRATING, MIGRATE, then SETSLOT NODE on the new owner first so it bumps its
+        config epoch and the change wins in gossip)."""
+        src_id, dst_id = self.node_id(src), self.node_id(dst)
+        _cli(dst, "CLUSTER", "SETSLOT", str(slot), "IMPORTING", src_id)
+        _cli(src, "CLUSTER", "SETSLOT", str(slot), "MIGRATING", dst_id)
+        while keys := _cli(src, "CLUSTER", "GETKEYSINSLOT", str(slot), "100").split():
+            _cli(src, "MIGRATE", "127.0.0.1", str(dst), "", "0", "5000", "KEYS", *keys)
+        for port in [dst, src, *(p for p in self.masters() if p not in (src, dst))]:
+            _cli(port, "CLUSTER", "SETSLOT", str(slot), "NODE", dst_id)
+        self.wait_healthy()
+
     def cli(self, port: int, *args: str) -> str:
         return _cli(port, *args).strip()
 
