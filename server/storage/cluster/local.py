@@ -47,13 +47,14 @@ def _version() -> tuple[int, ...]:
     return tuple(int(p) for p in raw.split("."))
 
 
-def _free_port() -> int:
-    """A port free for the node and for its cluster bus (port + 10000)."""
+def _free_port(taken: set[int]) -> int:
+    """A port free for the node and for its cluster bus (port + 10000), and clear of the ports
+    and bus ports of the nodes `taken` already (a node's bus on another's port fails to bind)."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port + 10000 > 65535:
+        if port + 10000 > 65535 or {port, port + 10000, port - 10000} & taken:
             continue
         with socket.socket() as bus:
             try:
@@ -102,8 +103,15 @@ class LocalCluster:
              "--daemonize", "no", "--protected-mode", "no"],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        self._wait(lambda: _cli(port, "PING", timeout=2.0).strip() == "PONG",
-                   f"node {port} answering PING")
+        process = self.processes[port]
+
+        def up() -> bool:
+            if process.poll() is not None:  # e.g. its port was taken meanwhile: say so now
+                raise RuntimeError(f"redis cluster node {port} exited with {process.returncode}"
+                                   f" (log: {node_dir / 'redis.log'})")
+            return _cli(port, "PING", timeout=2.0).strip() == "PONG"
+
+        self._wait(up, f"node {port} answering PING")
 
     def create(self) -> None:
         for port in self.ports:
@@ -240,9 +248,10 @@ class LocalCluster:
 def local_cluster(directory: Path) -> Iterator[LocalCluster]:
     if _version() < (7, 0):
         raise ClusterUnavailable(f"{REDIS_SERVER} is older than 7.0 (no sharded pub/sub)")
-    cluster = LocalCluster(directory, [_free_port() for _ in range(NODES)])
-    if len(set(cluster.ports)) != NODES:
-        raise RuntimeError("free ports collided; run again")
+    ports: list[int] = []
+    for _ in range(NODES):
+        ports.append(_free_port(set(ports)))
+    cluster = LocalCluster(directory, ports)
     try:
         cluster.create()
         yield cluster
