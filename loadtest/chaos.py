@@ -12,6 +12,7 @@ from typing import Any
 
 from loadtest.scenarios import Plan
 from loadtest.spawn import ServerProcess
+from server.storage.cluster.local import LocalCluster
 
 SCHEDULE = (
     (0.25, "kill", "flusher"),
@@ -40,3 +41,18 @@ async def run(plan: Plan, flusher: ServerProcess | None, server: ServerProcess, 
                 await asyncio.to_thread(proc.wait_ready)
             events.append({"t": at, "event": f"restarted {what}", "pid": proc.pid,
                            "ready_after_s": round(time.monotonic() - t0 - at, 3)})
+
+
+async def kill_master(plan: Plan, cluster: LocalCluster, key: str, t0: float,
+                      events: list[dict[str, Any]]) -> None:
+    """`--kill-master S`: SIGKILL the cluster master serving `key` (the first room's slot, so
+    fan-out and some wallet shards fail over) S seconds into the load; note when its replica
+    has taken over."""
+    await asyncio.sleep(max(0.0, t0 + plan.kill_master_s - time.monotonic()))  # the schedule
+    port = await asyncio.to_thread(cluster.owner, key)
+    at = round(time.monotonic() - t0, 3)
+    await asyncio.to_thread(cluster.kill, port)
+    events.append({"t": at, "event": f"SIGKILL redis master :{port}"})
+    heir = await asyncio.to_thread(cluster.wait_promoted, port)
+    events.append({"t": round(time.monotonic() - t0, 3), "event": f"replica :{heir} promoted",
+                   "failover_s": round(time.monotonic() - t0 - at, 3)})

@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 
 from loadtest.scenarios import SCENARIOS, Plan, PlanError, build_plan
+from server.config import is_cluster_url
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ABORTED = 0, 1, 2, 3
 
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_int, help="load-generator processes")
     p.add_argument("--server-workers", type=_int, dest="server_workers",
                    help="worker processes per spawned server (giftwire serve --workers N)")
+    p.add_argument("--redis-cluster", action="store_true", dest="redis_cluster",
+                   help="run on a Redis Cluster: REDIS_URL's when it is a redis+cluster:// URL, "
+                        "else a local one of 3 masters + 3 replicas (needs redis-server >= 7.0)")
+    p.add_argument("--kill-master", type=_positive_float, metavar="S", dest="kill_master_s",
+                   help="with --redis-cluster (local): SIGKILL the master serving the first "
+                        "room S seconds into the load; its replica takes over")
     p.add_argument("--baselines", action="store_true",
                    help="also measure the raw evalsha and websockets.broadcast baselines")
     p.add_argument("--json", type=Path, metavar="PATH", help="write the report as JSON")
@@ -93,6 +100,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
         deliveries_rate=args.deliveries_rate, rooms=args.rooms, connections=args.connections,
         senders=args.senders, slow_fraction=args.slow_fraction, workers=args.workers,
         spawn=spawn, server_workers=args.server_workers,
+        redis_cluster=args.redis_cluster or None, kill_master_s=args.kill_master_s,
     )
     if args.url:
         if not args.url.startswith(("http://127.", "http://localhost")):
@@ -101,6 +109,10 @@ def plan_from(args: argparse.Namespace) -> Plan:
             raise PlanError("--url needs GIFTWIRE_JWT_SECRET: the harness mints its own tokens")
         if plan.chaos:
             raise PlanError("the chaos scenario kills servers: it needs --spawn, not --url")
+        if plan.kill_master_s:
+            raise PlanError("--kill-master kills a master of the local cluster: it needs --spawn")
+        if plan.redis_cluster and not is_cluster_url(os.environ.get("REDIS_URL")):
+            raise PlanError("--redis-cluster with --url needs REDIS_URL=redis+cluster://...")
         if plan.scenario == "scale-out":
             raise PlanError("the scale-out scenario starts its servers twice: it needs --spawn")
         if plan.scenario == "hostile":
@@ -171,7 +183,7 @@ def _target(
             baselines.update(_baselines(plan, cfg.redis_url, cfg.database_url, console))
         yield runner.Target([args.url.rstrip("/")], cfg, None)
         return
-    with spawn.services() as services:
+    with spawn.services(cluster=plan.redis_cluster) as services:
         if args.baselines:
             baselines.update(_baselines(plan, services.redis_url, services.database_url, console))
         cfg = runner.base_config(run_id, plan)

@@ -221,6 +221,10 @@ async def execute(
         if plan.chaos:
             chaos_task = asyncio.create_task(chaos_mod.run(
                 plan, target.flusher, target.servers[-1], data.t0, data.chaos_events))
+        elif plan.kill_master_s and target.services and target.services.cluster:
+            chaos_task = asyncio.create_task(chaos_mod.kill_master(
+                plan, target.services.cluster, keys.room_seq(st.rooms[0]), data.t0,
+                data.chaos_events))
         sent_task = asyncio.create_task(fleet.gather("sent", plan.duration_s + plan.settle_s + 60))
         last = [0.0, 0.0, 0.0]
         while not sent_task.done():

@@ -41,6 +41,8 @@ class Plan:
     big_share: float = 0.01  # share of sends that are big gifts
     warmup_s: float = 1.0
     settle_s: float = 10.0  # the most the end waits for in-flight deliveries and the flusher
+    redis_cluster: bool = False  # on a Redis Cluster (a local 3+3 one unless REDIS_URL names one)
+    kill_master_s: float = 0.0  # > 0: SIGKILL a master of the local cluster this far into the load
 
     @property
     def viewers(self) -> int:
@@ -96,6 +98,10 @@ def build_plan(scenario: str, **overrides: Any) -> Plan:
 
 
 def validate(p: Plan) -> None:
+    if p.kill_master_s and not p.redis_cluster:
+        raise PlanError("--kill-master needs --redis-cluster (it kills a master of the cluster)")
+    if p.kill_master_s and not 0 < p.kill_master_s < p.duration_s:
+        raise PlanError(f"--kill-master must be within the run's {p.duration_s:g} s")
     if not 0 < p.duration_s <= MAX_DURATION_S:
         raise PlanError(
             f"--duration must be in (0, {MAX_DURATION_S:g}] seconds, got {p.duration_s:g}"

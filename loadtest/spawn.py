@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from server.config import Config
+from server.config import Config, cluster_seeds, is_cluster_url
+from server.storage.cluster.local import LocalCluster, local_cluster
 from server.storage.embedded import embedded_services, free_port
 
 READY_TIMEOUT_S = 60.0
@@ -35,8 +36,14 @@ class Services:
     database_url: str
     embedded: bool
     workdir: Path
+    cluster: LocalCluster | None = None  # started for this run (--redis-cluster)
 
     def redis_pids(self) -> list[int]:
+        if self.cluster is not None:
+            return self.cluster.pids()
+        if is_cluster_url(self.redis_url):  # the nodes the URL names (not the ones it does not)
+            return [pid for _, port in cluster_seeds(self.redis_url)
+                    for pid in listening_pids(port, children=False)]
         return listening_pids(urlsplit(self.redis_url).port or 6379, children=False)
 
     def postgres_pids(self) -> list[int]:
@@ -52,13 +59,23 @@ class Services:
 
 
 @contextlib.contextmanager
-def services(workdir: Path | None = None) -> Iterator[Services]:
-    """REDIS_URL/DATABASE_URL when set, else embedded ones started for this run only."""
+def services(workdir: Path | None = None, *, cluster: bool = False) -> Iterator[Services]:
+    """REDIS_URL/DATABASE_URL when set, else embedded ones started for this run only. With
+    `cluster`: REDIS_URL when it names a cluster, else a local 3+3 Redis Cluster for this run."""
     redis_url = os.environ.get("REDIS_URL") or None
     database_url = os.environ.get("DATABASE_URL") or None
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gw-load-")))
+        if cluster and not is_cluster_url(redis_url):
+            nodes = workdir / "redis-cluster"
+            nodes.mkdir()
+            local = stack.enter_context(local_cluster(nodes))
+            if database_url is None:
+                _, database_url = stack.enter_context(
+                    embedded_services(workdir, redis=False, postgres=True))
+            yield Services(local.url, database_url or "", False, workdir, local)
+            return
         if redis_url and database_url:
             yield Services(redis_url, database_url, False, workdir)
             return

@@ -59,7 +59,7 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
     from typing import Any
 
     from server.money import startup as money
-    from server.storage.scripts import ScriptRunner
+    from server.storage.runners import script_runner
 
     lua_seconds: dict[str, Any] = {}  # script -> its labelled histogram (labels() is not free)
 
@@ -68,7 +68,7 @@ async def _start_components(rt: Runtime, stack: contextlib.AsyncExitStack) -> No
             h = lua_seconds[name] = rt.metrics.lua_seconds.labels(script=name)
         h.observe(seconds)
 
-    runner = ScriptRunner(rt.redis, on_latency=on_latency)
+    runner = script_runner(rt.redis, on_latency=on_latency)
     await runner.load()
     runner.start()
     stack.push_async_callback(runner.stop)

@@ -40,6 +40,9 @@ class Config:
     key_prefix: str = "gw:"
     # Postgres schema holding giftwire's tables (tests use one schema each).
     db_schema: str = "giftwire"
+    # Redis Cluster mode (docs/scaling.md): also chosen by a `redis+cluster://host:port` URL.
+    # Needs Redis >= 7.0 (sharded pub/sub); any node of the cluster seeds the slot map.
+    redis_cluster: bool = False
     # Ledger-stream shards: wallets hash onto them; each shard is one Redis Cluster slot.
     wallet_shards: int = 16
     # The shared Redis client's pool (commands outside the Lua script runner and pub/sub): at
@@ -144,6 +147,11 @@ class Config:
         return usable_cores()
 
     @property
+    def cluster(self) -> bool:
+        """Redis Cluster mode: `redis_cluster` or a `redis+cluster://` (`rediss+...`) URL."""
+        return self.redis_cluster or is_cluster_url(self.redis_url)
+
+    @property
     def embedded(self) -> bool:
         return self.redis_url is None or self.database_url is None
 
@@ -193,6 +201,34 @@ def _convert(name: str, raw: str, default: object) -> object:
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
     return raw
+
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str | None) -> bool:
+    return url is not None and url.partition("://")[0] in CLUSTER_SCHEMES
+
+
+def plain_redis_url(url: str) -> str:
+    """`redis+cluster://h:p/0` as the `redis://h:p/0` that redis-py's clients read (the first
+    node of a list)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    auth, at, hosts = netloc.rpartition("@")
+    first = hosts.split(",")[0]
+    return CLUSTER_SCHEMES.get(scheme, scheme) + sep + auth + at + first + slash + path
+
+
+def cluster_seeds(url: str) -> list[tuple[str, int]]:
+    """The nodes a cluster URL names: `redis+cluster://h1:p1,h2:p2/0` (any one reachable node
+    is enough to find the others; naming several survives the first one being down)."""
+    netloc = url.partition("://")[2].partition("/")[0].rpartition("@")[2]
+    seeds = []
+    for hostport in netloc.split(","):
+        host, _, port = hostport.rpartition(":")
+        seeds.append((host.strip("[]") or "127.0.0.1", int(port or 6379)))
+    return seeds
 
 
 def usable_cores() -> int:
@@ -300,5 +336,8 @@ def _validate(c: Config) -> None:
     if c.env not in ENVIRONMENTS:
         allowed = ", ".join(sorted(ENVIRONMENTS))
         raise ConfigError(f"GIFTWIRE_ENV={c.env!r} must be one of {allowed}")
+    if c.redis_cluster and c.redis_url is None:
+        raise ConfigError("GIFTWIRE_REDIS_CLUSTER needs REDIS_URL (a node of the cluster): "
+                          "the embedded Redis is a single 6.2 server")
     if not c.db_schema.isidentifier():
         raise ConfigError(f"GIFTWIRE_DB_SCHEMA={c.db_schema!r} is not a plain identifier")

@@ -16,7 +16,7 @@ from server.logsetup import configure
 from server.money.flusher import Flusher, ensure_groups
 from server.money.wallet import Wallet
 from server.runtime import open_runtime
-from server.storage.scripts import ScriptRunner
+from server.storage.runners import script_runner
 
 
 def register(sub: Any) -> None:
@@ -58,7 +58,7 @@ async def _parts(cfg: Config, *, need_postgres: bool = True
     async with open_runtime(cfg) as rt:
         if need_postgres and rt.migrations is not None and not rt.migrations.applied.is_set():
             raise PostgresUnavailable(rt.migrations.error or "migrations not applied")
-        runner = ScriptRunner(rt.redis)
+        runner = script_runner(rt.redis)
         await runner.load()
         runner.start()
         try:

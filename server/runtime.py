@@ -13,16 +13,25 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode
 
 from server.auth import TokenIssuer
-from server.config import DEV_SECRET, Config, check_deployment
+from server.config import (
+    DEV_SECRET,
+    Config,
+    check_deployment,
+    cluster_seeds,
+    is_cluster_url,
+    plain_redis_url,
+)
 from server.metrics import Metrics
 from server.storage import db
+from server.storage.cluster.client import QueueingCluster
 from server.storage.keys import Keys
 
 log = logging.getLogger("giftwire")
@@ -68,13 +77,22 @@ def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
 
 
 def redis_client(url: str, *, max_connections: int = 64, pool_wait_s: float = 5.0,
-                 **kwargs: Any) -> Redis:
+                 cluster: bool = False, **kwargs: Any) -> Redis:
     """A client whose pool queues: a command finding every connection busy waits up to
     `pool_wait_s` for one (a burst is served in turn, not failed) and then raises redis-py's
-    `ConnectionError`, which the HTTP API answers 503 and the WebSocket edge `unavailable`."""
+    `ConnectionError`, which the HTTP API answers 503 and the WebSocket edge `unavailable`.
+
+    On a cluster (`cluster`, or a `redis+cluster://` URL) redis-py's `RedisCluster`: it routes
+    each command by its key's slot and splits multi-key commands. Typed `Redis` for the callers:
+    every command giftwire sends outside the script runner and pub/sub is one both clients have."""
     # Commands get a timeout so a dead Redis is noticed; pub/sub builds its own policy (hub).
     kwargs.setdefault("socket_timeout", 10)
     kwargs.setdefault("socket_connect_timeout", 5)
+    if cluster or is_cluster_url(url):
+        # At most `max_connections` commands in flight, the rest queue (storage/cluster/client.py).
+        return cast(Redis, QueueingCluster.from_url(
+            plain_redis_url(url), max_connections=max_connections, pool_wait_s=pool_wait_s,
+            startup_nodes=[ClusterNode(h, p) for h, p in cluster_seeds(url)], **kwargs))
     kwargs.setdefault("health_check_interval", 15)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=pool_wait_s, **kwargs
@@ -127,7 +145,7 @@ async def open_runtime(config: Config, *, migrate: bool = True) -> AsyncIterator
     if migrate and not await migrator.attempt():
         retrying = asyncio.create_task(migrator.run(), name="postgres-migrations")
     redis = redis_client(config.redis_url, max_connections=config.redis_max_connections,
-                         pool_wait_s=config.redis_pool_wait_s)
+                         pool_wait_s=config.redis_pool_wait_s, cluster=config.cluster)
     pool = await db.create_pool(config.database_url, config.db_schema)
     keys = Keys(config.key_prefix, config.wallet_shards)
     try:

@@ -23,6 +23,7 @@ from server.runtime import Runtime, delete_prefix, open_runtime, redis_client
 from server.storage import db
 from server.storage.embedded import embedded_services
 from server.storage.keys import Keys
+from tests.support.cluster import LocalCluster, local_cluster
 from tests.support.servers import RunningServer, inprocess_server
 
 
@@ -42,11 +43,41 @@ def service_urls() -> Iterator[tuple[str, str]]:
         yield (redis_url or r or ""), (database_url or d or "")
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """One local Redis Cluster (3 masters, 3 replicas) for the whole session: the cluster-mode
+    tests share it, each under its own key prefix (tests/support/cluster.py)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="giftwire-cluster-") as tmp,
+        local_cluster(Path(tmp)) as cluster,
+    ):
+        yield cluster
+
+
+# Which Redis a test's `config` points at: "single" (REDIS_URL or the embedded one), or, for a
+# module marked `both_modes`, each of "single" and "cluster" (the session's local cluster).
+BOTH_MODES = ["single", "cluster"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if (metafunc.definition.get_closest_marker("both_modes") is not None
+            and "redis_mode" in metafunc.fixturenames):
+        metafunc.parametrize("redis_mode", BOTH_MODES, indirect=True)
+
+
 @pytest.fixture
-def config(service_urls: tuple[str, str]) -> Config:
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def config(service_urls: tuple[str, str], redis_mode: str,
+           request: pytest.FixtureRequest) -> Config:
     """A config isolated for this test: its own key prefix and Postgres schema."""
     tag = uuid.uuid4().hex[:10]
     redis_url, database_url = service_urls
+    if redis_mode == "cluster":
+        redis_url = request.getfixturevalue("redis_cluster").url
     return Config(
         redis_url=redis_url,
         database_url=database_url,
@@ -61,7 +92,7 @@ def config(service_urls: tuple[str, str]) -> Config:
 @pytest.fixture
 async def redis(config: Config) -> AsyncIterator[Redis]:
     assert config.redis_url
-    client = redis_client(config.redis_url)
+    client = redis_client(config.redis_url, cluster=config.cluster)
     try:
         yield client
     finally:

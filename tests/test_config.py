@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ENV_NAMES, Config, ConfigError, from_env
+from server.config import (
+    ENV_NAMES,
+    Config,
+    ConfigError,
+    cluster_seeds,
+    from_env,
+    plain_redis_url,
+)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -57,3 +64,20 @@ def test_readme_documents_every_environment_variable() -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         Config().port = 1  # type: ignore[misc]
+
+
+def test_cluster_mode_by_setting_or_url() -> None:
+    assert not from_env({"REDIS_URL": "redis://h:1/0"}).cluster
+    assert from_env({"REDIS_URL": "redis://h:1/0", "GIFTWIRE_REDIS_CLUSTER": "1"}).cluster
+    assert from_env({"REDIS_URL": "redis+cluster://h:7000"}).cluster
+    assert from_env({"REDIS_URL": "rediss+cluster://h:7000"}).cluster
+    assert plain_redis_url("redis+cluster://u:p@h:7000/0") == "redis://u:p@h:7000/0"
+    assert plain_redis_url("redis://h:1/0") == "redis://h:1/0"
+    two = "redis+cluster://u:p@a:7000,b:7001/0"
+    assert plain_redis_url(two) == "redis://u:p@a:7000/0"
+    assert cluster_seeds(two) == [("a", 7000), ("b", 7001)]
+
+
+def test_cluster_mode_needs_a_redis_url() -> None:
+    with pytest.raises(ConfigError, match="REDIS_CLUSTER"):
+        from_env({"GIFTWIRE_REDIS_CLUSTER": "1"})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from server.edge.gifts import Gifts
 from server.edge.moderated import RoomGuard
 from server.edge.overlays import OverlayDesk
 from server.edge.writer import FlushScheduler
-from server.hub.broker_redis import RedisBroker
+from server.hub.broker import Broker
+from server.hub.brokers import open_broker
 from server.hub.combos import ComboSweeper
 from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
@@ -32,7 +32,7 @@ from server.live.overlay_settings import OverlaySettingsStore
 from server.live.user_pushes import UserPushes
 from server.money.blockgate import BlockGate
 from server.runtime import Runtime, log_failure
-from server.storage.scripts import ScriptRunner
+from server.storage.runners import script_runner
 
 log = logging.getLogger("giftwire.realtime")
 # Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
@@ -57,7 +57,7 @@ class Session(Protocol):
 @dataclass
 class Realtime:
     hub: Hub
-    broker: RedisBroker
+    broker: Broker  # RedisBroker, or ShardedBroker on a cluster
     state: RoomState
     scheduler: FlushScheduler
     gifts: Gifts
@@ -87,7 +87,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     assert cfg.redis_url is not None
     runner = rt.components.get("scripts")
     if runner is None:
-        runner = ScriptRunner(rt.redis)
+        runner = script_runner(rt.redis)
         await runner.load()
         runner.start()
         stack.push_async_callback(runner.stop)
@@ -97,11 +97,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
         history_maxlen=cfg.history_maxlen, history_max_age_s=cfg.history_max_age_s,
         combo_timeout_ms=cfg.combo_timeout_ms, presence_ttl_s=cfg.presence_ttl_s,
     )
-    ping_s = float(cfg.extra.get("pubsub_ping_s", max(0.5, cfg.heartbeat_s / 4)))
-    # CLIENT SETNAME refuses spaces: keep the name to a safe alphabet whatever the prefix.
-    tag = re.sub(r"[^A-Za-z0-9:._-]", "_", cfg.key_prefix)
-    broker = RedisBroker(cfg.redis_url, rt.redis, name=f"giftwire-pubsub-{tag}",
-                         ping_interval_s=ping_s)
+    broker = open_broker(rt, "pubsub")
     await broker.start()
     stack.push_async_callback(broker.stop)
     sweeper = ComboSweeper(state)

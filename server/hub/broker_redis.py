@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from server.hub.broker import Broker
 
@@ -68,10 +69,17 @@ def _command(*args: bytes | str | int) -> bytes:
 
 
 class RedisBroker(Broker):
+    # The pub/sub dialect: classic here, sharded (SSUBSCRIBE...) in server/hub/broker_sharded.py.
+    SUBSCRIBE = "SUBSCRIBE"
+    UNSUBSCRIBE = "UNSUBSCRIBE"
+    MESSAGE = b"message"
+    SUBSCRIBED = b"subscribe"
+    UNSUBSCRIBED = b"unsubscribe"
+
     def __init__(
         self,
         url: str,
-        publisher: Redis,
+        publisher: Redis | RedisCluster,
         *,
         name: str = "giftwire-pubsub",
         ping_interval_s: float = 5.0,
@@ -87,8 +95,14 @@ class RedisBroker(Broker):
         self._wanted: dict[str, asyncio.Future[None]] = {}
         # SUBSCRIBE replies still outstanding per channel, on the current connection.
         self._pending: dict[str, int] = {}
+        # UNSUBSCRIBE replies still outstanding per channel: any other unsubscribe reply was
+        # pushed by the server (sharded pub/sub: the channel's slot moved away).
+        self._unsubscribing: dict[str, int] = {}
         # Channels still to be confirmed after a reconnect; None when not resynchronising.
         self._resync: set[str] | None = None
+        # The first connection's subscriptions (a shard link starts with channels wanted): once
+        # confirmed nothing was missed, so no on_resubscribed and no recovery.
+        self._resync_initial = False
         self._writer: asyncio.StreamWriter | None = None
         self._last_rx = 0.0
         self._stopping = False
@@ -106,6 +120,10 @@ class RedisBroker(Broker):
     @property
     def channels(self) -> frozenset[str]:
         return frozenset(self._wanted)
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -160,7 +178,8 @@ class RedisBroker(Broker):
             self._resync.discard(channel)
             self._maybe_resynced()
         if self._writer is not None:
-            self._writer.write(_command("UNSUBSCRIBE", channel))
+            self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
+            self._writer.write(_command(self.UNSUBSCRIBE, channel))
 
     async def publish(self, channel: str, data: bytes) -> int:
         if not isinstance(data, bytes):
@@ -175,7 +194,7 @@ class RedisBroker(Broker):
             chunk = channels[i : i + _SUBSCRIBE_CHUNK]
             for ch in chunk:
                 self._pending[ch] = self._pending.get(ch, 0) + 1
-            self._writer.write(_command("SUBSCRIBE", *chunk))
+            self._writer.write(_command(self.SUBSCRIBE, *chunk))
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         ep = self._endpoint
@@ -227,12 +246,13 @@ class RedisBroker(Broker):
                 reader, writer = await self._connect()
                 self._writer = writer
                 self._pending = {}
+                self._unsubscribing = {}
                 self._last_rx = time.monotonic()
                 channels = list(self._wanted)
-                self._resync = set(channels)
+                self._resync, self._resync_initial = set(channels), first
                 if channels:
                     self._send_subscribe(channels)
-                self._maybe_resynced(initial=first)
+                self._maybe_resynced()
                 if first and self._first_connect is not None:
                     self._first_connect.set_result(None)
                 first = False
@@ -244,6 +264,7 @@ class RedisBroker(Broker):
                 log.warning(
                     "pub/sub connection lost (%s: %s); reconnecting",
                     type(exc).__name__, exc)
+                self._connection_lost()
             finally:
                 self._close_writer()
             if self._stopping:
@@ -272,20 +293,40 @@ class RedisBroker(Broker):
     def _handle(self, reply: object) -> None:
         if not isinstance(reply, list) or not reply:
             if isinstance(reply, hiredis.ReplyError):
-                log.error("pub/sub error reply: %s", reply)
+                self._error_reply(str(reply))
             return  # +PONG outside subscribed mode, or nothing we asked for
         kind = reply[0]
-        if kind == b"message":
+        if kind == self.MESSAGE:
             channel = reply[1].decode(errors="replace")
             try:
                 self.on_message(channel, reply[2])
             except Exception:
                 log.exception("dropped a message on %s: its handler failed", channel)
-        elif kind == b"subscribe":
+        elif kind == self.SUBSCRIBED:
             self._confirmed(reply[1].decode(errors="replace"))
+        elif kind == self.UNSUBSCRIBED and isinstance(reply[1], bytes):
+            channel = reply[1].decode(errors="replace")
+            left = self._unsubscribing.get(channel, 0) - 1
+            if left > 0:
+                self._unsubscribing[channel] = left
+            elif left == 0:
+                del self._unsubscribing[channel]
+            else:
+                self._dropped(channel)
         elif kind == b"pong":
             self.pings += 1
             self._progress.set()
+
+    def _error_reply(self, message: str) -> None:
+        log.error("pub/sub error reply: %s", message)
+
+    def _connection_lost(self) -> None:
+        """Called after each lost (or refused) connection, before the reconnect backoff."""
+
+    def _dropped(self, channel: str) -> None:
+        """The server unsubscribed a channel we did not ask to leave (a sharded channel whose
+        slot moved to another node). Only the sharded broker gets these."""
+        log.warning("pub/sub: the server unsubscribed %s", channel)
 
     def _confirmed(self, channel: str) -> None:
         left = self._pending.get(channel, 0) - 1
@@ -302,13 +343,13 @@ class RedisBroker(Broker):
             self._resync.discard(channel)
             self._maybe_resynced()
 
-    def _maybe_resynced(self, *, initial: bool = False) -> None:
+    def _maybe_resynced(self) -> None:
         if self._resync is None or self._resync:
             return
         self._resync = None
         self.generation += 1
         self._progress.set()
-        if not initial:
+        if not self._resync_initial:
             log.info("pub/sub re-subscribed %d channel(s)", len(self._wanted))
             try:
                 self.on_resubscribed()

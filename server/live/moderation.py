@@ -26,6 +26,7 @@ from server.hub.rooms import HubError
 from server.money import streams
 from server.money.blockgate import BlockGate
 from server.runtime import Runtime
+from server.storage.pubsub import publish
 
 Standing = Literal["creator", "moderator"]
 Action = Literal["block", "unblock", "moderator_add", "moderator_remove"]
@@ -128,7 +129,7 @@ class Moderation:
                 await _audit(conn, room, actor.user, user, "block", reason)
         await self.gate.add(room, user)
         # Every process with the user's sessions in the room takes them out (edge/moderated.py).
-        await self.rt.redis.publish(self.rt.keys.room_channel(room), control_message(room, user))
+        await publish(self.rt.redis, self.rt.keys.room_channel(room), control_message(room, user))
         return bool(created)
 
     async def unblock(self, room: str, actor: Principal, user: str) -> None:

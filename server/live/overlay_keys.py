@@ -25,6 +25,7 @@ from protocol.limits import MAX_ROOM_ID_LEN
 from server.auth import AuthError, Principal
 from server.live.overlay_control import control_message
 from server.runtime import Runtime
+from server.storage.pubsub import publish
 
 PREFIX = "ok1."
 SESSION_PREFIX = "ok1:"  # the token id of a key's sessions: never a JWT's (those have no ':')
@@ -107,7 +108,7 @@ class OverlayKeys:
         if old is not None:
             await self.rt.redis.set(self.rt.keys.revoked(session_id(old)), b"1",
                                     ex=REVOKED_MARK_S)
-        await self.rt.redis.publish(self.rt.keys.room_channel(room),
+        await publish(self.rt.redis, self.rt.keys.room_channel(room),
                                     control_message(room, "key", session_id(key)))
         return key
 

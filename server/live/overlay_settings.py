@@ -19,6 +19,7 @@ from protocol.limits import MAX_SAFE_INT
 from protocol.overlay_messages import MAX_ALERT_MS, MAX_VOLUME, MIN_ALERT_MS
 from server.live.overlay_control import control_message
 from server.runtime import Runtime
+from server.storage.pubsub import publish
 
 DEFAULTS: dict[str, Any] = {
     "min_coins": 0, "alert_ms": 5000, "alerts": True, "combos": True, "top": True,
@@ -83,7 +84,7 @@ class OverlaySettingsStore:
                 "UPDATE overlay_settings SET settings = $2::jsonb, updated_by = $3, "
                 "updated_at = now() WHERE room = $1", room, text, actor)
         await self.rt.redis.hset(cache, "settings", text)
-        await self.rt.redis.publish(self.rt.keys.room_channel(room),
+        await publish(self.rt.redis, self.rt.keys.room_channel(room),
                                     control_message(room, "settings", text))
         return message(room, values)
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from typing import Protocol
 
 from protocol import BalanceUpdate, ServerMessage
 from server.auth import Principal
-from server.hub.broker_redis import RedisBroker
+from server.hub.broker import Broker
+from server.hub.brokers import open_broker
 from server.runtime import Runtime
 
 log = logging.getLogger("giftwire.pushes")
@@ -70,7 +70,7 @@ def parse_push(data: bytes) -> tuple[BalanceUpdate, str]:
 
 
 class UserPushes:
-    def __init__(self, rt: Runtime, broker: RedisBroker) -> None:
+    def __init__(self, rt: Runtime, broker: Broker) -> None:
         self._rt = rt
         self._broker = broker
         self._seats: dict[Recipient, _Seat] = {}
@@ -82,12 +82,7 @@ class UserPushes:
 
     @classmethod
     async def start(cls, rt: Runtime, stack: contextlib.AsyncExitStack) -> UserPushes:
-        cfg = rt.config
-        assert cfg.redis_url is not None
-        ping_s = float(cfg.extra.get("pubsub_ping_s", max(0.5, cfg.heartbeat_s / 4)))
-        tag = re.sub(r"[^A-Za-z0-9:._-]", "_", cfg.key_prefix)  # CLIENT SETNAME: no spaces
-        broker = RedisBroker(cfg.redis_url, rt.redis, name=f"giftwire-pushes-{tag}",
-                             ping_interval_s=ping_s)
+        broker = open_broker(rt, "pushes")  # SSUBSCRIBE on a cluster: scripts SPUBLISH
         pushes = cls(rt, broker)
         await broker.start()
         stack.push_async_callback(pushes.stop)
@@ -100,7 +95,7 @@ class UserPushes:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
-    def broker(self) -> RedisBroker:
+    def broker(self) -> Broker:
         return self._broker
 
     # -- sessions -------------------------------------------------------------------------------

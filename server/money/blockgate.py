@@ -19,6 +19,7 @@ that was just lifted).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from server.runtime import Runtime
@@ -40,9 +41,19 @@ class BlockGate:
     def __init__(self, rt: Runtime, runner: ScriptRunner) -> None:
         self._rt = rt
         self._runner = runner
+        self._loading: asyncio.Future[int] | None = None
 
     async def load(self) -> int:
-        """Load every shard whose hash is missing from Postgres; returns how many it loaded."""
+        """Load every shard whose hash is missing from Postgres; returns how many it loaded.
+        Callers arriving while a load runs share it: a burst of spends that all found their
+        shard unloaded costs one load, not one pipeline each (a cluster client's per-node pool
+        does not queue, design in docs/scaling.md)."""
+        loading = self._loading
+        if loading is None or loading.done():
+            loading = self._loading = asyncio.ensure_future(self._load())
+        return await asyncio.shield(loading)
+
+    async def _load(self) -> int:
         k, redis = self._rt.keys, self._rt.redis
         async with redis.pipeline(transaction=False) as pipe:
             for shard in range(k.wallet_shards):

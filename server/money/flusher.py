@@ -29,7 +29,8 @@ from server.money import ledger
 from server.money.credits import MAX_CREDITS_PER_CALL, Credit, Crediter
 from server.runtime import Runtime
 from server.storage import db
-from server.storage.resp import Endpoint, RespClient, pack, pack_ids
+from server.storage.cluster.keyed import ClusterKeyed, keyed_client
+from server.storage.resp import pack, pack_ids
 
 log = logging.getLogger("giftwire.flusher")
 
@@ -68,8 +69,10 @@ class Flusher:
         self.name = consumer_name()
         self._conn: asyncpg.Connection | None = None
         # Stream reads go over a lean connection: redis-py's parsing of XREADGROUP replies was
-        # half the flusher's CPU at the spend peak (BENCHMARKS.md, ledger).
-        self._reads = RespClient(Endpoint.of(rt.redis), name=f"giftwire-flusher-{self.name}")
+        # half the flusher's CPU at the spend peak (BENCHMARKS.md, ledger). On a cluster, one
+        # connection per master and one XREADGROUP per stream (a command's keys share a slot).
+        self._reads = keyed_client(rt.redis, name=f"giftwire-flusher-{self.name}")
+        self._cluster = isinstance(self._reads, ClusterKeyed)
         self._read_tail: list[str] = ["STREAMS", *self._streams, *([">"] * len(self._streams))]
         # The next batch, read while this one is written (only when a full batch says we are
         # behind). Its entries are pending on this consumer, so a crash meanwhile loses nothing.
@@ -150,17 +153,25 @@ class Flusher:
         """Up to `count` new entries of each stream; and how many streams gave `count` (are
         behind)."""
         args: list[str | int] = ["XREADGROUP", "GROUP", GROUP, self.name, "COUNT", count]
-        if block_ms is not None:
-            args += ["BLOCK", block_ms]
+        if self._cluster:
+            # No BLOCK: a blocked read holds its connection, and each master has one. When every
+            # stream is empty the flusher waits `block_ms` before reading again (an idle poll).
+            commands = [(s, pack([*args, "STREAMS", s, ">"])) for s in self._streams]
+        else:
+            if block_ms is not None:
+                args += ["BLOCK", block_ms]
+            commands = [(self._streams[0], pack([*args, *self._read_tail]))]
         try:
-            reply = await self._reads.call(*args, *self._read_tail)
+            replies = await self._reads.call_many(commands)
         except ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream or its group was deleted: create it again
                 self._groups_ready = False
             raise
+        if self._cluster and block_ms and not any(replies):
+            await asyncio.sleep(block_ms / 1000)  # idle poll interval, see above
         entries: Entries = []
         full = 0
-        for stream, items in reply or ():
+        for stream, items in (row for reply in replies for row in reply or ()):
             shard = self._shard_of[stream.decode()]
             full += len(items) >= count
             for sid, flat in items:
@@ -272,13 +283,14 @@ class Flusher:
         for shard, sid in done:
             by_shard.setdefault(shard, []).append(sid)
         streams = [self._streams[shard] for shard in by_shard]
-        commands = [pack_ids(["XACK", stream, GROUP], ids)
+        commands = [(stream, pack_ids(["XACK", stream, GROUP], ids))
                     for stream, ids in zip(streams, by_shard.values(), strict=True)]
         for stream in streams:
             # The group's last-delivered id first: an entry delivered after it is pending (or
             # acknowledged) by the time XPENDING runs, so trimming to just past it never drops
             # an unflushed entry even when another consumer's read slips in between.
-            commands += [pack(["XINFO", "GROUPS", stream]), pack(["XPENDING", stream, GROUP])]
+            commands += [(stream, pack(["XINFO", "GROUPS", stream])),
+                         (stream, pack(["XPENDING", stream, GROUP]))]
         replies = (await self._reads.call_many(commands))[len(streams):]
         # Only what every consumer has acknowledged may go: below the oldest pending entry, and
         # never beyond what the group has delivered (undelivered entries are not yet flushed).
@@ -292,7 +304,7 @@ class Flusher:
                             if _info(g)[b"name"] == _GROUP_B)
                 ms, _, seq = last.partition("-")
                 minid = f"{ms}-{int(seq) + 1}"
-            trims.append(pack(["XTRIM", stream, "MINID", minid]))
+            trims.append((stream, pack(["XTRIM", stream, "MINID", minid])))
         await self._reads.call_many(trims)
 
     async def report_lag(self) -> int:

@@ -18,6 +18,7 @@ import msgpack
 from redis.exceptions import WatchError
 
 from server.runtime import Runtime
+from server.storage.pubsub import publish
 
 OnChange = Callable[["RoomInfo"], Awaitable[None]]
 
@@ -114,7 +115,7 @@ async def _start_stream(rt: Runtime, room: str, creator: str, title: str) -> int
                 pipe.hset(meta, mapping={"live": "1", "title": title, "started_at": now,
                                          "ended_at": 0})
                 # Members still in the room from the last stream see the reset at once.
-                pipe.publish(k.room_channel(room), msgpack.packb(env))
+                publish(pipe, k.room_channel(room), msgpack.packb(env))
                 await pipe.execute()
                 return now
             except WatchError:

@@ -153,21 +153,22 @@ class Keys:
         return f"{self._r(room)}:overlay"
 
     # -- operations (server/web/admin/) -------------------------------------------------------
+    # One slot ({ops}) so the operator view reads every heartbeat with one MGET on a cluster too.
     def processes(self) -> str:
         """Zset: server process name -> its last heartbeat, ms (the operator view's index)."""
-        return f"{self.prefix}ops:processes"
+        return f"{self.prefix}{{ops}}:processes"
 
     def process(self, name: str) -> str:
         """A server process's heartbeat (JSON of its own numbers), expiring with the process."""
-        return f"{self.prefix}ops:process:{_safe(name)}"
+        return f"{self.prefix}{{ops}}:process:{_safe(name)}"
 
     def reconcile_result(self) -> str:
         """JSON of the last reconcile run from the operator view (running, agree, differ...)."""
-        return f"{self.prefix}ops:reconcile"
+        return f"{self.prefix}{{ops}}:reconcile"
 
     def reconcile_lock(self) -> str:
         """Held (with a TTL) while one process runs the operator view's reconcile."""
-        return f"{self.prefix}ops:reconcile:lock"
+        return f"{self.prefix}{{ops}}:reconcile:lock"
 
     # -- auth ---------------------------------------------------------------------------------
     def revoked(self, token_id: str) -> str:

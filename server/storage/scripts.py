@@ -49,16 +49,22 @@ class LuaScript:
     sha: str
 
     @classmethod
-    def from_file(cls, path: Path) -> LuaScript:
+    def from_file(cls, path: Path, *, sharded: bool = False) -> LuaScript:
         source = path.read_text()
         if not source.lstrip().startswith("--"):
             raise ValueError(f"{path.name} must open with its KEYS/ARGV header comment")
         source = _INCLUDE.sub(lambda m: (path.parent / "lib" / f"{m[1]}.lua").read_text(), source)
+        if sharded:
+            # On a cluster a room's events go out on sharded pub/sub (its channel is one of the
+            # script's KEYS, in the room's slot); Redis 6.2, the single-Redis default, has no
+            # SPUBLISH, so the .lua files say PUBLISH and the cluster runner loads this variant.
+            source = source.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
         return cls(path.stem, source, hashlib.sha1(source.encode()).hexdigest())
 
 
-def load_scripts(directory: Path = LUA_DIR) -> dict[str, LuaScript]:
-    return {p.stem: LuaScript.from_file(p) for p in sorted(directory.glob("*.lua"))}
+def load_scripts(directory: Path = LUA_DIR, *, sharded: bool = False) -> dict[str, LuaScript]:
+    return {p.stem: LuaScript.from_file(p, sharded=sharded)
+            for p in sorted(directory.glob("*.lua"))}
 
 
 def _pack_body(keys: Sequence[Any], args: Sequence[Any]) -> bytes:
@@ -97,7 +103,69 @@ class _Call:
     by_sha: bool = True
 
 
-class ScriptRunner:
+class ScriptCalls:
+    """What both runners share (this module's, and server/storage/cluster/runner.py's): the
+    scripts and their EVALSHA heads, start-up registration, a call's RESP, the unstarted (CLI)
+    path through redis-py, and the latency hook."""
+
+    def __init__(self, redis: Any, scripts: dict[str, LuaScript],
+                 on_latency: Callable[[str, float], None] | None) -> None:
+        self._redis = redis  # start-up SCRIPT LOAD and unstarted (CLI) calls
+        self._scripts = scripts
+        self._heads = {
+            s.name: b"$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % s.sha.encode()
+            for s in self._scripts.values()
+        }
+        self._on_latency = on_latency
+        # Called with (script name, keys) before every call; tests use it to check slots.
+        self.observer: Observer | None = None
+
+    @property
+    def scripts(self) -> dict[str, LuaScript]:
+        return self._scripts
+
+    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script, batched with whatever else is in flight. Raises ScriptError on an
+        error reply from the script; transport failures raise ConnectionError (an OSError)."""
+        return await self.submit(name, keys, args)
+
+    def submit(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+    async def _register(self) -> None:
+        """SCRIPT LOAD every script (on a cluster redis-py sends it to every master)."""
+        for script in self._scripts.values():
+            sha = await self._redis.script_load(script.source)
+            if sha != script.sha:
+                raise RuntimeError(f"Redis hashed {script.name} differently ({sha})")
+
+    def _pack(self, call: Any) -> bytes:
+        """A queued call (`script`, `by_sha`, `size`, `body`) as one RESP command."""
+        if call.by_sha:
+            head = self._heads[call.script.name]
+        else:
+            # EVAL with the source cannot hit NOSCRIPT, however often the cache is flushed
+            # meanwhile, and it re-caches the script for the next EVALSHA.
+            head = b"$4\r\nEVAL\r\n" + bulk(call.script.source)
+        return b"*%d\r\n%s%s" % (call.size, head, call.body)
+
+    async def _direct(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            result = await self._redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            result = await self._redis.eval(script.source, len(keys), *keys, *args)
+        except ResponseError as exc:
+            raise ScriptError(str(exc)) from None
+        self._observe(script.name, time.perf_counter() - started)
+        return result
+
+    def _observe(self, name: str, seconds: float) -> None:
+        if self._on_latency is not None:
+            self._on_latency(name, seconds)
+
+
+class ScriptRunner(ScriptCalls):
     def __init__(
         self,
         redis: Redis,
@@ -108,29 +176,18 @@ class ScriptRunner:
         name: str = "giftwire-scripts",
         max_pending: int = MAX_PENDING,
     ) -> None:
-        self._redis = redis  # start-up SCRIPT LOAD and unstarted (CLI) calls
+        super().__init__(redis, scripts if scripts is not None else load_scripts(), on_latency)
         self._endpoint = Endpoint.of(redis)
-        self._scripts = scripts if scripts is not None else load_scripts()
-        self._heads = {
-            s.name: b"$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % s.sha.encode()
-            for s in self._scripts.values()
-        }
         self._queue: list[_Call] = []
         self._flush_scheduled = False
         self._conn: RespConnection | None = None
         self._connect_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._resent = 0
-        self._on_latency = on_latency
         self._timeout_s = timeout_s
         self._name = name
         self._max_pending = max_pending
-        self.observer: Observer | None = None
         self.reconnects = 0
-
-    @property
-    def scripts(self) -> dict[str, LuaScript]:
-        return self._scripts
 
     @property
     def in_flight(self) -> int:
@@ -140,10 +197,7 @@ class ScriptRunner:
 
     async def load(self) -> None:
         """Register every script (start-up); also done lazily on NOSCRIPT."""
-        for script in self._scripts.values():
-            sha = await self._redis.script_load(script.source)
-            if sha != script.sha:
-                raise RuntimeError(f"Redis hashed {script.name} differently ({sha})")
+        await self._register()
 
     def start(self) -> None:
         if not self._tasks:
@@ -163,11 +217,6 @@ class ScriptRunner:
             await conn.wait_closed()
         self._fail_queued(ConnectionError("script runner stopped"))
 
-    async def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script, batched with whatever else is in flight. Raises ScriptError on an
-        error reply from the script; transport failures raise ConnectionError (an OSError)."""
-        return await self.submit(name, keys, args)
-
     def submit(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
         """`call` without a coroutine: queue the call, return its future. Code that issues many
         calls at once gathers these futures instead of one task per call. Raises
@@ -185,21 +234,6 @@ class ScriptRunner:
                                  future))
         self._schedule_flush()
         return future
-
-    async def _direct(self, script: LuaScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await self._redis.evalsha(script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            result = await self._redis.eval(script.source, len(keys), *keys, *args)
-        except ResponseError as exc:
-            raise ScriptError(str(exc)) from None
-        self._observe(script.name, time.perf_counter() - started)
-        return result
-
-    def _observe(self, name: str, seconds: float) -> None:
-        if self._on_latency is not None:
-            self._on_latency(name, seconds)
 
     # -- the streaming pipeline -----------------------------------------------------------------
 
@@ -222,15 +256,6 @@ class ScriptRunner:
             log.warning("NOSCRIPT for %d call(s): resending with the script source", self._resent)
             self._resent = 0
         conn.send(b"".join([self._pack(c) for c in batch]), batch)
-
-    def _pack(self, call: _Call) -> bytes:
-        if call.by_sha:
-            head = self._heads[call.script.name]
-        else:
-            # EVAL with the source cannot hit NOSCRIPT, however often the cache is flushed
-            # meanwhile, and it re-caches the script for the next EVALSHA.
-            head = b"$4\r\nEVAL\r\n" + bulk(call.script.source)
-        return b"*%d\r\n%s%s" % (call.size, head, call.body)
 
     def _on_reply(self, call: _Call, reply: Any, elapsed: float) -> None:
         if isinstance(reply, hiredis.ReplyError):

@@ -188,6 +188,7 @@ async def test_only_the_rooms_creator_gets_or_rotates_its_key(
     assert (r.status_code, r.json()["code"]) == (401, "overlay_key_invalid")
 
 
+@pytest.mark.both_modes  # on a cluster too: scripts SPUBLISH, processes SSUBSCRIBE
 async def test_a_rotation_on_one_server_ends_the_old_keys_sessions_on_another(
     config: Config, redis: object, pool: object, issuer: TokenIssuer
 ) -> None:

@@ -132,6 +132,7 @@ async def test_concurrent_editors_each_change_lands(
     assert r.json() == expected
 
 
+@pytest.mark.both_modes  # on a cluster too: scripts SPUBLISH, processes SSUBSCRIBE
 async def test_a_change_on_one_server_reaches_overlays_on_another(
     config: Config, redis: object, pool: object, issuer: TokenIssuer
 ) -> None:

@@ -28,6 +28,9 @@ from server.config import Config
 from tests.hub.support import Client, grant, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
+
 
 async def _combo_clicks(sender: Client, room: str, combo: str, n: int) -> list[Ack]:
     acks = []

@@ -5,10 +5,15 @@ with a fresh snapshot; event ids are never reused; client input never starts an 
 
 from __future__ import annotations
 
+import pytest
+
 from protocol import Ack, Gap, GiftEvent, SendGift
 from server.auth import TokenIssuer
 from tests.hub.support import Client, grant, open_client, setup_room
 from tests.support.servers import RunningServer
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 
 async def _gift(sender: Client, tx: str) -> None:

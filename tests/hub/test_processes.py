@@ -16,16 +16,17 @@ from server.config import Config
 from server.money import streams
 from server.money.wallet import Wallet
 from server.runtime import Runtime
-from server.storage.scripts import ScriptRunner
+from server.storage.runners import script_runner
 from tests.hub.support import Client, open_client
 from tests.support.servers import subprocess_server
 
-pytestmark = pytest.mark.slow
+# Slow; and the same tests on single Redis and on the local Redis Cluster.
+pytestmark = [pytest.mark.slow, pytest.mark.both_modes]
 
 
 @pytest.fixture
 async def wallet(runtime: Runtime) -> AsyncIterator[Wallet]:
-    runner = ScriptRunner(runtime.redis)
+    runner = script_runner(runtime.redis)
     await runner.load()
     yield Wallet(runtime, runner)
 

@@ -16,6 +16,9 @@ from server.config import Config
 from tests.hub.support import Client, grant, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
+
 
 async def _gift(sender: Client, room: str, tx: str) -> None:
     await sender.send(SendGift(id=tx, room=room, gift="rose", count=1, tx=tx))

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 import httpx
+import pytest
 
 from protocol import (
     ErrorReply,
@@ -21,6 +22,9 @@ from server.storage.keys import cluster_slot
 from server.storage.scripts import LUA_DIR
 from tests.hub.support import grant, open_client, setup_room
 from tests.support.servers import RunningServer
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 ROOM_SCRIPTS = {p.stem for p in LUA_DIR.glob("room_*.lua")}
 

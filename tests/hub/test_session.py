@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from protocol import Ack, ErrorReply, GiftEvent, Leaderboard, SendGift
 from server.auth import TokenIssuer
 from tests.hub.support import grant, open_client, setup_room
 from tests.support.servers import RunningServer
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 
 async def test_a_gift_reaches_every_member_with_ack_and_leaderboard(

@@ -46,6 +46,7 @@ async def other(config: Config, server: RunningServer) -> AsyncIterator[RunningS
         yield running
 
 
+@pytest.mark.both_modes  # on a cluster too: scripts SPUBLISH, processes SSUBSCRIBE
 @pytest.mark.parametrize("binary", [True, False], ids=["msgpack", "json"])
 async def test_every_change_on_another_process_is_pushed_in_order(
     binary: bool, config: Config, server: RunningServer, other: RunningServer,

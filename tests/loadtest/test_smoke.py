@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# Slow; and run on single Redis and again on the session's local Redis Cluster.
+pytestmark = [pytest.mark.slow, pytest.mark.both_modes]
 
 REQUIRED_KEYS = {
     "scenario", "duration_s", "server_processes", "connections", "rooms", "gifts_sent",
@@ -21,13 +23,17 @@ REQUIRED_KEYS = {
 
 
 def test_smoke_run_delivers_everything_once_in_order_and_the_ledger_agrees(
-    tmp_path: Path,
+    tmp_path: Path, redis_mode: str, request: pytest.FixtureRequest
 ) -> None:
     out, html = tmp_path / "out.json", tmp_path / "out.html"
+    env, extra = dict(os.environ), []
+    if redis_mode == "cluster":
+        env["REDIS_URL"] = request.getfixturevalue("redis_cluster").url
+        extra = ["--redis-cluster"]
     proc = subprocess.run(
         [sys.executable, "-m", "loadtest", "run", "--scenario", "smoke", "--spawn", "1",
-         "--json", str(out), "--html", str(html), "--quiet"],
-        capture_output=True, text=True, timeout=110,
+         "--json", str(out), "--html", str(html), "--quiet", *extra],
+        capture_output=True, text=True, timeout=110, env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())

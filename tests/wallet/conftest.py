@@ -11,12 +11,13 @@ from server.money import catalog, streams
 from server.money.flusher import Flusher, ensure_groups
 from server.money.wallet import Wallet
 from server.runtime import Runtime
+from server.storage.runners import script_runner
 from server.storage.scripts import ScriptRunner
 
 
 @pytest.fixture
 async def runner(runtime: Runtime) -> AsyncIterator[ScriptRunner]:
-    r = ScriptRunner(runtime.redis)
+    r = script_runner(runtime.redis)  # the cluster runner on a cluster (both_modes)
     await r.load()
     r.start()
     try:

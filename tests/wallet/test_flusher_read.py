@@ -43,6 +43,7 @@ async def _ledger_counts(rt: Runtime) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+@pytest.mark.both_modes
 async def test_a_backlog_read_ahead_is_written_exactly_once(
     wallet: Wallet, live_room: str, flusher: Flusher, runtime: Runtime
 ) -> None:
@@ -55,6 +56,7 @@ async def test_a_backlog_read_ahead_is_written_exactly_once(
     assert await flusher.report_lag() == 0
 
 
+@pytest.mark.both_modes
 async def test_a_flusher_dying_with_a_batch_read_ahead_loses_and_duplicates_nothing(
     wallet: Wallet, live_room: str, runtime: Runtime
 ) -> None:
@@ -83,6 +85,7 @@ async def test_a_flusher_dying_with_a_batch_read_ahead_loses_and_duplicates_noth
     assert await stream_total(runtime) == 0
 
 
+@pytest.mark.both_modes
 async def test_reads_survive_a_cut_connection_and_a_deleted_group(
     wallet: Wallet, live_room: str, flusher: Flusher, runtime: Runtime
 ) -> None:
@@ -124,6 +127,7 @@ async def test_the_lean_client_returns_raw_replies_and_raises_error_replies(
         await runtime.redis.delete(key)
 
 
+@pytest.mark.both_modes
 async def test_a_stream_that_alone_is_behind_is_read_in_bigger_batches(
     wallet: Wallet, live_room: str, flusher: Flusher, runtime: Runtime
 ) -> None:

@@ -16,6 +16,9 @@ from server.storage.scripts import ScriptRunner
 from tests.wallet.support import SpendLoad
 from tests.wallet.test_spend import fund, stream_total
 
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
+
 
 async def _every_kind(wallet: Wallet, room: str) -> None:
     await fund(wallet, "v1", 5000)

@@ -9,13 +9,19 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
 from server.config import Config
 from server.money import catalog
 from server.money.flusher import Flusher
 from server.money.wallet import SpendRequest, Wallet
 from server.runtime import Runtime, delete_prefix, open_runtime
+from server.storage.runners import script_runner
 from server.storage.scripts import ScriptRunner
 from tests.wallet.test_spend import fund
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 
 async def cli(config: Config, *args: str) -> tuple[int, str]:
@@ -91,7 +97,7 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
         code, out = await cli(fresh, "rebuild")
         assert code == 1 and "already holds wallets" in out
         async with open_runtime(fresh, migrate=False) as rt2:
-            runner2 = ScriptRunner(rt2.redis)
+            runner2 = script_runner(rt2.redis)
             wallet2 = Wallet(rt2, runner2)
             assert await _states(wallet2, users) == before
             # Balance pushes' versions never go back (docs/protocol.md, `balance`).

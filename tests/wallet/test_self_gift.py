@@ -4,11 +4,15 @@ back to them as redeemable diamonds). Refused inside the spend script, before an
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from protocol import Ack, ErrorReply, GiftEvent, SendGift
 from server.auth import TokenIssuer
 from tests.hub.support import grant, open_client, setup_room
 from tests.support.servers import RunningServer
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 
 async def test_a_creator_cannot_gift_their_own_room_on_either_path(

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+import pytest
+
 from server.money.flusher import Flusher
 from server.money.wallet import WALLET_SCRIPTS, SpendRequest, Wallet
 from server.runtime import Runtime
 from server.storage.keys import cluster_slot
 from server.storage.scripts import LUA_DIR, ScriptRunner
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 
 async def test_every_wallet_script_touches_one_slot_and_every_one_is_exercised(

@@ -13,7 +13,11 @@ from server.money import catalog, streams
 from server.money.flusher import Flusher
 from server.money.wallet import SpendRequest, Wallet
 from server.runtime import Runtime, redis_client
+from server.storage.runners import script_runner
 from server.storage.scripts import ScriptRunner
+
+# The same tests on single Redis and on the local Redis Cluster.
+pytestmark = pytest.mark.both_modes
 
 
 async def fund(wallet: Wallet, user: str, coins: int) -> None:
@@ -44,8 +48,9 @@ async def test_a_gift_debits_the_viewer_and_credits_the_creator(
 async def runners(runtime: Runtime) -> AsyncIterator[list[ScriptRunner]]:
     """Four runners, each on its own Redis connection pool (four "server connections")."""
     assert runtime.config.redis_url
-    clients: list[Redis] = [redis_client(runtime.config.redis_url) for _ in range(4)]
-    made = [ScriptRunner(c) for c in clients]
+    clients: list[Redis] = [redis_client(runtime.config.redis_url, cluster=runtime.config.cluster)
+                            for _ in range(4)]
+    made = [script_runner(c) for c in clients]
     for r in made:
         r.start()
     try:
