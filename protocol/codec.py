@@ -20,7 +20,12 @@ from typing import Any, Final, Generic, TypeVar
 import msgpack
 
 # The message modules are imported for their registrations in CLIENT_MESSAGES / SERVER_MESSAGES.
-from protocol import client_messages, room_messages, server_messages  # noqa: F401
+from protocol import (  # noqa: F401
+    battle_messages,
+    client_messages,
+    room_messages,
+    server_messages,
+)
 from protocol.errors import ErrorCode, ProtocolError
 from protocol.limits import MAX_CLIENT_FRAME_BYTES, MAX_JSON_DEPTH, MAX_SERVER_FRAME_BYTES
 from protocol.message import (

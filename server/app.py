@@ -102,6 +102,9 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from server.web import moderation  # blocks, moderators, audit of a room
 
     found += moderation.routes(config)
+    from server.web import battles  # gift battles between two rooms
+
+    found += battles.routes(config)
     # -- pages (overlay, demo, static files) --
     from server.web import pages
 

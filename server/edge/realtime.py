@@ -24,6 +24,8 @@ from server.hub.broker_redis import RedisBroker
 from server.hub.combos import ComboSweeper
 from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
+from server.live.battle_settle import Settler
+from server.live.battles import Battles
 from server.live.moderation import Moderation
 from server.money.blockgate import BlockGate
 from server.runtime import Runtime
@@ -109,6 +111,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper), guard,
                         connections)
     rt.components["realtime"] = realtime
+    await start_battles(rt, hub, state, stack)
     async def revoked(token_ids: list[str]) -> set[str]:
         return await rt.issuer.revoked_among(token_ids, rt.redis)
 
@@ -124,6 +127,19 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
 
     stack.push_async_callback(stop_watcher)
     return realtime
+
+
+async def start_battles(rt: Runtime, hub: Hub, state: RoomState,
+                        stack: contextlib.AsyncExitStack) -> Battles:
+    """Gift battles: the domain, and settling due ones on a touch and on a periodic sweep."""
+    battles = Battles(rt, hub.battles)
+    settler = Settler(battles)
+    state.on_battle_due = settler.touch
+    rt.components["battles"] = battles
+    rt.components["battle_settler"] = settler
+    settler.start()
+    stack.push_async_callback(settler.stop)
+    return battles
 
 
 async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float,

@@ -14,7 +14,8 @@ STATUS: Mapping[str, int] = {
     "self_gift": 403, "blocked": 403, "sandbox_disabled": 403, "not_found": 404,
     "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409, "combo_mismatch": 409,
     "tx_conflict": 409, "wallet_frozen": 409,
-    "room_ended": 409, "daily_limit_exceeded": 409, "frame_too_large": 413, "rate_limited": 429,
+    "room_ended": 409, "daily_limit_exceeded": 409, "room_not_live": 409, "battle_busy": 409,
+    "battle_state": 409, "frame_too_large": 413, "rate_limited": 429,
     "unavailable": 503,
 }
 
