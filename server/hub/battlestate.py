@@ -104,7 +104,7 @@ class BattleSides:
         state 'closed' (final), 'open' (not over yet) or 'none' (not this battle's side)."""
         state, score, user, name, coins = await self.state.runner.call(
             "battle_close", self._keys(room), [battle, 1 if now else 0, SETTLED_KEEP_MS])
-        return _s(state), int(score), _top(user, name, coins)
+        return ("none", "open", "closed")[int(state)], int(score), _top(user, name, coins)
 
     async def read(self, room: str) -> Side:
         b, start, end, opp, score, closed, user, name, coins, now, creator = (

@@ -19,8 +19,9 @@ import logging
 from typing import Any
 
 from protocol import BattlePhase, BattleResult
+from server.auth import Principal
 from server.hub.battlestate import SETTLE_GRACE_MS, result_of
-from server.live.battles import _COLUMNS, Battle, Battles, redis_now_ms, top_json
+from server.live.battles import _COLUMNS, Battle, BattleError, Battles, redis_now_ms, top_json
 
 log = logging.getLogger("giftwire.battles")
 
@@ -51,6 +52,17 @@ async def settle(battles: Battles, b: Battle, *, cancel: bool = False) -> Battle
     done = Battle.of(row)
     await battles.publish(done, BattlePhase.END, sides)
     return done
+
+
+async def cancel(battles: Battles, who: Principal, battle_id: str) -> Battle:
+    """Cancel a battle; a running one is settled at once with the scores so far."""
+    done = await battles.cancel_unstarted(who, battle_id)
+    if done is not None:
+        return done
+    b = await settle(battles, await battles.get(battle_id), cancel=True)
+    if b.state != "cancelled":  # it ended (or was cancelled) meanwhile
+        raise BattleError("battle_state", f"the battle is {b.state} already")
+    return b
 
 
 class Settler:

@@ -171,7 +171,7 @@ class Battles:
     async def accept(self, who: Principal, battle_id: str) -> Battle:
         b = await self.get(battle_id)
         self._creator_of(who, b.creator_b, "the invited room's creator")
-        return await self._move(b, "invited", "accepted")
+        return await self.move(b, "invited", "accepted")
 
     async def start(self, who: Principal, battle_id: str, duration_s: int) -> Battle:
         if not MIN_DURATION_S <= duration_s <= MAX_DURATION_S:
@@ -206,19 +206,19 @@ class Battles:
         await self.publish(started, BattlePhase.START, started.sides())
         return started
 
-    async def cancel(self, who: Principal, battle_id: str) -> Battle:
-        from server.live.battle_settle import settle  # settle builds on this module
-
+    async def cancel_unstarted(self, who: Principal, battle_id: str) -> Battle | None:
+        """Cancel an invited or accepted battle; None when it is running (settled then, by
+        server/live/battle_settle.py `cancel`)."""
         b = await self.get(battle_id)
         if who.user not in (b.creator_a, b.creator_b) or who.role is not Role.CREATOR:
             raise BattleError("forbidden", "only the battle's creators may cancel it")
         if b.state in ("invited", "accepted"):
-            return await self._move(b, b.state, "cancelled")
+            return await self.move(b, b.state, "cancelled")
         if b.state == "running":
-            return await settle(self, b, cancel=True)
+            return None
         raise BattleError("battle_state", f"the battle is {b.state} already")
 
-    async def _move(self, b: Battle, before: str, after: str) -> Battle:
+    async def move(self, b: Battle, before: str, after: str) -> Battle:
         row = await self.rt.pool.fetchrow(
             f"""UPDATE battles SET state = $3, result = CASE WHEN $3 = 'cancelled'
                 THEN 'cancelled' END, updated_at = now() WHERE id = $1 AND state = $2

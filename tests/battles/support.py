@@ -45,8 +45,11 @@ async def start_battle(http: httpx.AsyncClient, issuer: TokenIssuer, duration_s:
 async def until_redis_time(rt: Any, ms: int) -> None:
     """Wait until Redis's clock (the clock of battle windows) reaches `ms`: what is under test
     is a time window, so the test waits for the time itself."""
-    while (now := await redis_now_ms(rt)) < ms:
-        await asyncio.sleep(min(0.2, (ms - now) / 1000))
+    while True:
+        now = await redis_now_ms(rt)
+        if now >= ms:
+            return
+        await asyncio.sleep((ms - now) / 1000)  # until then (Redis's clock may run apart)
 
 
 def battle_messages(client: Client, phase: str | None = None) -> list[BattleUpdate]:

@@ -7,14 +7,14 @@ import msgpack
 import pytest
 
 from protocol import (
-    BattleSide,
-    BattleUpdate,
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
     Ack,
     BalanceUpdate,
+    BattleSide,
+    BattleUpdate,
     ClientMessage,
     Codec,
     ComboEnd,

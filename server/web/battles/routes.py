@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from protocol.limits import MAX_BATTLE_ID_LEN, MAX_ROOM_ID_LEN
 from server.config import Config
-from server.live.battle_settle import Settler, settle
+from server.live.battle_settle import Settler, cancel, settle
 from server.live.battles import MAX_DURATION_S, MIN_DURATION_S, Battle, BattleError, Battles
 from server.money.wallet import valid_ident
 from server.web.api import principal, room_param
@@ -86,7 +86,7 @@ async def post_start(request: Request) -> Response:
 @_refusing
 async def post_cancel(request: Request) -> Response:
     p, battles = await principal(request), _battles(request)
-    return await _view(battles, await battles.cancel(p, _battle_id(request)))
+    return await _view(battles, await cancel(battles, p, _battle_id(request)))
 
 
 @_refusing
