@@ -1,17 +1,19 @@
-// The creator overlay: gift alerts one at a time, combo counters, the goal bar and top gifters.
+// The creator overlay: gift alerts one at a time, combo counters, the goal bar, top gifters and
+// the battle bar.
 //
-// Query options (docs/overlay.md): token, room, widgets=alerts,goal,top,combo, duration (ms),
-// gap (ms), order=value|fifo, max (queue bound), test=1 (local fake gifts, no server),
+// Query options (docs/overlay.md): token, room, widgets=alerts,goal,top,combo,battle,
+// duration (ms), gap (ms), order=value|fifo, max (queue bound), test=1 (local fake gifts, no server),
 // auto=0 (test mode without the generator), bg (CSS background), status=1 (show connection).
 // `window.giftwireOverlay` is a small read-mostly hook for browser tests and debugging.
 
 import { AlertQueue } from "./alert-queue.js";
+import { BattleBar } from "./battle-bar.js";
 import { alertFromGift, renderAlert } from "./alert-render.js";
 import { artFor, giftName, loadCatalog } from "./gifts.js";
 import { defaultSocketUrl, RoomClient, tokenClaims } from "./gw-client.js";
 import { startFakeGifts } from "./overlay-test-mode.js";
 
-const WIDGETS = ["alerts", "goal", "top", "combo"];
+const WIDGETS = ["alerts", "goal", "top", "combo", "battle"];
 const SHOWN_HISTORY = 1000; // the hook's record of shown alerts; older entries fall off
 const MAX_COMBO_ROWS = 5;
 const COMBO_STALE_MS = 15000; // a combo whose settled event never came (missed in a gap)
@@ -56,8 +58,11 @@ const comboBox = $("gw-combos");
 const goalBox = $("gw-goal");
 const topBox = $("gw-top");
 const statusBox = $("gw-status");
+const battleBox = $("gw-battle");
+const battleBar = new BattleBar(battleBox);
 
 for (const name of WIDGETS) {
+  if (name === "battle") continue; // shown only while there is a battle (battle-bar.js)
   const box = { alerts: stage, goal: goalBox, top: topBox, combo: comboBox }[name];
   box.hidden = !opts.widgets.has(name);
 }
@@ -78,6 +83,7 @@ const hook = {
   comboUpdates: 0,
   current: null,
   goal: null,
+  battle: null, // {battle, phase, sides: [{room, score, top}], result, winner}: this room first
   top: [],
   errors: [],
   paused: false,
@@ -285,6 +291,9 @@ function onMessage(msg) {
       break;
     case "room":
       document.body.dataset.live = String(Boolean(msg.live));
+      break;
+    case "battle":
+      if (opts.widgets.has("battle")) hook.battle = battleBar.update(msg);
       break;
     case "error":
       hook.errors.push(msg.code);
