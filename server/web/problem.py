@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.hub.rooms import HubError
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -35,6 +39,23 @@ class HTTPProblem(Exception):
 def refusal(code: str, detail: str, headers: Mapping[str, str] | None = None) -> HTTPProblem:
     """The problem for a stable code, with the status the code has everywhere."""
     return HTTPProblem(STATUS.get(code, 400), code, detail, headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def refusing(handler: Handler) -> Handler:
+    """The route, with a feature's refusals (a HubError: moderation, battles) answered as
+    their problem."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HubError as exc:
+            raise refusal(exc.code, exc.message) from None
+
+    return route
 
 
 def problem(status: int, code: str, detail: str,

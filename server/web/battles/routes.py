@@ -10,9 +10,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -20,13 +17,11 @@ from starlette.routing import Route
 from protocol.limits import MAX_BATTLE_ID_LEN, MAX_ROOM_ID_LEN
 from server.config import Config
 from server.live.battle_settle import Settler, cancel, settle
-from server.live.battles import MAX_DURATION_S, MIN_DURATION_S, Battle, BattleError, Battles
+from server.live.battles import MAX_DURATION_S, MIN_DURATION_S, Battle, Battles
 from server.money.wallet import valid_ident
 from server.web.api import principal, room_param
 from server.web.body import read_fields
-from server.web.problem import refusal
-
-Handler = Callable[[Request], Awaitable[Response]]
+from server.web.problem import refusal, refusing
 
 
 def _battles(request: Request) -> Battles:
@@ -41,25 +36,12 @@ def _battle_id(request: Request) -> str:
     return battle_id
 
 
-def _refusing(handler: Handler) -> Handler:
-    """The route, with the domain's refusals answered as their problem."""
-
-    @functools.wraps(handler)
-    async def route(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except BattleError as exc:
-            raise refusal(exc.code, exc.message) from None
-
-    return route
-
-
 async def _view(battles: Battles, b: Battle) -> JSONResponse:
     live = await battles.live_sides(b) if b.state == "running" else None
     return JSONResponse(b.to_json(live))
 
 
-@_refusing
+@refusing
 async def post_battle(request: Request) -> Response:
     p = await principal(request)
     r = await read_fields(request, frozenset({"room", "opponent"}))
@@ -68,13 +50,13 @@ async def post_battle(request: Request) -> Response:
     return await _view(battles, await battles.invite(p, room, opponent))
 
 
-@_refusing
+@refusing
 async def post_accept(request: Request) -> Response:
     p, battles = await principal(request), _battles(request)
     return await _view(battles, await battles.accept(p, _battle_id(request)))
 
 
-@_refusing
+@refusing
 async def post_start(request: Request) -> Response:
     p = await principal(request)
     r = await read_fields(request, frozenset({"duration_s"}))
@@ -83,13 +65,13 @@ async def post_start(request: Request) -> Response:
     return await _view(battles, await battles.start(p, _battle_id(request), duration))
 
 
-@_refusing
+@refusing
 async def post_cancel(request: Request) -> Response:
     p, battles = await principal(request), _battles(request)
     return await _view(battles, await cancel(battles, p, _battle_id(request)))
 
 
-@_refusing
+@refusing
 async def get_room_battle(request: Request) -> Response:
     """Any token may read a room's battle (what its viewers see); reading settles a battle that
     is due (a touch)."""
