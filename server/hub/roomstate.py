@@ -8,6 +8,8 @@ the room channel), a msgpack map:
 - `{k: "ev", ev: <event map>, top?: [...], goal?: {...}}`: a sequenced room event (`gift` or
   `combo`, the wire message's own map) and, after a spend, the new leaderboard and goal;
 - `{k: "st", goal?: {...}, nogoal?: true, live?: bool}`: a state change without a sequence number.
+- `{k: "bt", ...}` (and `bt` beside a spend's `ev`): a battle's start, end or a side's new score
+  (server/hub/battlestate.py).
 The history stream holds the event maps alone (fields `s` = seq, `e` = msgpack event), of the
 room's current epoch only (server/storage/lua/lib/room_epoch.lua says when an epoch starts).
 """
