@@ -138,9 +138,12 @@ async def run_battle(plan: Plan, console: Console) -> dict[str, Any]:
                 console.print("server 2 SIGKILLed mid-battle")
                 await load
                 result = await _until_ended(http, a, 30.0)
+                seen_ended = int(time.time() * 1000)
             acked = sum(len(s.acked) for s in senders)
+            waited = time.monotonic()
             ledger = await _ledger(services.database_url, base.db_schema, start, end, acked,
                                    LEDGER_WAIT_S)
+            ledger["ledger_wait_s"] = round(time.monotonic() - waited, 1)
         finally:
             for s in senders:
                 with contextlib.suppress(Exception):
@@ -156,7 +159,9 @@ async def run_battle(plan: Plan, console: Console) -> dict[str, Any]:
         "killed_mid_battle": start < killed_at < end, "gifts_acked": acked,
         "reconnects": sum(s.reconnects for s in senders),
         "retries": sum(s.retries for s in senders), "scores": scores,
-        "result": result.get("result"), "winner": result.get("winner"), **ledger,
+        "result": result.get("result"), "winner": result.get("winner"),
+        # The senders stop AFTER_END_S past the end, so this is at most that late by itself.
+        "ended_seen_ms_after_end": seen_ended - end, **ledger,
     }
     out["ok"] = (out["state"] == "ended" and out["killed_mid_battle"]
                  and ledger["gifts_in_ledger"] == acked
@@ -178,5 +183,6 @@ def print_table(out: dict[str, Any], console: Console) -> None:
     console.print(t)
     console.print(f"gifts acked {out['gifts_acked']}, in the ledger {out['gifts_in_ledger']} "
                   f"(coins {out['coins_all']}); reconnects after the kill {out['reconnects']}, "
-                  f"retries {out['retries']}")
+                  f"retries {out['retries']}; end seen {out['ended_seen_ms_after_end']} ms after "
+                  f"the window; the ledger caught up in {out['ledger_wait_s']} s")
     console.print("[bold green]OK[/bold green]" if out["ok"] else "[bold red]FAIL[/bold red]")

@@ -201,7 +201,11 @@ class Battles:
                 end_ms = $4, updated_at = now() WHERE id = $1 AND state = 'accepted'
                 RETURNING {_COLUMNS}""", b.id, duration_s, start, end)
         if row is None:  # started or cancelled meanwhile by the other creator
-            return await self.get(b.id)
+            now = await self.get(b.id)
+            if now.state != "running":  # cancelled: the sides just opened must not hold on
+                for room in opened:
+                    await self.sides.close(room, b.id, now=True)
+            return now
         started = Battle.of(row)
         await self.publish(started, BattlePhase.START, started.sides())
         return started
