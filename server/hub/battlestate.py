@@ -4,7 +4,8 @@ A battle's score is split by room: each room's slot holds that room's side (batt
 score, per-gifter scores; keys `room_battle`, `room_battle_top`), and `room_event.lua` scores a
 gift into it atomically with the room event. So each side is exact in its own slot, and no step
 ever needs both slots at once: the result is read from both sides after each was closed
-(`battle_close.lua`: once closed, nothing scores there again). docs/battles.md has the argument.
+(`room_battle_close.lua`: once closed, nothing scores there again). docs/battles.md has the
+argument.
 
 What a room's channel carries about a battle (envelope `k` = "bt", or `bt` beside a room event):
 - `{k: "bt", m: <battle message map>}`: start or end, published by the battles feature on both
@@ -94,7 +95,7 @@ class BattleSides:
         """Open the room's side; False when the room's side is another unsettled battle's."""
         k = self.state.keys
         opened = await self.state.runner.call(
-            "battle_open", [k.room_battle(room), k.room_battle_top(room)],
+            "room_battle_open", [k.room_battle(room), k.room_battle_top(room)],
             [battle, start, end, opp, k.room_channel(opp), UNSETTLED_KEEP_MS, creator,
              end + SETTLE_GRACE_MS])
         return bool(int(opened))
@@ -103,12 +104,12 @@ class BattleSides:
         """Close the room's side (at once, or only once its window ended): (state, score, top);
         state 'closed' (final), 'open' (not over yet) or 'none' (not this battle's side)."""
         state, score, user, name, coins = await self.state.runner.call(
-            "battle_close", self._keys(room), [battle, 1 if now else 0, SETTLED_KEEP_MS])
+            "room_battle_close", self._keys(room), [battle, 1 if now else 0, SETTLED_KEEP_MS])
         return ("none", "open", "closed")[int(state)], int(score), _top(user, name, coins)
 
     async def read(self, room: str) -> Side:
         b, start, end, opp, score, closed, user, name, coins, now, creator = (
-            await self.state.runner.call("battle_side", self._keys(room), []))
+            await self.state.runner.call("room_battle_side", self._keys(room), []))
         return Side(_s(b), room, _s(creator), int(start), int(end), _s(opp), int(score),
                     bool(int(closed)), _top(user, name, coins), int(now))
 

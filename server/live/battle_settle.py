@@ -1,8 +1,8 @@
 """Settling a battle: close both sides, read the final scores, record the result, announce it.
 
-Each side closes in its own slot (`battle_close.lua`): from then on no gift scores there, so the
-score it returns is final. Closing is idempotent (a closed side returns the same score again), and
-the Postgres update from `running` decides who announces: a settle retried after a crash, or run
+Each side closes in its own slot (`room_battle_close.lua`): from then on no gift scores there, so
+the score it returns is final. Closing is idempotent (a closed side returns the same score again),
+and the Postgres update from `running` decides who announces: a settle retried after a crash, or run
 by two processes at once, records and announces the result once.
 
 A battle is settled on time by whichever process notices first: a periodic sweep of every process

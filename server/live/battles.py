@@ -7,7 +7,7 @@ result. The running scores live in Redis, each room's side in its own slot, scor
 reads both sides once closed (server/live/battle_settle.py). docs/battles.md has the lifecycle.
 
 A room is in at most one open (invited, accepted or running) battle: checked under a Postgres
-advisory lock per room, and again by `battle_open.lua` in the room's slot when it starts.
+advisory lock per room, and again by `room_battle_open.lua` in the room's slot when it starts.
 """
 
 from __future__ import annotations

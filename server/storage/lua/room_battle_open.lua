@@ -1,4 +1,4 @@
--- battle_open: open this room's side of a battle (one slot, {r:<room>}).
+-- room_battle_open: open this room's side of a battle (one slot, {r:<room>}).
 -- KEYS[1] room battle side (hash)  KEYS[2] room battle side's gifters (zset)
 -- ARGV[1] battle id  ARGV[2] window start ms  ARGV[3] window end ms  ARGV[4] opponent room
 -- ARGV[5] opponent room's channel  ARGV[6] ms an unsettled side is kept after its end

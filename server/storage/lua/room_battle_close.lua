@@ -1,4 +1,4 @@
--- battle_close: settle (close) this room's side of a battle, or read it once closed.
+-- room_battle_close: settle (close) this room's side of a battle, or read it once closed.
 -- KEYS[1] room battle side (hash)  KEYS[2] room battle side's gifters (zset)  KEYS[3] room names
 -- ARGV[1] battle id  ARGV[2] 1 = close now (cancel), 0 = only once due (window end + grace)
 -- ARGV[3] ms an ended side is kept

@@ -1,4 +1,4 @@
--- battle_side: read this room's side of its battle (read-only; one slot).
+-- room_battle_side: read this room's side of its battle (read-only; one slot).
 -- KEYS[1] room battle side (hash)  KEYS[2] room battle side's gifters (zset)  KEYS[3] room names
 -- Returns {id or '', start, end, opp, score, closed (0/1), top gifter, name, coins, now ms,
 -- creator}.
