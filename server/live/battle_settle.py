@@ -109,12 +109,20 @@ class Settler:
         self._sweep = asyncio.create_task(self._run(), name="battle-sweep")
 
     async def _run(self) -> None:
+        failing = False  # a backend down (Postgres, Redis): said once, not every period
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)  # the sweep's period
             try:
                 await self.due()
             except Exception as exc:
-                log.warning("battle sweep failed: %s", exc)
+                if not failing:
+                    log.warning("battle sweep failed (%s); retrying every %.1f s", exc,
+                                SWEEP_INTERVAL_S)
+                failing = True
+                continue
+            if failing:
+                log.info("battle sweep works again")
+                failing = False
 
     async def stop_sweep(self) -> None:
         """No more periodic sweeps here (tests of settling on a touch alone)."""
