@@ -71,3 +71,34 @@ async def test_the_overlay_shows_the_battle_bar_and_the_winner(
     assert state["result"] == "win" and state["winner"] == "red"
     assert [(s["room"], s["score"]) for s in state["sides"]] == [("red", 35), ("blue", 5)]
     await page.screenshot(path=artifacts / "overlay-battle-result.png")
+
+
+async def test_an_overlay_past_the_end_asks_the_server_and_settles_the_battle(
+    server: RunningServer, page: Page, issuer: TokenIssuer
+) -> None:
+    """No process settles it (the sweep is off, nobody gifts or joins): the overlay's own
+    question after the end is the touch that ends it, and it shows the result."""
+    rt = server.runtime
+    await rt.components["battle_settler"].stop_sweep()
+    await live_room(rt, "red", "c-red")
+    await live_room(rt, "blue", "c-blue")
+    await open_overlay(page, server.base_url, issuer.mint("c-blue", "overlay", room="blue"))
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        def auth(user: str) -> dict[str, str]:
+            return {"Authorization": "Bearer " + issuer.mint(user, "creator")}
+
+        r = await http.post("/api/battles", json={"room": "red", "opponent": "blue"},
+                            headers=auth("c-red"))
+        bid = r.json()["id"]
+        await http.post(f"/api/battles/{bid}/accept", headers=auth("c-blue"))
+        r = await http.post(f"/api/battles/{bid}/start", json={"duration_s": 1},
+                            headers=auth("c-blue"))
+        started = r.json()
+    await wait_page(page, "window.giftwireOverlay.battle?.phase === 'start'")
+    await until_redis_time(rt, started["ends_at"] + 1000)
+    row = await rt.pool.fetchrow("SELECT state FROM battles WHERE id = $1", bid)
+    assert row["state"] == "running"  # due, but nobody touched it
+    await wait_page(page, "window.giftwireOverlay.battle?.phase === 'end'")
+    assert await page.locator(".gw-battle-result").inner_text() == "Draw"
+    row = await rt.pool.fetchrow("SELECT state, result FROM battles WHERE id = $1", bid)
+    assert dict(row) == {"state": "ended", "result": "draw"}

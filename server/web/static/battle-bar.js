@@ -3,13 +3,22 @@
 // always the left side. Scores never go down during a battle, so a late update is ignored.
 
 const RESULT_MS = 30000; // how long the result stays on screen after the end
+// Past the end with no `end` message (missed in a pub/sub reconnect, or nobody settled it yet):
+// ask the server, whose answer is also a touch that settles a due battle (docs/battles.md).
+const ASK_AFTER_MS = 3000;
+const ASK_EVERY_MS = 5000;
 
 export class BattleBar {
-  constructor(root) {
+  // askServer(room): resolves to the room's battle as `GET /api/rooms/{room}/battle` answers it
+  // (or null); absent in test mode.
+  constructor(root, askServer = null) {
     this.root = root;
+    this.askServer = askServer;
     this.current = null; // the last battle message shown
     this.timer = null;
     this.hideTimer = null;
+    this.askedAt = 0;
+    this.onAsked = null; // called with the new state when an answer ended the battle
   }
 
   // A `battle` message; returns the state the overlay's hook exposes.
@@ -78,8 +87,27 @@ export class BattleBar {
 
   tick() {
     const c = this.current;
-    const left = Math.max(0, Math.ceil((c.ends_at - Date.now()) / 1000));
+    const now = Date.now();
+    const left = Math.max(0, Math.ceil((c.ends_at - now) / 1000));
     const clock = this.root.querySelector(".gw-battle-clock");
     clock.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+    if (this.askServer && now > c.ends_at + ASK_AFTER_MS && now - this.askedAt > ASK_EVERY_MS) {
+      this.askedAt = now;
+      this.ask(c);
+    }
+  }
+
+  async ask(c) {
+    let b = null;
+    try {
+      b = await this.askServer(c.room);
+    } catch {
+      return; // offline: the next tick asks again
+    }
+    if (!b || b.id !== c.battle || (b.state !== "ended" && b.state !== "cancelled")) return;
+    this.update({ type: "battle", room: c.room, battle: b.id, phase: "end",
+      starts_at: b.starts_at, ends_at: b.ends_at, sides: b.sides, result: b.result,
+      winner: b.winner || undefined });
+    if (this.onAsked) this.onAsked(this.state());
   }
 }

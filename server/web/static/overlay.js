@@ -59,7 +59,11 @@ const goalBox = $("gw-goal");
 const topBox = $("gw-top");
 const statusBox = $("gw-status");
 const battleBox = $("gw-battle");
-const battleBar = new BattleBar(battleBox);
+const battleBar = new BattleBar(battleBox, opts.test ? null : async (room) => {
+  const r = await fetch(`/api/rooms/${encodeURIComponent(room)}/battle`,
+    { headers: { authorization: `Bearer ${opts.token}`, accept: "application/json" } });
+  return r.ok ? r.json() : null;
+});
 
 for (const name of WIDGETS) {
   if (name === "battle") continue; // shown only while there is a battle (battle-bar.js)
@@ -128,6 +132,7 @@ const hook = {
   inject: null, // test mode only: feed a room event or state message as if from the server
 };
 window.giftwireOverlay = hook;
+battleBar.onAsked = (state) => { hook.battle = state; };
 
 // -- alerts --------------------------------------------------------------------------------
 
