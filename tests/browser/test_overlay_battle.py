@@ -10,8 +10,16 @@ import pytest
 from playwright.async_api import Page
 
 from server.auth import TokenIssuer
-from tests.battles.support import until_redis_time
-from tests.browser.support import fund, live_room, open_overlay, viewer, wait_page
+from tests.battles.support import (
+    CREATOR_A,
+    CREATOR_B,
+    ROOM_A,
+    ROOM_B,
+    start_battle,
+    two_rooms,
+    until_redis_time,
+)
+from tests.browser.support import fund, open_overlay, viewer, wait_page
 from tests.support.servers import RunningServer
 
 pytestmark = pytest.mark.browser
@@ -21,26 +29,16 @@ async def test_the_overlay_shows_the_battle_bar_and_the_winner(
     server: RunningServer, page: Page, issuer: TokenIssuer, artifacts: Path
 ) -> None:
     rt = server.runtime
-    await live_room(rt, "red", "c-red")
-    await live_room(rt, "blue", "c-blue")
+    await two_rooms(rt)
     await fund(rt, "ann", 1000)
     await fund(rt, "bo", 1000)
     other = await page.context.new_page()
-    await open_overlay(page, server.base_url, issuer.mint("c-red", "overlay", room="red"))
-    await open_overlay(other, server.base_url, issuer.mint("c-blue", "overlay", room="blue"))
+    await open_overlay(page, server.base_url, issuer.mint(CREATOR_A, "overlay", room=ROOM_A))
+    await open_overlay(other, server.base_url, issuer.mint(CREATOR_B, "overlay", room=ROOM_B))
     assert not await page.locator("#gw-battle").is_visible()
 
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        def auth(user: str) -> dict[str, str]:
-            return {"Authorization": "Bearer " + issuer.mint(user, "creator")}
-
-        r = await http.post("/api/battles", json={"room": "red", "opponent": "blue"},
-                            headers=auth("c-red"))
-        bid = r.json()["id"]
-        await http.post(f"/api/battles/{bid}/accept", headers=auth("c-blue"))
-        r = await http.post(f"/api/battles/{bid}/start", json={"duration_s": 3},
-                            headers=auth("c-red"))
-        started = r.json()
+        started = await start_battle(http, issuer, duration_s=3)
     await page.locator("#gw-battle").wait_for()
     await wait_page(page, "window.giftwireOverlay.battle?.phase === 'start'")
 
@@ -63,7 +61,7 @@ async def test_the_overlay_shows_the_battle_bar_and_the_winner(
     await until_redis_time(rt, started["ends_at"])
     for p in (page, other):
         await wait_page(p, "window.giftwireOverlay.battle?.phase === 'end'")
-        assert await p.locator(".gw-battle-result").inner_text() == "c-red wins!"
+        assert await p.locator(".gw-battle-result").inner_text() == f"{CREATOR_A} wins!"
         assert await p.locator(".gw-battle-tops").inner_text() == (
             "Top gifters: Ann (red) · Bo (blue)" if p is page
             else "Top gifters: Bo (blue) · Ann (red)")
@@ -80,20 +78,11 @@ async def test_an_overlay_past_the_end_asks_the_server_and_settles_the_battle(
     question after the end is the touch that ends it, and it shows the result."""
     rt = server.runtime
     await rt.components["battle_settler"].stop_sweep()
-    await live_room(rt, "red", "c-red")
-    await live_room(rt, "blue", "c-blue")
-    await open_overlay(page, server.base_url, issuer.mint("c-blue", "overlay", room="blue"))
+    await two_rooms(rt)
+    await open_overlay(page, server.base_url, issuer.mint(CREATOR_B, "overlay", room=ROOM_B))
     async with httpx.AsyncClient(base_url=server.base_url) as http:
-        def auth(user: str) -> dict[str, str]:
-            return {"Authorization": "Bearer " + issuer.mint(user, "creator")}
-
-        r = await http.post("/api/battles", json={"room": "red", "opponent": "blue"},
-                            headers=auth("c-red"))
-        bid = r.json()["id"]
-        await http.post(f"/api/battles/{bid}/accept", headers=auth("c-blue"))
-        r = await http.post(f"/api/battles/{bid}/start", json={"duration_s": 1},
-                            headers=auth("c-blue"))
-        started = r.json()
+        started = await start_battle(http, issuer, duration_s=1)
+    bid = started["id"]
     await wait_page(page, "window.giftwireOverlay.battle?.phase === 'start'")
     await until_redis_time(rt, started["ends_at"] + 1000)
     row = await rt.pool.fetchrow("SELECT state FROM battles WHERE id = $1", bid)
