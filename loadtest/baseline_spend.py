@@ -58,13 +58,13 @@ async def _measure(redis_url: str, duration_s: float) -> dict[str, Any]:
         user = users[i % USERS]
         shard = keys.shard_of(user)
         fixed = [keys.wallet(user), "", keys.ledger_stream(shard), keys.catalog(shard),
-                 keys.live_rooms(shard), keys.blocks(shard)]
+                 keys.live_rooms(shard), keys.blocks(shard), keys.balance_channel(user)]
         n = 0
         while time.monotonic() < end:
             tx = f"t{i}-{n}"
             fixed[1] = keys.tx(user, tx)
             started = time.monotonic()
-            await redis.evalsha(script.sha, 6, *fixed, user, tx, room, "rose", 1, "", 0, 600)
+            await redis.evalsha(script.sha, 7, *fixed, user, tx, room, "rose", 1, "", 0, 600)
             latencies.append(time.monotonic() - started)
             n += 1
             calls += 1

@@ -103,15 +103,22 @@ class Ack(ServerMessage):
 @server_message
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BalanceUpdate(ServerMessage):
-    """The balance changed for a reason other than this connection's own gift."""
+    """The user's wallet changed (any cause, on any process), or a fresh read after the server
+    may have missed changes (`reason` "sync"). `version` orders pushes of one wallet: a client
+    drops one older than the last it applied. `diamonds` is present when it is known (credits,
+    redemptions, syncs)."""
 
     TYPE: ClassVar[str] = "balance"
     balance: int
     reason: str
+    version: int
+    diamonds: int | None = None
 
     @classmethod
     def _parse(cls, r: FieldReader) -> Self:
-        return cls(balance=r.integer("balance", *_NON_NEGATIVE), reason=r.text("reason"))
+        return cls(balance=r.integer("balance", *_NON_NEGATIVE), reason=r.text("reason"),
+                   version=r.integer("version", *_NON_NEGATIVE),
+                   diamonds=r.opt_int("diamonds", *_NON_NEGATIVE))
 
 
 # -- control --

@@ -116,6 +116,8 @@ class Config:
     log_json: bool = False
     demo: bool = False
     demo_bots: int = 3
+    # Seconds between two demo bot gifts, across all bots (server/web/demo.py, Pacer).
+    demo_bot_pace_s: float = 8.0
 
     # Extra settings not read from the environment (tests inject them).
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -281,6 +283,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_WS_PING_RATE_PER_S must be 0 or positive")
     if len(c.jwt_secret.encode()) < 32:
         raise ConfigError("GIFTWIRE_JWT_SECRET must be at least 32 bytes (HS256 key strength)")
+    if c.demo_bot_pace_s <= 0:
+        raise ConfigError("GIFTWIRE_DEMO_BOT_PACE_S must be above 0")
     if c.heartbeat_s < 1 or c.hello_timeout_s < 1:
         raise ConfigError("GIFTWIRE_HEARTBEAT_S and GIFTWIRE_HELLO_TIMEOUT_S must be at least 1")
     if c.idle_timeout_s < MIN_IDLE_TIMEOUT_HEARTBEATS * c.heartbeat_s:

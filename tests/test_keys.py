@@ -26,6 +26,7 @@ def test_a_wallets_keys_share_one_slot_with_its_shard(user: str, tx: str) -> Non
             keys.live_rooms(shard),
             keys.blocks(shard),
             keys.wallets_index(shard),
+            keys.balance_channel(user),
         )
     }
     assert len(slots) == 1

@@ -243,6 +243,7 @@ class Connection:
                 self.writer.close()
                 await self._close(c.code, c.reason, flush_s=1.0)
         finally:
+            self.realtime.pushes.detach(self)
             await self.hub.leave_all(self)
             self.writer.close()
             if self._close_task is not None:
@@ -277,6 +278,8 @@ class Connection:
             self.counted = principal.role is not Role.OVERLAY
             if self.edge is not None:
                 self.edge.admitted()
+            # Before welcome: a change made after the client saw welcome is pushed to it.
+            await self.realtime.pushes.attach(self)
             self.reply(Welcome(v=PROTOCOL_VERSION, user=principal.user, role=principal.role.value,
                                heartbeat_s=self.rt.config.heartbeat_s,
                                idle_timeout_s=self.rt.config.idle_timeout_s,

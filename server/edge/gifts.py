@@ -22,6 +22,7 @@ from server.auth import Principal
 from server.edge.ratelimit import gift_budget
 from server.hub.combos import ComboSweeper
 from server.hub.roomstate import RoomState
+from server.live.user_pushes import UserPushes
 from server.money.wallet import SpendRequest, SpendResult
 from server.runtime import log_failure
 
@@ -33,6 +34,7 @@ class Requester(Protocol):
 
     principal: Principal | None
     rooms: set[str]
+    close_code: int | None  # for its balance pushes (server/live/user_pushes.py)
 
     def reply(self, msg: ServerMessage) -> None: ...
 
@@ -44,15 +46,28 @@ class Requester(Protocol):
 
 
 class Gifts:
-    def __init__(self, rt: Any, state: RoomState, sweeper: ComboSweeper) -> None:
+    def __init__(self, rt: Any, state: RoomState, sweeper: ComboSweeper,
+                 pushes: UserPushes | None = None) -> None:
         self.rt = rt
         self.state = state
         self.sweeper = sweeper
+        self.pushes = pushes
         # Shared with `POST /api/gifts`: one gift rate per user, whichever way they send.
         self.users = gift_budget(rt)
 
     async def send(self, conn: Requester, msg: SendGift, arrived: float | None = None) -> None:
-        """`arrived`: when the request arrived (time.monotonic()), for the user's gift budget."""
+        """`arrived`: when the request arrived (time.monotonic()), for the user's gift budget.
+        The gift's balance push to this session waits until its reply is queued (ack first)."""
+        if self.pushes is None:
+            await self._send(conn, msg, arrived)
+            return
+        self.pushes.hold(conn, msg.tx)
+        try:
+            await self._send(conn, msg, arrived)
+        finally:
+            self.pushes.release(conn, msg.tx)
+
+    async def _send(self, conn: Requester, msg: SendGift, arrived: float | None) -> None:
         principal = conn.principal
         assert principal is not None
         if not principal.can_spend:

@@ -27,6 +27,7 @@ from server.hub.roomstate import RoomState
 from server.live.battle_settle import Settler
 from server.live.battles import Battles
 from server.live.moderation import Moderation
+from server.live.user_pushes import UserPushes
 from server.money.blockgate import BlockGate
 from server.runtime import Runtime
 from server.storage.scripts import ScriptRunner
@@ -59,6 +60,7 @@ class Realtime:
     scheduler: FlushScheduler
     gifts: Gifts
     guard: RoomGuard  # joins of blocked users refused, blocked sessions taken out of the room
+    pushes: UserPushes  # `balance` messages to every session of a user (server/live/)
     connections: set[Session] = field(default_factory=set)
     # Bounds concurrent token checks (one Redis round trip each) so a reconnect storm queues
     # here instead of exhausting the Redis connection pool.
@@ -108,8 +110,9 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     connections: set[Session] = set()
     guard = RoomGuard(hub, moderation, connections)
     guard.install(broker)
-    realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper), guard,
-                        connections)
+    pushes = await UserPushes.start(rt, stack)
+    realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper, pushes), guard,
+                        pushes, connections)
     rt.components["realtime"] = realtime
     await start_battles(rt, hub, state, stack)
     async def revoked(token_ids: list[str]) -> set[str]:

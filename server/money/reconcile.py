@@ -166,6 +166,10 @@ async def rebuild(rt: Runtime, wallet: Wallet, *, force: bool = False) -> Rebuil
            WHERE kind = 'gift' AND ts >= $1 GROUP BY user_id""", day_start)}
     limits = {r["user_id"]: int(r["daily_limit"]) for r in await rt.pool.fetch(
         "SELECT user_id, daily_limit FROM wallet_settings WHERE daily_limit > 0")}
+    # The balance pushes' version (lua/lib/balance_push.lua): each change counted one and wrote
+    # at least one ledger row, so the row count keeps versions increasing across the restore.
+    versions = {r["user_id"]: int(r["n"]) for r in await rt.pool.fetch(
+        "SELECT user_id, count(*) AS n FROM ledger_tx GROUP BY user_id")}
     for user in limits.keys() - wallets.keys():
         wallets[user] = (0, 0, 0)
     items = sorted(wallets.items())
@@ -173,7 +177,8 @@ async def rebuild(rt: Runtime, wallet: Wallet, *, force: bool = False) -> Rebuil
         async with rt.redis.pipeline(transaction=False) as pipe:
             for user, (coins, diamonds, carry) in items[i : i + _CHUNK]:
                 fields: dict[str, int | str] = {"coins": coins, "diamonds": diamonds,
-                                                "carry": carry, "frozen": int(user in frozen)}
+                                                "carry": carry, "frozen": int(user in frozen),
+                                                "bv": versions.get(user, 0)}
                 if user in spent:
                     fields |= {"day": str(day), "day_spent": spent[user]}
                 if user in limits:

@@ -133,7 +133,8 @@ class Wallet:
                                gift_name=name, streakable=streakable)
         k, shard = self._keys, self._keys.shard_of(req.user)
         keys = [k.wallet(req.user), k.tx(req.user, req.tx), k.ledger_stream(shard),
-                k.catalog(shard), k.live_rooms(shard), k.blocks(shard)]
+                k.catalog(shard), k.live_rooms(shard), k.blocks(shard),
+                k.balance_channel(req.user)]
         args: list[str | int] = [req.user, req.tx, req.room, req.gift, req.count, req.combo or "",
                                  self._rt.config.daily_spend_limit, TX_TTL_S]
         if req.combo:
@@ -195,7 +196,8 @@ class Wallet:
 
     def _submit_credits(self, creator: str, credits: Sequence[Credit]) -> asyncio.Future[Any]:
         k, shard, cfg = self._keys, self._keys.shard_of(creator), self._rt.config
-        keys = [k.wallet(creator), k.ledger_stream(shard), k.wallets_index(shard)]
+        keys = [k.wallet(creator), k.ledger_stream(shard), k.wallets_index(shard),
+                k.balance_channel(creator)]
         args: list[str | int] = [creator, cfg.diamonds_per_coin_num, cfg.diamonds_per_coin_den,
                                  TX_TTL_S]
         for c in credits:
@@ -322,7 +324,7 @@ class Wallet:
         status, balance = await self._runner.call(
             "deposit",
             [k.wallet(user), k.tx(user, f"{tag}:{ref}"), k.ledger_stream(shard),
-             k.wallets_index(shard)],
+             k.wallets_index(shard), k.balance_channel(user)],
             [user, kind, ref, coins, counterparty, price_cents, currency],
         )
         return _op(_str(status), int(balance), ledger.tx_key(kind, user, ref))
@@ -338,7 +340,7 @@ class Wallet:
         status, balance, taken, short = await self._runner.call(
             "reverse",
             [k.wallet(user), k.tx(user, f"r:{original_key}"), k.ledger_stream(shard),
-             k.wallets_index(shard)],
+             k.wallets_index(shard), k.balance_channel(user)],
             [user, original_key, original.coins, admin],
         )
         res = _op(_str(status), int(balance), ledger.tx_key("reverse", user, original_key))
@@ -358,7 +360,7 @@ class Wallet:
         status, balance = await self._runner.call(
             "redeem",
             [k.wallet(user), k.tx(user, f"d:{request_id}"), k.ledger_stream(shard),
-             k.wallets_index(shard)],
+             k.wallets_index(shard), k.balance_channel(user)],
             [user, request_id, diamonds, self._rt.config.redeem_min_diamonds],
         )
         return _op(_str(status), int(balance), ledger.tx_key("redeem", user, request_id))

@@ -2,10 +2,10 @@
 
 Each Lua script touches exactly one Redis Cluster slot, so keys that a script uses together share a
 hash tag (the part in braces):
-- `{w<N>}`: wallet shard N. A wallet's balance, its idempotency records, the shard's ledger stream
-  and the shard's copies of the gift catalog, the live-room set and its users' room blocks live
-  together, so one spend is one slot. Wallets hash
-  onto `wallet_shards` shards (CRC32 of the user id).
+- `{w<N>}`: wallet shard N. A wallet's balance, its idempotency records and balance channel, the
+  shard's ledger stream and the shard's copies of the gift catalog, the live-room set and its
+  users' room blocks live together, so one spend is one slot. Wallets hash onto `wallet_shards`
+  shards (CRC32 of the user id).
 - `{r:<room>}`: one room: sequence and its epoch, history, leaderboard, goal, presence, combos,
   its side of a battle.
 `tests/test_keys.py` checks, for every script, that its KEYS map to one slot.
@@ -66,6 +66,11 @@ class Keys:
     def combo(self, user: str, combo: str) -> str:
         """A combo's first click and deadline, beside its sender's wallet (spend.lua checks it)."""
         return f"{self._w(self.shard_of(user))}:combo:{_safe(user)}:{_safe(combo)}"
+
+    def balance_channel(self, user: str) -> str:
+        """Pub/sub channel of a user's balance pushes, published by the scripts that change the
+        wallet (in its slot, so the push is atomic with the change; server/live/user_pushes.py)."""
+        return f"{self._w(self.shard_of(user))}:balance:{_safe(user)}"
 
     def ledger_stream(self, shard: int) -> str:
         return f"{self._w(shard)}:ledger"

@@ -24,7 +24,7 @@ from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_re
 from server.money.wallet import SpendRequest, Wallet, valid_ident
 from server.runtime import Runtime, log_failure
 from server.web.body import read_fields
-from server.web.paging import page_params
+from server.web.paging import page_answer, page_params
 from server.web.problem import problem, refusal
 
 log = logging.getLogger("giftwire.api")
@@ -82,8 +82,7 @@ async def get_transactions(request: Request) -> Response:
     p = await principal(request)
     before_id, limit = page_params(request)
     items = await ledger.history(_rt(request).pool, p.user, before=before_id, limit=limit)
-    nxt = items[-1].id if len(items) == limit else None
-    return _ok({"items": [t.to_json() for t in items], "next_before": nxt})
+    return _ok(page_answer(items, limit))
 
 
 # -- spending and money in ------------------------------------------------------------------

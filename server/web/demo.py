@@ -16,7 +16,7 @@ import random
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -52,7 +52,9 @@ CREATOR = "demo-creator"
 CREATOR_NAME = "Nova"
 STREAM_TITLE = "giftwire demo stream"
 GOAL_TITLE = "New camera"
-GOAL_TARGET = 250_000
+# The goal is what the bots give in about this long at their pace (goal_target): it fills visibly
+# during a demo session instead of being overshot within minutes.
+GOAL_FILL_S = 3600
 VIEWERS: tuple[tuple[str, str], ...] = (
     ("demo-mira", "Mira"),
     ("demo-jonas", "Jonas"),
@@ -65,13 +67,26 @@ VIEWERS: tuple[tuple[str, str], ...] = (
 FLOOR_COINS = 100_000
 TOP_UP_COINS = 500_000
 # Relative frequency of each gift in the bots' mix: mostly small gifts, the odd big one, and
-# about one Universe a minute with the default three bots.
+# about one Universe every six minutes at the default pace.
 WEIGHTS = {
     "rose": 30, "finger_heart": 14, "ice_cream": 10, "doughnut": 10, "hand_hearts": 8,
     "corgi": 7, "money_gun": 6, "sports_car": 4, "interstellar": 3, "lion": 2, "universe": 2,
 }
 COMBO_CHANCE = 0.35
+COMBO_CLICKS = (5, 40)
+COUNTS = (1, 1, 1, 2, 3, 5, 10)  # a plain send of a streakable gift
 ACK_TIMEOUT_S = 10.0
+# Pacing (Config.demo_bot_pace_s, P): the bots act one at a time, P x [0.75, 1.25] apart, so
+# bot alerts reach the overlay at least 0.75 P apart. The demo's overlay link shows an alert
+# for P/4 (twice that for the biggest tier) with a gap of 0.075 P: at most 0.575 P on screen,
+# less than the spacing, so the overlay's queue is empty whenever a bot alert arrives, never
+# fills, and a viewer's own gift waits at most for the one alert on screen (4.6 s at P = 8 s).
+# Combo clicks are spaced in proportion too (P = 8 s: 80-230 ms), so a smaller P runs the same
+# demo faster, every ratio kept (the browser test runs three minutes of it in a fraction).
+PACE_JITTER = (0.75, 1.25)
+ALERT_SHARE = 0.25  # the overlay link's alert duration, a share of P
+GAP_SHARE = 0.075  # the overlay link's gap between alerts, a share of P
+CLICK_SHARE = (0.01, 0.02875)  # a combo click's spacing, a share of P
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +101,11 @@ class DemoState:
     creator: str
     viewers: tuple[DemoViewer, ...]
     base_url: str
+    pace_s: float = 8.0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # bots and the announcer
     bot_count: int = 0
     gifts_sent: int = 0
+    bot_alerts: int = 0  # bot actions that produced a room gift (one overlay alert each)
 
     def viewer(self, user: str) -> DemoViewer | None:
         return next((v for v in self.viewers if v.user == user), None)
@@ -103,7 +120,10 @@ def public_base_url(host: str, port: int) -> str:
 
 
 def overlay_url(rt: Runtime, state: DemoState, **options: str) -> str:
+    """The room's overlay, its alerts timed to the bots' pace (see PACE_JITTER)."""
     token = rt.issuer.mint(state.creator, "overlay", name=CREATOR_NAME, room=state.room)
+    options = {"duration": str(round(state.pace_s * ALERT_SHARE * 1000)),
+               "gap": str(round(state.pace_s * GAP_SHARE * 1000)), **options}
     query = "".join(f"&{k}={v}" for k, v in options.items())
     return f"{state.base_url}/overlay?token={token}{query}"
 
@@ -130,10 +150,30 @@ async def seed(rt: Runtime) -> DemoState:
     await streams.go_live(
         rt, ROOM, CREATOR, STREAM_TITLE, on_change=rt.components.get("on_room_change")
     )
-    await room_state(rt).set_goal(ROOM, GOAL_TITLE, GOAL_TARGET)
+    target = goal_target(list(wallet.catalog.gifts.values()), cfg.demo_bot_pace_s)
+    await room_state(rt).set_goal(ROOM, GOAL_TITLE, target)
     viewers = tuple(DemoViewer(user, name) for user, name in VIEWERS)
     await asyncio.gather(*(fund(wallet, v.user) for v in viewers))
-    return DemoState(ROOM, CREATOR, viewers, public_base_url(cfg.host, cfg.port))
+    return DemoState(ROOM, CREATOR, viewers, public_base_url(cfg.host, cfg.port),
+                     pace_s=cfg.demo_bot_pace_s)
+
+
+def coins_per_action(gifts: Sequence[Gift]) -> float:
+    """The coins one bot action gives on average (the mix of WEIGHTS, combos and counts)."""
+    combo_clicks = sum(COMBO_CLICKS) / 2
+    plain = sum(COUNTS) / len(COUNTS)
+    streak = COMBO_CHANCE * combo_clicks + (1 - COMBO_CHANCE) * plain
+    weights = [WEIGHTS.get(g.id, 1) for g in gifts]
+    total = sum(g.coins * w * (streak if g.streakable else 1)
+                for g, w in zip(gifts, weights, strict=True))
+    return total / sum(weights)
+
+
+def goal_target(gifts: Sequence[Gift], pace_s: float) -> int:
+    """What the bots give in about GOAL_FILL_S at their pace, rounded to 10,000 coins (about
+    1,050,000 with the shipped catalog at 8 s)."""
+    coins = coins_per_action(gifts) * GOAL_FILL_S / pace_s
+    return max(10_000, round(coins / 10_000) * 10_000)
 
 
 # -- bots -------------------------------------------------------------------------------------
@@ -143,11 +183,29 @@ class BotError(Exception):
     """The server refused a bot's request in a way that needs a new connection."""
 
 
+class Pacer:
+    """The bots' one clock: one bot acts at a time, then all wait pace x PACE_JITTER."""
+
+    def __init__(self, pace_s: float, rng: random.Random) -> None:
+        self.pace_s = pace_s
+        self.rng = rng
+        self._turn = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        async with self._turn:
+            yield
+            low, high = PACE_JITTER
+            # The pacing itself: the next bot's turn comes this much later.
+            await asyncio.sleep(self.pace_s * (low + (high - low) * self.rng.random()))
+
+
 class Bot:
-    """One demo viewer on its own WebSocket: joins the room, then gifts until cancelled."""
+    """One demo viewer on its own WebSocket: joins the room, then gifts on its turns."""
 
     def __init__(self, rt: Runtime, state: DemoState, viewer: DemoViewer, gifts: Sequence[Gift],
-                 rng: random.Random) -> None:
+                 rng: random.Random, pacer: Pacer) -> None:
+        self.pacer = pacer
         self.rt = rt
         self.state = state
         self.viewer = viewer
@@ -181,43 +239,52 @@ class Bot:
         await ws.send(self.codec.encode_client(Join(id="join", room=self.state.room)))
         await self.expect(ws, Joined)
         while True:
-            await self.act(ws)
-            # A pause between gifts, like a person deciding what to send next.
-            await asyncio.sleep(0.5 + self.rng.random() * 2.5)
+            async with self.pacer.turn():
+                await self.act(ws)
 
     async def act(self, ws: ClientConnection) -> None:
         gift = self.rng.choices(self.gifts, self.weights)[0]
         if gift.streakable and self.rng.random() < COMBO_CHANCE:
             combo = f"c-{uuid.uuid4().hex[:16]}"
-            for _ in range(self.rng.randint(5, 40)):
-                await self.send_gift(ws, gift.id, 1, combo)
-                await asyncio.sleep(0.08 + self.rng.random() * 0.15)
-            await ws.send(self.codec.encode_client(ComboEnd(room=self.state.room, combo=combo)))
+            charged = 0
+            low, high = CLICK_SHARE
+            for _ in range(self.rng.randint(*COMBO_CLICKS)):
+                charged += await self.send_gift(ws, gift.id, 1, combo)
+                # A person's clicking rhythm (scaled with the pace).
+                await asyncio.sleep(self.pacer.pace_s * (low + (high - low) * self.rng.random()))
+            await ws.send(self.codec.encode_client(ComboEnd(id="end", room=self.state.room,
+                                                            combo=combo)))
+            # Settled before the turn ends: its alert is this turn's, not the next bot's.
+            await self.reply_to(ws, "end", by_id=True)
+            self.state.bot_alerts += charged > 0
             return
-        count = self.rng.choice((1, 1, 1, 2, 3, 5, 10)) if gift.streakable else 1
-        await self.send_gift(ws, gift.id, count, None)
+        count = self.rng.choice(COUNTS) if gift.streakable else 1
+        self.state.bot_alerts += await self.send_gift(ws, gift.id, count, None)
 
     async def send_gift(self, ws: ClientConnection, gift: str, count: int,
-                        combo: str | None) -> None:
+                        combo: str | None) -> bool:
+        """True when the gift was charged."""
         tx = uuid.uuid4().hex
         msg = SendGift(room=self.state.room, gift=gift, count=count, tx=tx, combo=combo)
         await ws.send(self.codec.encode_client(msg))
         reply = await self.reply_to(ws, tx)
         if isinstance(reply, Ack):
             self.state.gifts_sent += 1
-            return
+            return True
         if reply.code == "insufficient_funds":
             await fund(self.rt.components["wallet"], self.viewer.user)
-            return
+            return False
         if reply.code in ("rate_limited", "combo_not_found", "room_ended"):
-            return
+            return False
         raise BotError(f"gift refused: {reply.code}")
 
-    async def reply_to(self, ws: ClientConnection, tx: str) -> Ack | ErrorReply:
+    async def reply_to(self, ws: ClientConnection, key: str, *, by_id: bool = False
+                       ) -> Ack | ErrorReply:
+        """The reply to the request with this tx (or this request id)."""
         async with asyncio.timeout(ACK_TIMEOUT_S):
             while True:
                 for msg in await self.receive(ws):
-                    if isinstance(msg, Ack | ErrorReply) and msg.tx == tx:
+                    if isinstance(msg, Ack | ErrorReply) and (msg.id if by_id else msg.tx) == key:
                         return msg
 
     async def expect(self, ws: ClientConnection, kind: type[ServerMessage]) -> ServerMessage:
@@ -243,8 +310,9 @@ async def start(rt: Runtime, stack: contextlib.AsyncExitStack) -> DemoState:
     wallet: Wallet = rt.components["wallet"]
     gifts = list(wallet.catalog.gifts.values())
     rng = random.Random()
+    pacer = Pacer(state.pace_s, rng)
     for i in range(max(0, rt.config.demo_bots)):
-        bot = Bot(rt, state, state.viewers[i % len(state.viewers)], gifts, rng)
+        bot = Bot(rt, state, state.viewers[i % len(state.viewers)], gifts, rng, pacer)
         state.tasks.append(asyncio.create_task(bot.run(), name=f"demo-bot-{i}"))
         state.bot_count += 1
     state.tasks.append(asyncio.create_task(announce_when_listening(rt, state), name="demo-urls"))
@@ -282,10 +350,12 @@ def announce(rt: Runtime, state: DemoState) -> None:
         "giftwire demo is live",
         "  overlay (add it to OBS as a browser source, 1280x720 or 1920x1080):",
         f"    {overlay_url(rt, state)}",
-        "  viewer demo (buy coins, send gifts, hold a gift for a combo):",
+        "  viewer demo, as a guest viewer of your own (buy coins, send gifts, hold a gift for a"
+        " combo):",
         f"    {state.base_url}/demo",
         f"  overlay preview without a server:  {state.base_url}/overlay?test=1",
-        f"  {state.bot_count} bot(s) are gifting in room '{state.room}'. Ctrl-C stops everything.",
+        f"  {state.bot_count} bot(s) are gifting in room '{state.room}', one gift every"
+        f" {state.pace_s:g} s. Ctrl-C stops everything.",
         "",
     ]
     print("\n".join(lines), file=sys.stdout, flush=True)

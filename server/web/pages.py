@@ -9,10 +9,9 @@ instead of showing an empty overlay; the page then uses the same token for its W
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -20,10 +19,8 @@ from server.auth import AuthError, Role
 from server.config import Config
 from server.runtime import Runtime
 from server.web.body import read_fields
+from server.web.demo_guest import demo_guest, demo_of
 from server.web.problem import HTTPProblem
-
-if TYPE_CHECKING:
-    from server.web.demo import DemoState
 
 STATIC_DIR = Path(__file__).with_name("static")
 
@@ -68,21 +65,18 @@ async def demo_page(request: Request) -> Response:
     return page("demo.html")
 
 
-def _demo(request: Request) -> tuple[Runtime, DemoState]:
-    from server.web.demo import DemoState
-
-    rt: Runtime = request.app.state.runtime
-    state = rt.components.get("demo")
-    if not isinstance(state, DemoState):
-        raise HTTPProblem(503, "unavailable", "the demo is still starting")
-    return rt, state
+async def home(request: Request) -> Response:
+    """`/`: the demo in demo mode, else a page of links (the API answers no HTML elsewhere)."""
+    if request.app.state.runtime.config.demo:
+        return RedirectResponse("/demo", status_code=307)
+    return page("index.html")
 
 
 async def demo_session(request: Request) -> Response:
     """The demo room, its viewers and a fresh overlay link (demo mode only)."""
     from server.web.demo import overlay_url
 
-    rt, state = _demo(request)
+    rt, state = demo_of(request)
     return JSONResponse(
         {
             "room": state.room,
@@ -96,7 +90,7 @@ async def demo_session(request: Request) -> Response:
 
 async def demo_token(request: Request) -> Response:
     """A viewer token for one of the demo viewers, and only for them (demo mode only)."""
-    rt, state = _demo(request)
+    rt, state = demo_of(request)
     user = (await read_fields(request, frozenset({"user"}))).text("user", 128)
     viewer = state.viewer(user)
     if viewer is None:
@@ -110,6 +104,7 @@ async def demo_token(request: Request) -> Response:
 
 def routes(config: Config) -> list[BaseRoute]:
     found: list[BaseRoute] = [
+        Route("/", home, methods=["GET"]),
         Route("/overlay", overlay_page, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -118,5 +113,6 @@ def routes(config: Config) -> list[BaseRoute]:
             Route("/demo", demo_page, methods=["GET"]),
             Route("/demo/api/session", demo_session, methods=["GET"]),
             Route("/demo/api/token", demo_token, methods=["POST"]),
+            Route("/demo/api/guest", demo_guest, methods=["POST"]),
         ]
     return found

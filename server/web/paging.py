@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 from starlette.requests import Request
 
 from server.web.problem import refusal
 
 MAX_PAGE = 200
+
+
+class PageItem(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 def page_params(request: Request) -> tuple[int | None, int]:
@@ -20,3 +30,9 @@ def page_params(request: Request) -> tuple[int | None, int]:
     if not 1 <= limit <= MAX_PAGE or (before_id is not None and before_id < 1):
         raise refusal("out_of_range", f"limit must be 1..{MAX_PAGE}, before positive")
     return before_id, limit
+
+
+def page_answer(items: Sequence[PageItem], limit: int) -> dict[str, Any]:
+    """The page's items and the `before` of the next page (null on the last page)."""
+    nxt = items[-1].id if len(items) == limit else None
+    return {"items": [item.to_json() for item in items], "next_before": nxt}

@@ -53,7 +53,10 @@ async def test_demo_page_buys_coins_sends_gifts_and_streaks_a_combo(
     wallet = rt.components["wallet"]
     await page.goto(f"{demo_server.base_url}/demo")
     await expect(page.locator("body")).to_have_attribute("data-state", "joined")
-    user = await page.locator("#viewer").input_value()
+    # The page's viewer is a guest of its own, never one of the demo's bot viewers.
+    user = await page.locator("#you").get_attribute("data-user")
+    assert user and user.startswith("guest-")
+    assert user not in {v.user for v in rt.components["demo"].viewers}
     start = await wallet.balance(user)
     await expect(page.locator("#balance")).to_have_text(f"{start:,}")
 

@@ -107,3 +107,43 @@ async def test_demo_mints_viewer_tokens_for_demo_viewers_only(demo_server: Runni
     wallet = rt.components["wallet"]
     for user in users:
         assert await wallet.balance(user) > 0
+
+
+async def test_root_is_a_landing_page_or_the_demo(server: RunningServer,
+                                                  demo_server: RunningServer) -> None:
+    r = await get(server, "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'href="/overlay?test=1"' in r.text and 'href="/healthz"' in r.text
+    r = await get(demo_server, "/")
+    assert (r.status_code, r.headers["location"]) == (307, "/demo")
+
+
+async def test_the_demo_guest_is_a_viewer_of_its_own_funded_once(
+    demo_server: RunningServer, server: RunningServer
+) -> None:
+    rt = demo_server.runtime
+    wallet = rt.components["wallet"]
+    bots = {v.user for v in rt.components["demo"].viewers}
+    async with httpx.AsyncClient(base_url=demo_server.base_url) as client:
+        first = (await client.post("/demo/api/guest", json={})).json()
+        assert first["user"].startswith("guest-") and first["user"] not in bots
+        assert first["name"] == f"Guest {first['user'][-4:].upper()}"
+        principal = await rt.issuer.verify(first["token"], rt.redis)
+        assert (principal.user, principal.role.value, principal.name) == (
+            first["user"], "viewer", first["name"])
+        assert await wallet.balance(first["user"]) == 5_000
+        # The page asks again with its stored id: the same guest, not funded twice.
+        again = (await client.post("/demo/api/guest", json={"guest": first["user"]})).json()
+        assert again["user"] == first["user"]
+        assert await wallet.balance(first["user"]) == 5_000
+        other = (await client.post("/demo/api/guest")).json()
+        assert other["user"] != first["user"]
+        # Nobody can pose as a bot (or anyone else) through it; nothing is created.
+        for bad in ("demo-mira", "guest-XYZ", "guest-0123456789abc", 7):
+            r = await client.post("/demo/api/guest", json={"guest": bad})
+            assert_problem(r, 400, "wrong_type" if bad == 7 else "invalid_value")
+        assert await wallet.balance("guest-XYZ") == 0
+        assert_problem(await client.post("/demo/api/guest", json={"user": "x"}), 400,
+                       "unknown_field")
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        assert_problem(await client.post("/demo/api/guest", json={}), 404, "not_found")

@@ -140,7 +140,7 @@ async def test_a_spend_whose_credit_was_lost_is_credited_by_the_flusher(
     status, balance, coins, creator, _entry = await runner.call(
         "spend",
         [k.wallet("v5"), k.tx("v5", "lost"), k.ledger_stream(shard), k.catalog(shard),
-         k.live_rooms(shard), k.blocks(shard)],
+         k.live_rooms(shard), k.blocks(shard), k.balance_channel("v5")],
         ["v5", "lost", live_room, "doughnut", 2, "", 0, TX_TTL_S],
     )
     assert (status, balance, coins, creator) == (b"ok", 40, 60, b"creator1")

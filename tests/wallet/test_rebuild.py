@@ -80,6 +80,9 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
     assert before["u1"][5] == 500
     assert not before["u7"][4]
     assert before["creator1"][3] != 0  # a carry exists
+    versions = {u: int(await runtime.redis.hget(runtime.keys.wallet(u), "bv") or 0)
+                for u in users}
+    assert min(versions.values()) > 0
 
     fresh = dataclasses.replace(config, key_prefix=f"t{uuid.uuid4().hex[:10]}:")
     try:
@@ -91,6 +94,9 @@ async def test_rebuild_into_an_empty_redis_gives_back_every_balance(
             runner2 = ScriptRunner(rt2.redis)
             wallet2 = Wallet(rt2, runner2)
             assert await _states(wallet2, users) == before
+            # Balance pushes' versions never go back (docs/protocol.md, `balance`).
+            for u in users:
+                assert int(await rt2.redis.hget(rt2.keys.wallet(u), "bv")) >= versions[u], u
             # Idempotency survived: old ids return their first results and change nothing.
             again = await wallet2.spend(SpendRequest("u3", live_room, "finger_heart", 3, "u3-t2"))
             assert (again.ok, again.duplicate, again.balance) == (True, True,

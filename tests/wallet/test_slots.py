@@ -47,7 +47,7 @@ async def test_every_wallet_script_touches_one_slot_and_every_one_is_exercised(
     await runner.call(
         "spend",
         [k.wallet("user1"), k.tx("user1", "lost"), k.ledger_stream(shard), k.catalog(shard),
-         k.live_rooms(shard), k.blocks(shard)],
+         k.live_rooms(shard), k.blocks(shard), k.balance_channel("user1")],
         ["user1", "lost", live_room, "rose", 1, "", 0, 60],
     )
     await flusher.drain()  # the flusher's checks and credits go through the runner too

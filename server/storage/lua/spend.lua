@@ -3,7 +3,8 @@
 -- KEYS[3] shard ledger stream                   KEYS[4] shard catalog hash (gift -> "coins s")
 -- KEYS[5] shard live-rooms hash (room -> creator)
 -- KEYS[6] shard blocks hash ("<room> <user>" -> 1, and "" once loaded: server/money/blockgate.py)
--- KEYS[7] the combo's record ({w<N>}:combo:<user>:<combo>), given with a combo id only
+-- KEYS[7] the user's balance channel ({w<N>}:balance:<user>; lua/lib/balance_push.lua)
+-- KEYS[8] the combo's record ({w<N>}:combo:<user>:<combo>), given with a combo id only
 -- ARGV[1] user  ARGV[2] tx  ARGV[3] room  ARGV[4] gift  ARGV[5] count (1..1000, checked by caller)
 -- ARGV[6] combo id or ''  ARGV[7] platform daily limit in coins (0 = none)  ARGV[8] tx record TTL
 -- ARGV[9] combo timeout ms  ARGV[10] how long a combo record is kept, s (with a combo id only)
@@ -23,6 +24,8 @@
 -- naming another room or gift is refused ('combo_mismatch'), one after the deadline (the combo
 -- timed out, or combo_close.lua set it to 0 on combo_end) is refused ('combo_not_found'); both
 -- before any debit. The tx record is checked first, so a retried click is 'dup' even then.
+-- An accepted spend publishes the new balance (reason 'gift', with the tx) on the user's channel.
+--!include balance_push
 local fp = ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6]
 local rec = redis.call('GET', KEYS[2])
 if rec then
@@ -42,7 +45,7 @@ local now = 0
 if ARGV[6] ~= '' then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local combo = redis.call('GET', KEYS[7])
+  local combo = redis.call('GET', KEYS[8])
   if combo then
     local croom, cgift, deadline = string.match(combo, '^(%S+) (%S+) (%d+)$')
     if croom ~= ARGV[3] or cgift ~= ARGV[4] then return {'combo_mismatch', balance, 0, ''} end
@@ -70,9 +73,10 @@ end
 balance = redis.call('HINCRBY', KEYS[1], 'coins', -coins)
 redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. fp .. ' ' .. creator, 'EX', ARGV[8])
 if ARGV[6] ~= '' then
-  redis.call('SET', KEYS[7], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
+  redis.call('SET', KEYS[8], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
     'EX', ARGV[10])
 end
 local entry = redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
   'g', ARGV[4], 'n', ARGV[5], 'cb', ARGV[6], 'a', coins, 'b', balance, 'o', creator)
+balance_push(KEYS[1], KEYS[7], balance, '-', 'gift', ARGV[2])
 return {'ok', balance, coins, creator, entry}

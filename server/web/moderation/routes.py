@@ -20,7 +20,7 @@ from server.config import Config
 from server.live.moderation import Moderation
 from server.web.api import principal, room_param
 from server.web.body import read_fields
-from server.web.paging import page_params
+from server.web.paging import page_answer, page_params
 from server.web.problem import refusal, refusing
 
 # User ids are opaque (a token's `sub`); bounded like the admin API's.
@@ -102,9 +102,7 @@ async def get_audit(request: Request) -> Response:
     p, room = await principal(request), room_param(request)
     before_id, limit = page_params(request)
     items = await _moderation(request).audit(room, p, before=before_id, limit=limit)
-    nxt = items[-1].id if len(items) == limit else None
-    return JSONResponse({"room": room, "items": [e.to_json() for e in items],
-                         "next_before": nxt})
+    return JSONResponse({"room": room, **page_answer(items, limit)})
 
 
 def routes(config: Config) -> list[Route]:

@@ -1,12 +1,15 @@
-// The viewer demo (`/demo`, demo mode only): pick a demo viewer, buy coins through the sandbox
-// payment provider, send gifts into the demo room over the WebSocket protocol, hold a streakable
-// gift to send a combo. `window.giftwireDemo` exposes what the browser tests check.
+// The viewer demo (`/demo`, demo mode only): you are a guest viewer of your own (never a bot);
+// buy coins through the sandbox payment provider, send gifts into the demo room over the
+// WebSocket protocol, hold a streakable gift to send a combo, and see each of your gifts
+// confirmed once the room has it. `window.giftwireDemo` exposes what the browser tests check.
 
 import { artFor, giftName, loadCatalog } from "./gifts.js";
 import { defaultSocketUrl, RoomClient } from "./gw-client.js";
 
 const FEED_SIZE = 12;
+const MINE_SIZE = 8;
 const STREAK_EVERY_MS = 150;
+const GUEST_KEY = "giftwire-demo-guest";
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => {
@@ -16,7 +19,10 @@ const el = (tag, cls, text) => {
   return node;
 };
 
-const hook = { ready: false, balance: null, acks: 0, errors: [], feed: 0, user: null };
+const hook = {
+  ready: false, balance: null, version: -1, acks: 0, errors: [], feed: 0, user: null,
+  mine: [], // your gifts, newest first: {gift, count, combo, state: sending|charged|confirmed|failed}
+};
 window.giftwireDemo = hook;
 
 let session = null;
@@ -42,6 +48,62 @@ function status(text, isError = false) {
 function setBalance(coins) {
   hook.balance = coins;
   $("balance").textContent = coins.toLocaleString("en-US");
+}
+
+// A `balance` push: any change to the wallet, from any device or process (docs/protocol.md).
+// Versions order them; a sync is a fresh read and may repeat the last version.
+function onBalance(msg) {
+  const stale = msg.reason === "sync" ? msg.version < hook.version : msg.version <= hook.version;
+  if (stale) return;
+  hook.version = msg.version;
+  setBalance(msg.balance);
+}
+
+// -- your gifts: sending, charged (ack), confirmed (the room's event came back) -----------------
+
+const mine = []; // entries, newest first
+
+const MINE_TEXT = {
+  sending: "sending…",
+  charged: "charged, on its way to the room…",
+  confirmed: "✓ confirmed: in the room and on the overlay",
+  failed: "not sent",
+};
+
+function renderMine(entry) {
+  entry.li.dataset.state = entry.state;
+  entry.li.replaceChildren(el("b", "", `${giftName(entry.gift)} x ${entry.count}`),
+    ` ${entry.combo && entry.state !== "confirmed" ? "streaking… " : ""}${MINE_TEXT[entry.state]}`);
+  hook.mine = mine.map(({ gift, count, combo, state }) => ({ gift, count, combo, state }));
+}
+
+// A combo's count grows with its charged clicks; a plain send's is known at once (its room
+// event may come before its ack).
+function trackMine(gift, combo, count) {
+  const existing = combo && mine.find((e) => e.combo === combo);
+  if (existing) return existing;
+  const entry = { gift, combo, count: combo ? 0 : count, state: "sending", li: el("li") };
+  mine.unshift(entry);
+  $("mine").prepend(entry.li);
+  while (mine.length > MINE_SIZE) mine.pop().li.remove();
+  renderMine(entry);
+  return entry;
+}
+
+function settleMine(entry, state, count) {
+  if (entry.state === "confirmed") return;
+  entry.state = state;
+  if (count !== undefined) entry.count = count;
+  renderMine(entry);
+}
+
+// The room's event for one of your gifts: a combo by its id, a plain send the oldest match.
+function confirmMine(msg) {
+  const entry = msg.combo
+    ? mine.find((e) => e.combo === msg.combo)
+    : mine.findLast((e) => !e.combo && e.gift === msg.gift && e.count === msg.count &&
+        e.state !== "confirmed" && e.state !== "failed");
+  if (entry) settleMine(entry, "confirmed", msg.count);
 }
 
 async function api(path, { method = "GET", body, auth = true } = {}) {
@@ -84,6 +146,7 @@ function onEvent(msg) {
     comboItems.set(key, li);
     return;
   }
+  if (msg.sender === hook.user) confirmMine(msg);
   const li = feedItem(msg, `sent ${giftName(msg.gift)} x ${msg.count} (${msg.coins} coins)`);
   const running = msg.combo && comboItems.get(key);
   if (running?.isConnected) running.replaceWith(li);
@@ -92,7 +155,7 @@ function onEvent(msg) {
 }
 
 function onMessage(msg) {
-  if (msg.type === "balance") setBalance(msg.balance);
+  if (msg.type === "balance") onBalance(msg);
   else if (msg.type === "error" && msg.code) status(`refused: ${msg.code}`, true);
 }
 
@@ -111,7 +174,20 @@ const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 async function sendGift(gift, combo) {
   const msg = { type: "gift", room: session.room, gift, count: 1, tx: newId() };
   if (combo) msg.combo = combo;
-  const sender = client; // switching viewers must not send this gift as someone else
+  const sender = client; // a new session (re-login) must not send this gift as someone else
+  const entry = trackMine(gift, combo, msg.count);
+  const ok = await deliver(sender, msg);
+  if (entry.state === "confirmed") return ok;
+  if (ok) {
+    if (combo) entry.count += 1;
+    settleMine(entry, "charged");
+  } else if (!combo || entry.count === 0) {
+    settleMine(entry, "failed");
+  }
+  return ok;
+}
+
+async function deliver(sender, msg) {
   for (let attempt = 0; attempt < 4; attempt++) {
     let reply;
     try {
@@ -206,12 +282,29 @@ function renderCatalog(catalog) {
   }));
 }
 
-async function login(user) {
+function storedGuest() {
+  try {
+    return localStorage.getItem(GUEST_KEY);
+  } catch {
+    return null; // storage disabled: a new guest each visit
+  }
+}
+
+async function login() {
   hook.ready = false;
   client?.stop();
-  const viewer = await api("/demo/api/token", { method: "POST", body: { user }, auth: false });
+  const known = storedGuest();
+  const viewer = await api("/demo/api/guest", { method: "POST",
+    body: known ? { guest: known } : {}, auth: false });
+  try {
+    localStorage.setItem(GUEST_KEY, viewer.user);
+  } catch {
+    // not kept: a reload is a new guest
+  }
   token = viewer.token;
   hook.user = viewer.user;
+  $("you").textContent = viewer.name;
+  $("you").dataset.user = viewer.user;
   const wallet = await api("/api/me/balance");
   setBalance(wallet.coins);
   client = new RoomClient({
@@ -240,16 +333,9 @@ async function main() {
   session = await api("/demo/api/session", { auth: false });
   $("room-name").textContent = session.room;
   $("overlay-link").href = session.overlay_url;
-  const select = $("viewer");
-  select.replaceChildren(...session.viewers.map((v) => {
-    const opt = el("option", "", v.name);
-    opt.value = v.user;
-    return opt;
-  }));
-  select.addEventListener("change", () => login(select.value));
   await loadCatalog();
   renderCatalog(await api("/api/catalog", { auth: false }));
-  await login(select.value);
+  await login();
 }
 
 main().catch((err) => status(`demo failed to start: ${err.message}`, true));
