@@ -115,6 +115,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
             raise PlanError("--redis-cluster with --url needs REDIS_URL=redis+cluster://...")
         if plan.scenario == "scale-out":
             raise PlanError("the scale-out scenario starts its servers twice: it needs --spawn")
+        if plan.scenario == "battle":
+            raise PlanError("the battle scenario kills one of its two servers: it needs --spawn")
         if plan.scenario == "hostile":
             raise PlanError("the hostile scenario watches its server's memory and log: it "
                             "needs --spawn, not --url")
@@ -208,6 +210,13 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
         from loadtest.hostile.run import run_hostile
 
         out = await run_hostile(plan, console)
+        if args.json:
+            report.write_json(out, args.json)
+        return out
+    if plan.scenario == "battle":
+        from loadtest.battle.run import run_battle
+
+        out = await run_battle(plan, console)
         if args.json:
             report.write_json(out, args.json)
         return out

@@ -78,6 +78,10 @@ SCENARIOS: dict[str, Plan] = {
     # then of two (`giftwire serve --workers 2`); loadtest/scaleout.py compares the two.
     "scale-out": Plan("scale-out", duration_s=15, rooms=5, connections=2_000, senders=200,
                       rate=0),
+    # Two rooms in a timed battle, senders into both on two servers, one SIGKILLed mid-battle;
+    # the final scores are checked against the ledger (loadtest/battle/).
+    "battle": Plan("battle", duration_s=8, rooms=2, connections=8, senders=8, rate=80, spawn=2,
+                   overlays_per_room=0, workers=1),
     "chaos": Plan("chaos", duration_s=20, rooms=4, connections=400, senders=60, rate=300,
                   spawn=2, chaos=True, settle_s=30),
 }

@@ -11,6 +11,7 @@ Typical server use::
     out = codec.frame([data, other])                  # ...and batch without re-encoding
 """
 
+from protocol.battle_messages import BattlePhase, BattleResult, BattleSide, BattleUpdate
 from protocol.client_messages import ComboEnd, Hello, Join, Leave, Ping, SendGift
 from protocol.codec import (
     SUBPROTOCOL_JSON,
@@ -66,6 +67,10 @@ __all__ = [
     "SUBPROTOCOL_MSGPACK",
     "Ack",
     "BalanceUpdate",
+    "BattlePhase",
+    "BattleResult",
+    "BattleSide",
+    "BattleUpdate",
     "ClientMessage",
     "CloseCode",
     "Codec",

@@ -21,6 +21,7 @@ import msgpack
 
 # The message modules are imported for their registrations in CLIENT_MESSAGES / SERVER_MESSAGES.
 from protocol import (  # noqa: F401
+    battle_messages,
     client_messages,
     overlay_messages,
     room_messages,

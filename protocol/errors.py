@@ -110,6 +110,14 @@ class ErrorCode(StrEnum):
     """A request body without `Content-Length` (chunked); the connection is closed (HTTP 411)."""
     HEADERS_TOO_LARGE = "headers_too_large"
     """A request head over its byte or line limit; the connection is closed (HTTP 431)."""
+    ROOM_NOT_LIVE = "room_not_live"
+    """A battle needs both rooms live, and one is not (HTTP 409)."""
+    BATTLE_BUSY = "battle_busy"
+    """A room of the battle is already in an open (invited, accepted or running) battle, or
+    still settling one (HTTP 409)."""
+    BATTLE_STATE = "battle_state"
+    """The battle is not in a state that allows this (accepting a running one, starting one
+    not accepted, cancelling one that ended) (HTTP 409)."""
 
 
 class CloseCode(IntEnum):

@@ -27,6 +27,8 @@ MAX_COMBO_ID_LEN: Final = 64
 MAX_REQUEST_ID_LEN: Final = 64
 # A room's epoch id (the server makes 12 characters); a client sends back the one it was given.
 MAX_EPOCH_LEN: Final = 32
+# A battle's id (the server makes 32 hex characters).
+MAX_BATTLE_ID_LEN: Final = 64
 MAX_CLIENT_NAME_LEN: Final = 64
 # No v1 client message carries free text; reserved so chat-like additions share one bound.
 MAX_MESSAGE_TEXT_LEN: Final = 256

@@ -105,6 +105,9 @@ def _component_routes(config: Config) -> list[BaseRoute]:
     from server.web import creator  # the creator dashboard and its API
 
     found += creator.routes(config)
+    from server.web import battles  # gift battles between two rooms
+
+    found += battles.routes(config)
     # -- pages (overlay, demo, static files) --
     from server.web import pages
 

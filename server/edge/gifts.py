@@ -116,7 +116,7 @@ class Gifts:
         combo = req.combo if result.streakable else None
         seq = await self.state.publish_gift(
             req.room, sender=req.user, name=name, tx=req.tx, gift=req.gift, count=req.count,
-            coins=result.coins, combo=combo,
+            coins=result.coins, combo=combo, at_ms=result.at_ms,
         )
         if combo is not None:
             self.sweeper.note(req.room)

@@ -26,6 +26,8 @@ from server.hub.combos import ComboSweeper
 from server.hub.hub import Hub, HubSettings
 from server.hub.roomstate import RoomState
 from server.live import creator_earnings
+from server.live.battle_settle import Settler
+from server.live.battles import Battles
 from server.live.moderation import Moderation
 from server.live.overlay_keys import OverlayKeys, is_key_session
 from server.live.overlay_settings import OverlaySettingsStore
@@ -139,6 +141,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
         task.add_done_callback(realtime.stream_records.discard)
 
     realtime.on_stream = on_stream
+    await start_battles(rt, hub, state, stack)
 
     async def revoked(token_ids: list[str]) -> set[str]:
         return await rt.issuer.revoked_among(token_ids, rt.redis)
@@ -155,6 +158,19 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
 
     stack.push_async_callback(stop_watcher)
     return realtime
+
+
+async def start_battles(rt: Runtime, hub: Hub, state: RoomState,
+                        stack: contextlib.AsyncExitStack) -> Battles:
+    """Gift battles: the domain, and settling due ones on a touch and on a periodic sweep."""
+    battles = Battles(rt, hub.battles)
+    settler = Settler(battles)
+    state.on_battle_due = settler.touch
+    rt.components["battles"] = battles
+    rt.components["battle_settler"] = settler
+    settler.start()
+    stack.push_async_callback(settler.stop)
+    return battles
 
 
 async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float,

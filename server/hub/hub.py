@@ -5,16 +5,12 @@ subscribes to its channel, the last leave unsubscribes. Each event from the brok
 encoded at most once per codec, and the same bytes are pushed to every member's writer (see
 server/edge/writer.py); nothing here awaits a client.
 
-Ordering and recovery (docs/hub.md): events carry the room's position (epoch, seq). The hub
-remembers the last position it delivered per room; a seq that skips ahead (only possible when
-pub/sub lost messages, e.g. around a reconnect) or a broker resubscription makes the room fetch
-what it missed from the room history, holding live events back meanwhile, then deliver both in
-order without duplicates. An event of another epoch, or a seq below one already received live
-(the room's state went back: Redis lost its last writes), makes it ask Redis for the current
-epoch: the members are told `gap`, their position moves to the new epoch's start, and every
-event of the new epoch follows. A join reads its snapshot only after the subscription is
+Ordering and recovery (docs/hub.md): events carry the room's position (epoch, seq). A seq that
+skips ahead or a broker resubscription makes the room fetch what it missed from the room history,
+holding live events back meanwhile; an event of another epoch, or a seq going back, moves members
+to the current epoch with `gap`. A join reads its snapshot only after the subscription is
 confirmed and buffers live events until the snapshot is sent, so it neither misses nor repeats an
-event.
+event. Battles (server/hub/battlestate.py) ride on the same channel.
 """
 
 from __future__ import annotations
@@ -23,11 +19,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import msgpack
 
 from protocol import CloseCode, ComboProgress, Joined, ServerMessage, ViewerCount
+from server.hub.battlestate import BattleSides, BattleView, show_battle
 from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
 from server.hub.envelopes import changes_state, event_message, read_state, state_messages
@@ -65,6 +63,7 @@ class Hub:
         self.sweeper = sweeper
         self.settings = settings or HubSettings()
         self.codecs = Codecs()
+        self.battles = BattleSides(state)
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -86,8 +85,7 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for room in self._rooms.values():
-            if room.state_timer is not None:
-                room.state_timer.cancel()
+            room.cancel_timers()
 
     @property
     def rooms(self) -> dict[str, int]:
@@ -107,6 +105,7 @@ class Hub:
         room = self._rooms.get(name)
         if room is None:
             room = Room(name, self.state.keys.room_channel(name))
+            room.battle = BattleView(partial(self._broadcast, room), self.settings.state_interval_s)
             self._rooms[name] = room
             self._by_channel[room.channel] = room
             room.subscribed = asyncio.ensure_future(self.broker.subscribe(room.channel))
@@ -169,6 +168,7 @@ class Hub:
         if room.resync_after_join or resync:
             room.resync_after_join = False
             self._recover(room)
+        await show_battle(self.battles, self.codecs, room, member)
 
     async def leave(self, member: Member, name: str) -> bool:
         room = self._rooms.get(name)
@@ -189,8 +189,7 @@ class Hub:
             return
         del self._rooms[room.name]
         del self._by_channel[room.channel]
-        if room.state_timer is not None:
-            room.state_timer.cancel()
+        room.cancel_timers()
         self.metrics.rooms.set(len(self._rooms))
         self.broker.unsubscribe(room.channel)
 
@@ -216,8 +215,10 @@ class Hub:
                 self._state_from(room, env)
         elif kind == "st":
             self._state_from(room, env)
-        else:
+        elif kind != "bt":
             log.error("unknown envelope on %s skipped", channel)
+        if kind == "bt" or (kind == "ev" and env.get("bt") is not None):  # a battle update
+            room.battle.on_envelope(room.name, env)
 
     def _event(self, room: Room, msg: RoomEvent) -> None:
         if room.recovering is not None:

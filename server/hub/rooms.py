@@ -114,6 +114,13 @@ class Room:
     state_timer: asyncio.TimerHandle | None = None
     viewers: int = -1
     open_combos: set[str] = field(default_factory=set)
+    battle: Any = None  # its BattleView (server/hub/battlestate.py), set by the hub
+
+    def cancel_timers(self) -> None:
+        if self.state_timer is not None:
+            self.state_timer.cancel()
+        if self.battle is not None:
+            self.battle.cancel()
 
 
 def push_event(codecs: Codecs, room: str, member: Member, st: MemberState, out: Outgoing) -> bool:

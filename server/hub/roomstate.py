@@ -8,12 +8,15 @@ the room channel), a msgpack map:
 - `{k: "ev", ev: <event map>, top?: [...], goal?: {...}}`: a sequenced room event (`gift` or
   `combo`, the wire message's own map) and, after a spend, the new leaderboard and goal;
 - `{k: "st", goal?: {...}, nogoal?: true, live?: bool}`: a state change without a sequence number.
+- `{k: "bt", ...}` (and `bt` beside a spend's `ev`): a battle's start, end or a side's new score
+  (server/hub/battlestate.py).
 The history stream holds the event maps alone (fields `s` = seq, `e` = msgpack event), of the
 room's current epoch only (server/storage/lua/lib/room_epoch.lua says when an epoch starts).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +95,9 @@ class RoomState:
         self.history_max_age_ms = history_max_age_s * 1000
         self.combo_timeout_ms = combo_timeout_ms
         self.presence_ttl_ms = presence_ttl_s * 1000
+        # Called with (room, battle id) when a gift finds the room's battle window closed but its
+        # side not settled: the battles feature (server/live/battles.py) settles it.
+        self.on_battle_due: Callable[[str, str], None] | None = None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -106,23 +112,29 @@ class RoomState:
         count: int,
         coins: int,
         combo: str | None = None,
+        at_ms: int = 0,
     ) -> int | None:
-        """Publish the event of one accepted spend; None if this tx was already published."""
+        """Publish the event of one accepted spend; None if this tx was already published.
+        `at_ms`: when it was debited (its ledger time), which decides whether it scores in a
+        battle (0: unknown, the event's own time decides)."""
         k = self.keys
-        status, seq, _epoch = await self.runner.call(
+        status, seq, _epoch, due = await self.runner.call(
             "room_event",
             [
                 k.room_seq(room), k.room_history(room), k.room_published(room),
                 k.room_leaderboard(room), k.room_names(room), k.room_goal(room),
                 k.room_combos(room), k.room_combo_due(room), k.room_channel(room),
-                k.room_combos_done(room), k.room_epoch(room),
+                k.room_combos_done(room), k.room_epoch(room), k.room_battle(room),
+                k.room_battle_top(room),
             ],
             [
                 f"{sender}:{tx}", room, sender, name, gift, count, coins, combo or "",
                 self.history_maxlen, self.history_max_age_ms, DEDUP_WINDOW_MS,
-                self.combo_timeout_ms, TOP_SIZE, DEDUP_MAX,
+                self.combo_timeout_ms, TOP_SIZE, DEDUP_MAX, at_ms,
             ],
         )
+        if due and self.on_battle_due is not None:
+            self.on_battle_due(room, _s(due))
         return int(seq) if int(status) == 1 else None
 
     async def settle_combos(self, room: str, *, sender: str = "", combo: str = "") -> int:

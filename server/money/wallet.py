@@ -67,6 +67,9 @@ class SpendResult:
     creator: str | None = None
     gift_name: str = ""
     streakable: bool = False
+    # When the debit's ledger entry was written (Redis time, ms; the ledger's `ts`); 0 for a
+    # duplicate, whose first result does not keep it. Battles score a gift by it.
+    at_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,10 +140,11 @@ class Wallet:
         if req.combo:
             keys.append(k.combo(req.user, req.combo))
             args += [self._rt.config.combo_timeout_ms, COMBO_MEMORY_S]
-        status, balance, coins, creator = await self._runner.call("spend", keys, args)
+        status, balance, coins, creator, *entry = await self._runner.call("spend", keys, args)
         if _str(status) == "blocks_unloaded":  # the shard's blocks were lost: reload, then spend
             await self.blocks.load()
-            status, balance, coins, creator = await self._runner.call("spend", keys, args)
+            status, balance, coins, creator, *entry = await self._runner.call("spend", keys,
+                                                                              args)
         status, creator = _str(status), _str(creator) or None
         if status == "blocks_unloaded":  # lost again at once: Redis is failing
             raise ConnectionError("the spend gate's blocks cannot be loaded now")
@@ -155,7 +159,7 @@ class Wallet:
             await self._credit_after_spend(
                 Credit(creator, req.user, req.tx, int(coins), req.room, req.gift, req.count))
         return SpendResult(True, int(balance), status == "dup", None, int(coins), creator,
-                           name, streakable)
+                           name, streakable, int(_str(entry[0]).split("-")[0]) if entry else 0)
 
     async def close_combo(self, user: str, combo: str) -> bool:
         """No click of this combo is charged from now on (`combo_end`, before the room settles

@@ -6,7 +6,8 @@ hash tag (the part in braces):
   shard's ledger stream and the shard's copies of the gift catalog, the live-room set and its
   users' room blocks live together, so one spend is one slot. Wallets hash onto `wallet_shards`
   shards (CRC32 of the user id).
-- `{r:<room>}`: one room: sequence and its epoch, history, leaderboard, goal, presence, combos.
+- `{r:<room>}`: one room: sequence and its epoch, history, leaderboard, goal, presence, combos,
+  its side of a battle.
 `tests/test_keys.py` checks, for every script, that its KEYS map to one slot.
 """
 
@@ -151,6 +152,15 @@ class Keys:
         """Hash: the cached overlay `key`, its `creator` and the `settings` JSON (Postgres holds
         the truth; a missing field is refilled from there)."""
         return f"{self._r(room)}:overlay"
+
+    # Battles (server/live/battles.py): each room's slot holds its own side of a battle.
+    def room_battle(self, room: str) -> str:
+        """Hash: id, start, end (ms), opp, ochan, score, closed: this room's side of its battle."""
+        return f"{self._r(room)}:battle"
+
+    def room_battle_top(self, room: str) -> str:
+        """Zset: gifter -> coins scored for this room's side of its battle."""
+        return f"{self._r(room)}:battletop"
 
     # -- operations (server/web/admin/) -------------------------------------------------------
     # One slot ({ops}) so the operator view reads every heartbeat with one MGET on a cluster too.

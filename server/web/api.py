@@ -19,6 +19,8 @@ from protocol.limits import MAX_GIFT_COUNT, MAX_ROOM_ID_LEN, MAX_TX_ID_LEN
 from server.auth import AuthError, Principal, Role
 from server.config import Config
 from server.edge.ratelimit import gift_budget
+from server.live import overlay_keys
+from server.live.overlay_keys import OverlayKeys
 from server.money import ledger, streams
 from server.money.payments import ReceiptError, SandboxProvider, sign_sandbox_receipt
 from server.money.wallet import SpendRequest, Wallet, valid_ident
@@ -48,6 +50,18 @@ async def principal(request: Request) -> Principal:
         return await rt.issuer.verify(token.strip(), rt.redis)
     except AuthError as exc:
         raise refusal(exc.code, exc.message) from None
+
+
+async def room_reader(request: Request) -> Principal:
+    """`principal`, or an overlay key's (for a room's public state only: a key is pasted into
+    OBS and may leak, so it must never read its creator's wallet)."""
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credential.strip().startswith(overlay_keys.PREFIX):
+        try:
+            return await OverlayKeys(_rt(request)).verify(credential.strip())
+        except AuthError as exc:
+            raise refusal(exc.code, exc.message) from None
+    return await principal(request)
 
 
 def _role(p: Principal, *roles: Role) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Awaitable, Callable, Mapping
 
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.hub.rooms import HubError
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -15,7 +19,8 @@ STATUS: Mapping[str, int] = {
     "self_gift": 403, "blocked": 403, "sandbox_disabled": 403, "not_found": 404,
     "room_not_found": 404, "combo_not_found": 404, "insufficient_funds": 409, "combo_mismatch": 409,
     "tx_conflict": 409, "wallet_frozen": 409,
-    "room_ended": 409, "daily_limit_exceeded": 409, "frame_too_large": 413, "rate_limited": 429,
+    "room_ended": 409, "daily_limit_exceeded": 409, "room_not_live": 409, "battle_busy": 409,
+    "battle_state": 409, "frame_too_large": 413, "rate_limited": 429,
     "unavailable": 503,
 }
 
@@ -35,6 +40,23 @@ class HTTPProblem(Exception):
 def refusal(code: str, detail: str, headers: Mapping[str, str] | None = None) -> HTTPProblem:
     """The problem for a stable code, with the status the code has everywhere."""
     return HTTPProblem(STATUS.get(code, 400), code, detail, headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def refusing(handler: Handler) -> Handler:
+    """The route, with a feature's refusals (a HubError: moderation, battles) answered as
+    their problem."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except HubError as exc:
+            raise refusal(exc.code, exc.message) from None
+
+    return route
 
 
 def problem(status: int, code: str, detail: str,

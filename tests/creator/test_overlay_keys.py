@@ -188,6 +188,24 @@ async def test_only_the_rooms_creator_gets_or_rotates_its_key(
     assert (r.status_code, r.json()["code"]) == (401, "overlay_key_invalid")
 
 
+async def test_a_key_reads_its_rooms_battle_and_never_its_creators_wallet(
+    server: RunningServer, http: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    """The overlay's battle bar asks the battle route with its key; the key is pasted into OBS
+    and may leak, so the wallet routes refuse it."""
+    await setup_room(server.runtime, ROOM, CREATOR)
+    key = await overlay_key(http, issuer)
+    bearer = {"Authorization": "Bearer " + key}
+    r = await http.get(f"/api/rooms/{ROOM}/battle", headers=bearer)
+    assert (r.status_code, r.json()["code"]) == (404, "not_found")  # read, and no battle yet
+    for path in ["/api/me/balance", "/api/me/earnings", "/api/me/transactions"]:
+        r = await http.get(path, headers=bearer)
+        assert (r.status_code, r.json()["code"]) == (401, "unauthorized"), (path, r.text)
+    await http.post(f"/api/rooms/{ROOM}/overlay-key/rotate", headers=auth(issuer))
+    r = await http.get(f"/api/rooms/{ROOM}/battle", headers=bearer)
+    assert (r.status_code, r.json()["code"]) == (401, "overlay_key_invalid")
+
+
 @pytest.mark.both_modes  # on a cluster too: scripts SPUBLISH, processes SSUBSCRIBE
 async def test_a_rotation_on_one_server_ends_the_old_keys_sessions_on_another(
     config: Config, redis: object, pool: object, issuer: TokenIssuer

@@ -17,6 +17,7 @@ from protocol import (
     ViewerCount,
 )
 from server.auth import TokenIssuer
+from server.live.battles import redis_now_ms
 from server.money import streams
 from server.storage.keys import cluster_slot
 from server.storage.scripts import LUA_DIR
@@ -55,6 +56,11 @@ async def test_every_room_script_touches_one_slot_and_every_one_is_exercised(
             await state.since(room, "", 0, 10)
             await state.set_goal(room, "goal", 10)
             await state.refresh_presence(room, ["x"])
+            sides = rt.components["realtime"].hub.battles  # a battle's side in the room slot
+            now = await redis_now_ms(rt)
+            assert await sides.open(room, f"b{i}", now, now + 60_000, "elsewhere", "creator1")
+            assert (await sides.read(room)).battle == f"b{i}"
+            assert (await sides.close(room, f"b{i}", now=True))[0] == "closed"
             await client.close()
     finally:
         runner.observer = None

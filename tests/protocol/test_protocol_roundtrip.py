@@ -13,6 +13,8 @@ from protocol import (
     SUBPROTOCOL_MSGPACK,
     Ack,
     BalanceUpdate,
+    BattleSide,
+    BattleUpdate,
     ClientMessage,
     Codec,
     ComboEnd,
@@ -122,6 +124,17 @@ SERVER_SAMPLES: list[ServerMessage] = [
     GoingAway(reason="drain", reconnect_ms=2000),
     Pong(server_time=7),
     Pong(id="p", t=5, server_time=7),
+    BattleUpdate(
+        room="r1", battle="b" * 32, phase="start", starts_at=1, ends_at=2,
+        sides=(BattleSide(room="r1", creator="c1", score=0),
+               BattleSide(room="r2", creator="c2", score=0)),
+    ),
+    BattleUpdate(
+        room="r2", battle="b1", phase="end", starts_at=1, ends_at=2**53 - 1,
+        sides=(BattleSide(room="r1", creator="c1", score=40, top=_TOP[0]),
+               BattleSide(room="r2", creator="c2", score=7)),
+        result="win", winner="r1",
+    ),
 ]
 
 AnyCodec = Codec[Any]

@@ -140,7 +140,7 @@ async def test_a_spend_whose_credit_was_lost_is_credited_by_the_flusher(
     k, shard = runtime.keys, runtime.keys.shard_of("v5")
     # The spend script ran, then the process died before the credit (no Wallet.spend here).
     await wallet.blocks.load()  # what Wallet.spend does first on a fresh Redis
-    status, balance, coins, creator = await runner.call(
+    status, balance, coins, creator, _entry = await runner.call(
         "spend",
         [k.wallet("v5"), k.tx("v5", "lost"), k.ledger_stream(shard), k.catalog(shard),
          k.live_rooms(shard), k.blocks(shard), k.balance_channel("v5")],

@@ -3,20 +3,30 @@
 -- KEYS[4] room leaderboard  KEYS[5] room names (hash)       KEYS[6] room goal (hash)
 -- KEYS[7] room combos       KEYS[8] room combo deadlines    KEYS[9] room channel
 -- KEYS[10] room settled combos  KEYS[11] room epoch (hash)
+-- KEYS[12] room battle side (hash)  KEYS[13] room battle side's gifters (zset)
 -- ARGV[1] dedup member (user:tx)  ARGV[2] room  ARGV[3] sender  ARGV[4] sender name
 -- ARGV[5] gift  ARGV[6] count  ARGV[7] coins  ARGV[8] combo id ('' for a plain send)
 -- ARGV[9] history maxlen  ARGV[10] history max age ms  ARGV[11] dedup window ms
 -- ARGV[12] combo timeout ms  ARGV[13] leaderboard size  ARGV[14] most tx ids remembered
--- Returns {1, seq, epoch} when published, {0, 0, ''} when this transaction had already been
--- published. One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH
+-- ARGV[15] when the spend was debited (ms, its ledger time; 0 when unknown: now is used)
+-- Returns {1, seq, epoch, battle} when published, {0, 0, '', battle} when this transaction had
+-- already been published; battle: the id of the room's battle when it is due to be settled (its
+-- window and grace are over) but its side is not closed yet (the caller settles it), else ''.
+-- Battle scoring: a gift debited inside the window of the room's open battle side adds its coins
+-- to that side's score and its sender's, atomically with the event and so once per tx; the new
+-- score is published on this room's channel and on the opponent's (PUBLISH names no key). One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH
 -- are one atomic step, so a retried tx can never produce a second event.
 -- Event ids are <room>-<epoch>-<seq>: unique for ever, also after Redis lost its last writes.
 --!include room_epoch
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+local side = redis.call('HMGET', KEYS[12], 'id', 'start', 'end', 'closed', 'ochan', 'due')
+local due = ''
+if side[1] and not side[4] and now >= tonumber(side[6]) then due = side[1] end
+
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  return {0, 0, ''}
+  return {0, 0, '', due}
 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 -- Bounded by age and by count: a busy room must not keep a day of tx ids in memory.
@@ -39,6 +49,15 @@ end
 -- debited: it is shown as a plain gift rather than reopening a settled combo.
 if combo ~= '' and redis.call('ZSCORE', KEYS[10], sender .. '\0' .. combo) then
   combo = ''
+end
+
+local battle = nil
+local at = tonumber(ARGV[15])
+if at == 0 then at = now end
+if side[1] and not side[4] and at >= tonumber(side[2]) and at < tonumber(side[3]) then
+  local score = redis.call('HINCRBY', KEYS[12], 'score', coins)
+  redis.call('ZINCRBY', KEYS[13], coins, sender)
+  battle = {b = side[1], r = room, v = score}
 end
 
 local epoch = room_epoch(KEYS[1], KEYS[11], KEYS[2])
@@ -77,5 +96,9 @@ for i = 1, #rows, 2 do
   top[#top + 1] = {user = rows[i], name = redis.call('HGET', KEYS[5], rows[i]) or rows[i],
                    coins = tonumber(rows[i + 1])}
 end
-redis.call('PUBLISH', KEYS[9], cmsgpack.pack({k = 'ev', ev = ev, top = top, goal = goal}))
-return {1, seq, epoch}
+redis.call('PUBLISH', KEYS[9], cmsgpack.pack({k = 'ev', ev = ev, top = top, goal = goal,
+                                              bt = battle}))
+if battle then
+  redis.call('PUBLISH', side[5], cmsgpack.pack({k = 'bt', s = battle}))
+end
+return {1, seq, epoch, due}

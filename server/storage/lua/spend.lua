@@ -9,8 +9,9 @@
 -- ARGV[6] combo id or ''  ARGV[7] platform daily limit in coins (0 = none)  ARGV[8] tx record TTL
 -- ARGV[9] combo timeout ms  ARGV[10] how long a combo record is kept, s (with a combo id only)
 -- The wallet's own 'daily_limit' (set by the viewer) applies when lower than the platform's.
--- Returns {status, balance, coins, creator}; status 'ok', 'dup' (the first result, unchanged) or
--- an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
+-- Returns {status, balance, coins, creator[, ledger entry id]}; status 'ok' (with the id of its
+-- ledger stream entry, whose ms part is the time the ledger records: battles score by it), 'dup'
+-- (the first result, unchanged) or an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
 -- The tx record is "<balance> <coins> <room> <gift> <count> <combo> <creator>": the first result
 -- around the parameters' fingerprint (ids without spaces; the creator, last, may hold anything).
 -- Refusals record nothing, so the tx id may be retried. 'self_gift': the sender owns the room (a
@@ -75,7 +76,7 @@ if ARGV[6] ~= '' then
   redis.call('SET', KEYS[8], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
     'EX', ARGV[10])
 end
-redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
+local entry = redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
   'g', ARGV[4], 'n', ARGV[5], 'cb', ARGV[6], 'a', coins, 'b', balance, 'o', creator)
 balance_push(KEYS[1], KEYS[7], balance, '-', 'gift', ARGV[2])
-return {'ok', balance, coins, creator}
+return {'ok', balance, coins, creator, entry}

@@ -9,7 +9,6 @@ there, `invalid_value`/`too_long`/`missing_field` (400) for bad input, which cha
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -18,17 +17,16 @@ from starlette.routing import Route
 
 from server.auth import Principal
 from server.config import Config
-from server.live.moderation import Moderation, ModerationError
+from server.live.moderation import Moderation
 from server.web.api import principal, room_param
 from server.web.body import read_fields
 from server.web.paging import page_answer, page_params
-from server.web.problem import refusal
+from server.web.problem import refusal, refusing
 
 # User ids are opaque (a token's `sub`); bounded like the admin API's.
 MAX_USER_LEN = 128
 MAX_REASON_LEN = 500
 
-Handler = Callable[[Request], Awaitable[Response]]
 Act = Callable[[str, Principal, str], Awaitable[None]]
 
 
@@ -53,27 +51,14 @@ async def _on_path_user(request: Request, act: Act) -> tuple[str, str]:
     return room, user
 
 
-def _refusing(handler: Handler) -> Handler:
-    """The route, with the domain's refusals answered as their problem."""
-
-    @functools.wraps(handler)
-    async def route(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ModerationError as exc:
-            raise refusal(exc.code, exc.message) from None
-
-    return route
-
-
-@_refusing
+@refusing
 async def get_blocks(request: Request) -> Response:
     p, room = await principal(request), room_param(request)
     blocks = await _moderation(request).blocks(room, p)
     return JSONResponse({"room": room, "blocks": [b.to_json() for b in blocks]})
 
 
-@_refusing
+@refusing
 async def post_block(request: Request) -> Response:
     p, room = await principal(request), room_param(request)
     r = await read_fields(request, frozenset({"user", "reason"}))
@@ -84,20 +69,20 @@ async def post_block(request: Request) -> Response:
     return JSONResponse({"room": room, "user": user, "blocked": True, "created": created})
 
 
-@_refusing
+@refusing
 async def delete_block(request: Request) -> Response:
     room, user = await _on_path_user(request, _moderation(request).unblock)
     return JSONResponse({"room": room, "user": user, "blocked": False})
 
 
-@_refusing
+@refusing
 async def get_moderators(request: Request) -> Response:
     p, room = await principal(request), room_param(request)
     found = await _moderation(request).moderators(room, p)
     return JSONResponse({"room": room, "moderators": found})
 
 
-@_refusing
+@refusing
 async def post_moderator(request: Request) -> Response:
     p, room = await principal(request), room_param(request)
     r = await read_fields(request, frozenset({"user"}))
@@ -106,13 +91,13 @@ async def post_moderator(request: Request) -> Response:
     return JSONResponse({"room": room, "user": user, "moderator": True, "created": created})
 
 
-@_refusing
+@refusing
 async def delete_moderator(request: Request) -> Response:
     room, user = await _on_path_user(request, _moderation(request).dismiss)
     return JSONResponse({"room": room, "user": user, "moderator": False})
 
 
-@_refusing
+@refusing
 async def get_audit(request: Request) -> Response:
     p, room = await principal(request), room_param(request)
     before_id, limit = page_params(request)

@@ -1,21 +1,23 @@
-// The creator overlay: gift alerts one at a time, combo counters, the goal bar and top gifters.
+// The creator overlay: gift alerts one at a time, combo counters, the goal bar, top gifters and
+// the battle bar.
 //
 // Query options (docs/overlay.md): key (the dashboard's overlay key) or token, room,
-// widgets=alerts,goal,top,combo,ticker, duration (ms), gap (ms), order=value|fifo, max (queue
-// bound), test=1 (local fake gifts, no server), auto=0 (test mode without the generator), bg (CSS
-// background), status=1 (show connection). The creator's saved settings (`overlay_settings`,
-// pushed by the server) set widgets, duration, the minimum for a full alert and sound; a
-// `widgets` or `duration` written into the URL wins over them.
+// widgets=alerts,goal,top,combo,ticker,battle, duration (ms), gap (ms), order=value|fifo, max
+// (queue bound), test=1 (local fake gifts, no server), auto=0 (test mode without the generator),
+// bg (CSS background), status=1 (show connection). The creator's saved settings
+// (`overlay_settings`, pushed by the server) set widgets, duration, the minimum for a full alert
+// and sound; a `widgets` or `duration` written into the URL wins over them.
 // `window.giftwireOverlay` is a small read-mostly hook for browser tests and debugging.
 
 import { AlertQueue } from "./alert-queue.js";
+import { BattleBar } from "./battle-bar.js";
 import { alertFromGift, renderAlert } from "./alert-render.js";
 import { artFor, giftName, loadCatalog, plural } from "./gifts.js";
 import { defaultSocketUrl, RoomClient, tokenClaims } from "./gw-client.js";
 import { startFakeGifts } from "./overlay-test-mode.js";
 import { GiftSounds } from "./sounds.js";
 
-const WIDGETS = ["alerts", "goal", "top", "combo", "ticker"];
+const WIDGETS = ["alerts", "goal", "top", "combo", "ticker", "battle"];
 const TICKER_ROWS = 6; // the recent-gifts ticker: every gift lands here, newest first
 const SHOWN_HISTORY = 1000; // the hook's record of shown alerts; older entries fall off
 const MAX_COMBO_ROWS = 5;
@@ -66,9 +68,19 @@ const topBox = $("gw-top");
 const statusBox = $("gw-status");
 const tickerBox = $("gw-ticker");
 const BOXES = { alerts: stage, goal: goalBox, top: topBox, combo: comboBox, ticker: tickerBox };
+const battleBox = $("gw-battle");
+const battleBar = new BattleBar(battleBox, opts.test ? null : async (room) => {
+  // opts.token is the overlay key when the URL has one: the API takes either.
+  const r = await fetch(`/api/rooms/${encodeURIComponent(room)}/battle`,
+    { headers: { authorization: `Bearer ${opts.token}`, accept: "application/json" } });
+  return r.ok ? r.json() : null;
+});
 
 function showWidgets() {
-  for (const name of WIDGETS) BOXES[name].hidden = !opts.widgets.has(name);
+  for (const name of WIDGETS) {
+    if (name === "battle") continue; // shown only while there is a battle (battle-bar.js)
+    BOXES[name].hidden = !opts.widgets.has(name);
+  }
 }
 showWidgets();
 // The creator's saved settings (server-side, pushed live); until they arrive, the query string.
@@ -92,6 +104,7 @@ const hook = {
   comboUpdates: 0,
   current: null,
   goal: null,
+  battle: null, // {battle, phase, sides: [{room, score, top}], result, winner}: this room first
   top: [],
   errors: [],
   paused: false,
@@ -143,6 +156,7 @@ const hook = {
   },
 };
 window.giftwireOverlay = hook;
+battleBar.onAsked = (state) => { hook.battle = state; };
 
 // -- alerts --------------------------------------------------------------------------------
 
@@ -351,6 +365,9 @@ function onMessage(msg) {
       break;
     case "overlay_settings":
       applySettings(msg);
+      break;
+    case "battle":
+      if (opts.widgets.has("battle")) hook.battle = battleBar.update(msg);
       break;
     case "error":
       hook.errors.push(msg.code);

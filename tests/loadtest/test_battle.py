@@ -1,0 +1,34 @@
+"""The battle scenario end to end, small: two server processes, one SIGKILLed mid-battle, the
+final scores equal to the ledger's coins inside the window."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_battle_scores_equal_the_ledger_inside_the_window_across_a_sigkill(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", "run", "--scenario", "battle", "--duration", "2",
+         "--senders", "4", "--connections", "4", "--json", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=110,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["ok"] is True and report["state"] == "ended"
+    assert report["killed_mid_battle"] is True and report["server_processes"] == 2
+    assert report["gifts_in_ledger"] == report["gifts_acked"] > 0
+    for room, score in report["scores"].items():
+        assert score == report["coins_in_window"][room] > 0
+    # Gifts before the start and after the end were charged but did not score.
+    assert report["coins_all"] > sum(report["scores"].values())
+    assert report["result"] in ("win", "draw")
