@@ -17,6 +17,7 @@ from server.runtime import Runtime, open_runtime
 from server.web.body import BodyLimit
 from server.web.failures import exception_handlers
 from server.web.health import healthz, readyz
+from server.web.problem_count import ProblemCounter
 
 log = logging.getLogger("giftwire.app")
 
@@ -48,7 +49,8 @@ def create_app(config: Config) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         # Every request body is bounded before a route runs (server/web/body.py).
-        middleware=[Middleware(BodyLimit, max_bytes=config.http_max_body_bytes)],
+        middleware=[Middleware(ProblemCounter),
+                    Middleware(BodyLimit, max_bytes=config.http_max_body_bytes)],
         exception_handlers=dict(exception_handlers()),
     )
 

@@ -58,6 +58,10 @@ class Metrics:
         self.protocol_errors = Counter(
             "giftwire_protocol_errors_total", "Error frames sent, by code", ["code"], registry=r
         )
+        self.http_problems = Counter(
+            "giftwire_http_problems_total", "HTTP problem responses, by status and code",
+            ["status", "code"], registry=r,
+        )
         # Every worker's flusher measures the same streams: the largest live reading.
         self.flusher_lag = Gauge(
             "giftwire_flusher_lag", "Ledger entries in Redis not yet in Postgres",

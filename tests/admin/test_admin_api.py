@@ -134,3 +134,29 @@ def test_room_rate_is_over_the_window_or_over_the_span_of_a_capped_read() -> Non
     assert _rate(entries, now, 1000) == round(30 / RATE_WINDOW_S, 1)
     # Read capped at 30 entries spanning the last 4 s: 30 events in 4 s, not in the window.
     assert _rate(entries, now, 30) == 7.5
+
+
+async def test_http_refusals_count_in_the_rate_limit_and_error_numbers(
+    config: Config, issuer: TokenIssuer,
+) -> None:
+    """A gift over HTTP past the user's budget is a 429 `rate_limited` problem: the operator view
+    counts it beside the WebSocket refusals, and every other problem response as an error."""
+    async with inprocess_server(dataclasses.replace(config, rate_per_s=0.001, rate_burst=1)
+                                ) as server:
+        rt, admin = server.runtime, issuer.mint("ops", "admin")
+        await setup_room(rt, "hall")
+        await grant(rt, "v0", 100)
+        before = (await _status(server, admin))["processes"][0]
+        gift = {"room": "hall", "gift": "rose", "count": 1}
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            viewer = _bearer(issuer.mint("v0", "viewer"))
+            first = await http.post("/api/gifts", headers=viewer, json={**gift, "tx": "t1"})
+            assert first.status_code == 200, first.text
+            second = await http.post("/api/gifts", headers=viewer, json={**gift, "tx": "t2"})
+            assert (second.status_code, second.json()["code"]) == (429, "rate_limited")
+            unauth = await http.get("/api/me/balance")
+            assert unauth.status_code == 401
+        after = (await _status(server, admin))["processes"][0]
+        assert after["rate_limited"] == before["rate_limited"] + 1
+        assert after["errors"] == before["errors"] + 2
+        assert after["http_problems_by_code"] == {"rate_limited": 1, "unauthorized": 1}

@@ -66,6 +66,7 @@ class Heartbeat:
         self._last = (now, events, deliveries)
         realtime = rt.components.get("realtime")
         errors = {code: int(n) for code, n in _by_label(m.protocol_errors, "code").items() if n}
+        http = {code: int(n) for code, n in _by_label(m.http_problems, "code").items() if n}
         flusher = rt.components.get("flusher")
         return {
             "process": self.name, "worker": worker_index(), "pid": os.getpid(),
@@ -75,8 +76,10 @@ class Heartbeat:
             "rooms": len(realtime.hub.rooms) if realtime is not None else 0,
             **rates,
             "slow_disconnects": int(_total(m.slow_disconnects)),
-            "rate_limited": errors.get("rate_limited", 0),
-            "errors": sum(errors.values()), "errors_by_code": errors,
+            # WebSocket error frames and HTTP problem responses together (by code, both).
+            "rate_limited": errors.get("rate_limited", 0) + http.get("rate_limited", 0),
+            "errors": sum(errors.values()) + sum(http.values()), "errors_by_code": errors,
+            "http_problems_by_code": http,
             "spends": {k: int(v) for k, v in _by_label(m.spends, "outcome").items()},
             "flusher": getattr(flusher, "name", None),
         }
