@@ -109,3 +109,18 @@ async def test_frames_are_written_as_built_and_nothing_follows_the_close_echo() 
     assert not ws.write_frames(framing.frame(b"late"))  # refused: the close went out
     assert bytes(transport.out) == echo
     await done.wait()
+
+
+async def test_the_peers_close_reply_to_our_close_closes_the_socket_at_once() -> None:
+    """A client answers the server's close and then waits for the server to close TCP (RFC 6455
+    7.1.1): the reply is read and the socket closed then, not when the close timer fires."""
+    ws, transport, done = await _accepted()
+    await ws.send({"type": "websocket.close", "code": 4005, "reason": "rotated"})
+    sent = bytes(transport.out)
+    assert sent[0] == 0x88 and Close.parse(sent[2:]).code == 4005
+    assert not transport.closing  # reading on, for the reply
+    ws.data_received(frame(Opcode.TEXT, b"late") + frame(Opcode.CLOSE, Close(4005, "").serialize()))
+    assert transport.closing
+    assert bytes(transport.out) == sent  # the reply is not echoed, the late message not taken
+    ws.connection_lost(None)  # what the closed socket reports: the app is told
+    await done.wait()

@@ -115,17 +115,15 @@ class EdgeWebSocket(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        # Parsed a slice at a time, and only while the session has fewer than
-        # `ws_max_queued_messages` waiting: the rest of this read waits here, unparsed, with
-        # reading paused, so a flood of tiny frames costs one read buffer, not a message each.
+        # Parsed a slice at a time, only while fewer than `ws_max_queued_messages` wait: the rest
+        # waits unparsed, reading paused, so a flood of tiny frames costs one read buffer.
         self.backlog, self.backlog_at = memoryview(data), 0
         self.arrival.read()
         self._parse()
 
     def _parse(self) -> None:
         data, limit = self.backlog, self.limits.ws_max_queued_messages
-        while (self.backlog_at < len(data) and len(self.queue) < limit
-               and not self.close_sent):
+        while self.backlog_at < len(data) and len(self.queue) < limit and self._reading():
             piece = data[self.backlog_at : self.backlog_at + PARSE_SLICE]
             self.backlog_at += len(piece)
             self.arrived = self.arrival.at(self.backlog_at / len(data))
@@ -135,7 +133,7 @@ class EdgeWebSocket(asyncio.Protocol):
                     self._on_request(event)
                 elif isinstance(event, Frame):
                     self._on_frame(event)
-                    if self.close_sent:
+                    if not self._reading():
                         break
         if self.backlog_at >= len(data):
             self.backlog, self.backlog_at = _EMPTY, 0
@@ -351,8 +349,7 @@ class EdgeWebSocket(asyncio.Protocol):
         self.handshake_complete = True
         self.conn.send_response(response)
         self._flush()
-        # Nothing reads the response or the request headers again: drop them (~5 KiB per idle
-        # connection otherwise).
+        # Nothing reads the response or the request headers again: drop them (~5 KiB each).
         self.response = None
         if self.scope is not None:
             self.scope["headers"] = []
@@ -370,6 +367,13 @@ class EdgeWebSocket(asyncio.Protocol):
     def _close_transport(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def _reading(self) -> bool:
+        """Before any close, and after ours until the peer's reply: reading it closes TCP at once
+        (the client waits for the server to, RFC 6455 7.1.1), not at CLOSE_TIMEOUT_S."""
+        t = self.transport
+        return not self.close_sent or (self.close_timer is not None and t is not None
+                                       and not t.is_closing())
 
     def _closing(self) -> bool:  # (keepalive)
         return self.close_sent or self.transport is None or self.transport.is_closing()
