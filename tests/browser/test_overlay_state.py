@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -11,8 +13,18 @@ import pytest
 from playwright.async_api import Page
 
 from server.auth import TokenIssuer
-from tests.browser.support import fund, live_room, open_overlay, viewer, wait_page
+from server.config import Config
+from tests.browser.support import fund, live_room, open_overlay, viewer, wait_page, watched_server
 from tests.support.servers import RunningServer
+
+
+@pytest.fixture
+async def server(config: Config, redis: object, pool: object) -> AsyncIterator[RunningServer]:
+    """A room history that holds the whole flood: on a loaded machine the page can fall behind,
+    be closed as too slow (4008) and resume; from a history this long it resumes with every
+    event, which the flood's count needs (resuming past the history is `gap`, tested elsewhere)."""
+    async with watched_server(dataclasses.replace(config, history_maxlen=20_000)) as running:
+        yield running
 
 pytestmark = pytest.mark.browser
 
