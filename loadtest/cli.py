@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no live progress display")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="sample servers and workers with py-spy during the load phase")
+    p.add_argument("--attack", action="append", dest="attacks", metavar="NAME",
+                   help="hostile only: run just this attack (repeatable; default: all)")
     return parser
 
 
@@ -120,6 +122,13 @@ def plan_from(args: argparse.Namespace) -> Plan:
         if plan.scenario == "hostile":
             raise PlanError("the hostile scenario watches its server's memory and log: it "
                             "needs --spawn, not --url")
+    if args.attacks:
+        from loadtest.hostile.attacks import ATTACKS
+
+        if plan.scenario != "hostile":
+            raise PlanError("--attack is for the hostile scenario")
+        if unknown := sorted(set(args.attacks) - set(ATTACKS)):
+            raise PlanError(f"unknown attack(s) {unknown}; known: {sorted(ATTACKS)}")
     if args.profile is not None:
         from loadtest.profile import py_spy
 
@@ -209,7 +218,7 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
     if plan.scenario == "hostile":
         from loadtest.hostile.run import run_hostile
 
-        out = await run_hostile(plan, console)
+        out = await run_hostile(plan, console, args.profile, args.attacks)
         if args.json:
             report.write_json(out, args.json)
         return out

@@ -122,9 +122,14 @@ class TokenIssuer:
 
     async def verify(self, token: str, redis: Redis) -> Principal:
         principal = self.decode(token)
+        await self.check_revoked(principal, redis)
+        return principal
+
+    async def check_revoked(self, principal: Principal, redis: Redis) -> None:
+        """The part of `verify` that needs Redis: callers with local refusals of their own (a
+        bad request body) make those between `decode` and this."""
         if await redis.exists(self._keys.revoked(principal.token_id)):
             raise AuthError(ErrorCode.TOKEN_REVOKED, "the token has been revoked")
-        return principal
 
     async def revoked_among(self, token_ids: list[str], redis: Redis) -> set[str]:
         """Which of these tokens are revoked: one pipelined round trip (open sessions' check)."""

@@ -8,7 +8,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import multiprocessing
+import os
 import secrets
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from rich.table import Table
 from loadtest import spawn
 from loadtest.hostile.attacks import ATTACKS, Target, run_attack
 from loadtest.hostile.pair import HonestPair
+from loadtest.profile import Profiler
 from loadtest.scenarios import Plan
 from server.auth import TokenIssuer
 from server.config import Config
@@ -27,6 +30,11 @@ from server.storage.keys import Keys
 RSS_LIMIT_MB = 50.0
 P99_LIMIT = 2.0  # the pair's p99 under attack, as a multiple of its own baseline
 P99_FLOOR_MS = 5.0  # baselines below this are noise on a shared machine: compare with this
+# The attacker's process runs at a lower CPU priority: on the one machine of a run it would
+# otherwise take its core from the server and the pair (its client-side parsing and reconnect
+# loop), which an attacker on the network cannot do. It still sends all it can with what is
+# left; what it sent is in each row (BENCHMARKS.md, "Hostile edge, 240 gifts a window").
+ATTACKER_NICE = 10
 ROOM = "stage"
 _SPAWN = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
 
@@ -101,7 +109,11 @@ def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
     return failed
 
 
-async def run_hostile(plan: Plan, console: Console) -> dict[str, Any]:
+async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = None,
+                      only: list[str] | None = None) -> dict[str, Any]:
+    """`only`: a subset of the attacks (for profiling one); `profile_dir`: py-spy samples of the
+    server during each attack window, `<dir>/<attack>/server.folded`."""
+    names = [n for n in ATTACKS if not only or n in only]
     run_id = secrets.token_hex(3)
     rate = plan.rate
     with spawn.services() as services, contextlib.ExitStack() as stack:
@@ -115,25 +127,32 @@ async def run_hostile(plan: Plan, console: Console) -> dict[str, Any]:
             tokens = await _provision(server.base_url, issuer, run_id)
             target = Target(cfg.port, tokens["attacker"], tokens["creator"], ROOM)
             rows: list[dict[str, Any]] = []
-            attackers = concurrent.futures.ProcessPoolExecutor(1, mp_context=_SPAWN)
+            attackers = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=_SPAWN, initializer=os.nice, initargs=(ATTACKER_NICE,))
             stack.callback(attackers.shutdown, cancel_futures=True)
             async with HonestPair(server.ws_url, tokens["sender"], tokens["receiver"],
                                   ROOM) as pair:
                 base = await pair.measure(plan.duration_s, rate)
                 console.print(f"baseline: {base}")
                 loop = asyncio.get_running_loop()
-                for name in ATTACKS:
+                for name in names:
                     log_at = server.log_path.stat().st_size
                     rss = RssPeak(server.pid)
+                    profiler = Profiler(profile_dir / name) if profile_dir else None
+                    if profiler is not None:
+                        profiler.start({"server": server.pid}, plan.duration_s)
                     task = loop.run_in_executor(attackers, run_attack, name, target,
                                                 plan.duration_s)
                     window = await pair.measure(plan.duration_s, rate)
                     seen = await asyncio.wait_for(task, 120)
+                    profiled = await asyncio.to_thread(profiler.finish) if profiler else None
                     log = server.log_path.read_bytes()[log_at:].decode(errors="replace")
                     row = {"attack": seen, "pair": window, "rss_growth_mb": await rss.growth_mb(),
                            "http_5xx": int(seen.get("5xx", 0)),
                            "tracebacks": log.count("Traceback (most recent call last)"),
                            "server_alive": server.exit_code() is None}
+                    if profiled is not None:
+                        row["profile"] = profiled
                     row["failed"] = _judge(row, base) + ([] if row["server_alive"] else ["died"])
                     rows.append({"name": name, **row})
                     console.print(f"{name}: {'OK' if not row['failed'] else row['failed']}")

@@ -6,6 +6,10 @@ is decoded by the protocol's own JSON codec (`JsonCodec.decode_map`: duplicate k
 nesting depth, exactly as for WebSocket frames), and fields are read with a strict `FieldReader`
 (types, ranges, unknown fields). Every refusal is a problem+json with the protocol's stable code.
 `BodyLimit` refuses an over-long declared body on every route, including those that read none.
+
+A body declared as JSON is decoded by `predecode` from `api.principal`, after the token's
+signature and expiry (local) but before its revocation lookup (Redis): a bad body is refused
+without a Redis round trip, and `read_fields` reuses what was decoded.
 """
 
 from __future__ import annotations
@@ -37,9 +41,33 @@ def declared_length(headers: Headers) -> int | None:
         return None  # the HTTP parser has already refused a malformed one
 
 
+_DECODED = "giftwire.body"  # scope key: the body decoded once, by `predecode`
+
+
+def _declares_json(headers: Headers) -> bool:
+    media = headers.get("content-type", "").partition(";")[0].strip().lower()
+    return bool(declared_length(headers)) and media == "application/json"
+
+
+async def predecode(request: Request) -> None:
+    """Decode a body declared as JSON now (refusals as `read_fields`'), for `read_fields` later.
+    Called before anything that costs a Redis round trip; other bodies wait for their route."""
+    if _DECODED not in request.scope and _declares_json(request.headers):
+        request.scope[_DECODED] = await _decode(request)
+
+
 async def read_fields(request: Request, allowed: frozenset[str]) -> FieldReader:
     """The body as a strict `FieldReader` over a JSON object (no body: `{}`), refusing any field
     not in `allowed`. Raises `HTTPProblem`; field reads raise `ProtocolError` (the app maps it)."""
+    data = request.scope.get(_DECODED)
+    if data is None:
+        data = await _decode(request)
+    reader = FieldReader(data, strict=True)
+    reader.reject_unknown(allowed)
+    return reader
+
+
+async def _decode(request: Request) -> dict[str, Any]:
     limit: int = request.app.state.runtime.config.http_max_body_bytes
     declared = declared_length(request.headers)
     if declared is not None and declared > limit:
@@ -55,12 +83,9 @@ async def read_fields(request: Request, allowed: frozenset[str]) -> FieldReader:
     codec = codec_for(SUBPROTOCOL_JSON)
     assert isinstance(codec, JsonCodec)
     try:
-        data = codec.decode_map(raw, limit) if raw else {}
+        return codec.decode_map(raw, limit) if raw else {}
     except ProtocolError as exc:
         raise refusal(exc.code.value, exc.message) from None
-    reader = FieldReader(data, strict=True)
-    reader.reject_unknown(allowed)
-    return reader
 
 
 class BodyLimit:

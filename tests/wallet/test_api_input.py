@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -79,6 +80,39 @@ async def test_every_body_route_reads_through_the_protocol_decoder(
         _problem(await http.post(path, content=b'{"x":1}', headers=headers), 400, "unknown_field")
         big = json.dumps({"title": "x" * 20_000}).encode()
         _problem(await http.post(path, content=big, headers=headers), 413, "frame_too_large")
+
+
+async def test_a_bad_body_is_refused_before_the_tokens_redis_lookup(
+    server: RunningServer, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Local refusals first: a deep or malformed JSON body never costs the revocation lookup (a
+    Redis round trip), so it wins over `token_revoked`; a good body still meets the lookup."""
+    rt = server.runtime
+    lookups: list[str] = []
+    check_revoked = rt.issuer.check_revoked
+
+    async def counted(principal: Any, redis: Any) -> None:
+        lookups.append(principal.user)
+        await check_revoked(principal, redis)
+
+    monkeypatch.setattr(rt.issuer, "check_revoked", counted)
+    token = rt.issuer.mint("rev", "viewer")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    for body in (DEEP, b'{"coins":' + b"[" * 17 + b"]" * 17 + b"}", b'{"coins":1,"coins":2}',
+                 b"{nope"):
+        r = await http.post("/api/me/daily-limit", content=body, headers=headers)
+        _problem(r, 400, "malformed_frame")
+    assert lookups == []
+    # Brackets inside a string are text: not refused as nesting (the field's type is wrong).
+    text = b'{"coins":"' + b"[" * 40 + b'"}'
+    _problem(await http.post("/api/me/daily-limit", content=text, headers=headers), 400,
+             "wrong_type")
+    assert lookups == ["rev"]
+    await rt.issuer.revoke(token, rt.redis)
+    _problem(await http.post("/api/me/daily-limit", content=DEEP, headers=headers), 400,
+             "malformed_frame")
+    _problem(await http.post("/api/me/daily-limit", content=b'{"coins":5}', headers=headers), 401,
+             "token_revoked")
 
 
 async def test_types_are_strict(server: RunningServer, http: httpx.AsyncClient) -> None:

@@ -49,12 +49,13 @@ class Gate(asyncio.Protocol):
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = _loop or asyncio.get_event_loop()
-        self.inner = HttpToolsProtocol(config=config, server_state=server_state,
-                                       app_state=app_state, _loop=_loop)
+        # uvicorn's protocol is made only for an admitted connection: a reconnect storm's refused
+        # sockets (closed at the accept) do not pay for its parser, logger lookups and state.
+        self._inner_args = (config, server_state, app_state, _loop)
+        self.inner: HttpToolsProtocol | None = None
         self.transport: asyncio.Transport | None = None
         self.address = ""
         self.pending = False  # holds a slot of its address in `admission`
-        self.started = False  # the inner protocol has the connection
         self.deadline: asyncio.TimerHandle | None = None
         self.head = bytearray()  # the current request head while it is incomplete
         self.in_head = True
@@ -79,10 +80,14 @@ class Gate(asyncio.Protocol):
             return
         self.pending = True
         self._arm()
-        self.started = True
+        config, server_state, app_state, loop = self._inner_args
+        self.inner = HttpToolsProtocol(config=config, server_state=server_state,
+                                       app_state=app_state, _loop=loop)
         self.inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.inner is None:
+            return  # refused at the accept: nothing of it is read
         if self.discarding:
             self.discarding = max(0, self.discarding - len(data))
             if not self.discarding and self.transport is not None:
@@ -100,19 +105,21 @@ class Gate(asyncio.Protocol):
             self.pending = False
 
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received() if self.started else None
+        return self.inner.eof_received() if self.inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._release()
-        if self.started:
+        if self.inner is not None:
             self.inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.inner is not None:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.inner is not None:
+            self.inner.resume_writing()
 
     # -- request heads ------------------------------------------------------------------------
 
