@@ -317,7 +317,7 @@ class Flusher:
             replies = await pipe.execute()
         lag = sum(replies[0::2])
         # A stream id starts with its entry's Redis time in ms: the oldest unflushed entry's age.
-        oldest = [int(_s(first[0][0]).partition("-")[0]) for first in replies[1::2] if first]
+        oldest = [ledger.entry_ms(_s(first[0][0])) for first in replies[1::2] if first]
         self.lag_s = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
         self.lag_entries = int(lag)
         self._rt.metrics.flusher_lag.set(lag)

@@ -86,6 +86,11 @@ class StagedTx(NamedTuple):
     stream_seq: int
 
 
+def entry_ms(stream_id: str) -> int:
+    """A ledger stream entry's Redis time in ms (its id is "<ms>-<seq>"): the ledger's `ts`."""
+    return int(stream_id.partition("-")[0])
+
+
 def parse_entry(shard: int, stream_id: str, raw: Mapping[bytes, bytes]) -> StagedTx:
     # Inlined (no helper calls): this runs once per ledger entry, and was a quarter of the
     # flusher's CPU while catching up.

@@ -140,14 +140,14 @@ class Wallet:
         if req.combo:
             keys.append(k.combo(req.user, req.combo))
             args += [self._rt.config.combo_timeout_ms, COMBO_MEMORY_S]
-        status, balance, coins, creator, *entry = await self._runner.call("spend", keys, args)
-        if _str(status) == "blocks_unloaded":  # the shard's blocks were lost: reload, then spend
-            await self.blocks.load()
-            status, balance, coins, creator, *entry = await self._runner.call("spend", keys,
-                                                                              args)
+        for attempt in range(2):
+            status, balance, coins, creator, *entry = await self._runner.call("spend", keys, args)
+            if _str(status) != "blocks_unloaded":
+                break
+            if attempt:  # lost again at once: Redis is failing
+                raise ConnectionError("the spend gate's blocks cannot be loaded now")
+            await self.blocks.load()  # the shard's blocks were lost: reload, then spend again
         status, creator = _str(status), _str(creator) or None
-        if status == "blocks_unloaded":  # lost again at once: Redis is failing
-            raise ConnectionError("the spend gate's blocks cannot be loaded now")
         if status == "room_not_live":
             info = await streams.room_info(self._rt, req.room)
             status = ErrorCode.ROOM_ENDED.value if info else ErrorCode.ROOM_NOT_FOUND.value
@@ -159,7 +159,7 @@ class Wallet:
             await self._credit_after_spend(
                 Credit(creator, req.user, req.tx, int(coins), req.room, req.gift, req.count))
         return SpendResult(True, int(balance), status == "dup", None, int(coins), creator,
-                           name, streakable, int(_str(entry[0]).split("-")[0]) if entry else 0)
+                           name, streakable, ledger.entry_ms(_str(entry[0])) if entry else 0)
 
     async def close_combo(self, user: str, combo: str) -> bool:
         """No click of this combo is charged from now on (`combo_end`, before the room settles
