@@ -297,18 +297,23 @@ async def post_live(request: Request) -> Response:
     return _ok({"room": room, "creator": info.creator, "live": True, "title": info.title})
 
 
-async def post_end(request: Request) -> Response:
+async def room_owner(request: Request) -> tuple[Principal, streams.RoomInfo]:
+    """The caller, who must be the path room's creator (or an admin), and the room."""
     p = await principal(request)
     _role(p, Role.CREATOR, Role.ADMIN)
-    room = room_param(request)
-    rt = _rt(request)
-    info = await streams.room_info(rt, room)
+    info = await streams.room_info(_rt(request), room_param(request))
     if info is None:
-        raise refusal(ErrorCode.ROOM_NOT_FOUND.value, "no such room")
+        raise refusal(ErrorCode.ROOM_NOT_FOUND.value, "no such room: go live once to create it")
     if info.creator != p.user and p.role is not Role.ADMIN:
         raise refusal("forbidden", "the room belongs to another creator")
-    await streams.end_stream(rt, room, on_change=rt.components.get("on_room_change"))
-    return _ok({"room": room, "creator": info.creator, "live": False})
+    return p, info
+
+
+async def post_end(request: Request) -> Response:
+    _, info = await room_owner(request)
+    rt = _rt(request)
+    await streams.end_stream(rt, info.room, on_change=rt.components.get("on_room_change"))
+    return _ok({"room": info.room, "creator": info.creator, "live": False})
 
 
 def routes(config: Config) -> list[Route]:

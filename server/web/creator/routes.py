@@ -17,15 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from protocol.limits import MAX_ROOM_ID_LEN
-from server.auth import Principal, Role
+from server.auth import Role
 from server.config import Config
 from server.live import creator_earnings
 from server.live.overlay_keys import OverlayKeys
 from server.live.overlay_settings import FIELDS, OverlaySettingsStore, read_changes, to_json
-from server.money import streams
 from server.money.wallet import valid_ident
 from server.runtime import Runtime
-from server.web.api import principal, room_param
+from server.web.api import principal, room_owner
 from server.web.body import read_fields
 from server.web.pages import page
 from server.web.problem import refusal
@@ -44,20 +43,6 @@ def _json(data: dict[str, Any]) -> JSONResponse:
     return JSONResponse(data, headers=_NO_STORE)
 
 
-async def _owner(request: Request) -> tuple[Principal, streams.RoomInfo]:
-    """The caller, who must be the room's creator (or an admin), and the room."""
-    p = await principal(request)
-    if p.role not in (Role.CREATOR, Role.ADMIN):
-        raise refusal("forbidden", f"a {p.role.value} token may not do this")
-    room = room_param(request)
-    info = await streams.room_info(_rt(request), room)
-    if info is None:
-        raise refusal("room_not_found", "no such room: go live once to create it")
-    if info.creator != p.user and p.role is not Role.ADMIN:
-        raise refusal("forbidden", "the room belongs to another creator")
-    return p, info
-
-
 def _keys(request: Request) -> OverlayKeys:
     return OverlayKeys(_rt(request))
 
@@ -72,7 +57,7 @@ async def creator_page(request: Request) -> Response:
 
 async def get_room(request: Request) -> Response:
     """The room's stream and goal, as the dashboard shows them."""
-    _, info = await _owner(request)
+    _, info = await room_owner(request)
     rt = _rt(request)
     title, target, progress = await rt.redis.hmget(rt.keys.room_goal(info.room), "title",
                                                    "target", "progress")
@@ -85,28 +70,28 @@ async def get_room(request: Request) -> Response:
 
 async def get_overlay_key(request: Request) -> Response:
     """The room's overlay key and URL, made on first use."""
-    _, info = await _owner(request)
+    _, info = await room_owner(request)
     key = await _keys(request).issue(info.room, info.creator)
     return _json(_key_body(request, info.room, key))
 
 
 async def post_rotate_key(request: Request) -> Response:
     """A new key: overlays on the old URL are told `overlay_key_invalid` and closed (4005)."""
-    _, info = await _owner(request)
+    _, info = await room_owner(request)
     await read_fields(request, frozenset())
     key = await _keys(request).rotate(info.room, info.creator)
     return _json(_key_body(request, info.room, key))
 
 
 async def get_overlay_settings(request: Request) -> Response:
-    _, info = await _owner(request)
+    _, info = await room_owner(request)
     settings = await OverlaySettingsStore(_rt(request)).get(info.room)
     return _json(to_json(settings))
 
 
 async def post_overlay_settings(request: Request) -> Response:
     """Change some settings (the fields given); every open overlay of the room applies them."""
-    p, info = await _owner(request)
+    p, info = await room_owner(request)
     changes = read_changes(await read_fields(request, FIELDS))
     settings = await OverlaySettingsStore(_rt(request)).update(info.room, p.user, changes)
     return _json(to_json(settings))
