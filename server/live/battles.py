@@ -142,16 +142,16 @@ class Battles:
         return info
 
     @staticmethod
-    def _creator_of(who: Principal, creator: str, what: str) -> None:
-        if who.role is not Role.CREATOR or who.user != creator:
-            raise BattleError("forbidden", f"only {what} may do this")
+    def _creator_of(who: Principal, creators: tuple[str, ...], refusal: str) -> None:
+        if who.role is not Role.CREATOR or who.user not in creators:
+            raise BattleError("forbidden", refusal)
 
     # -- the lifecycle ------------------------------------------------------------------------
     async def invite(self, who: Principal, room: str, opponent: str) -> Battle:
         if room == opponent:
             raise BattleError("invalid_value", "a room cannot battle itself")
         mine = await self._live_room(room)
-        self._creator_of(who, mine.creator, "the room's creator")
+        self._creator_of(who, (mine.creator,), "only the room's creator may do this")
         theirs = await self._live_room(opponent)
         async with self.rt.pool.acquire() as conn, conn.transaction():
             for name in sorted((room, opponent)):  # sorted: two invites cannot deadlock
@@ -171,7 +171,7 @@ class Battles:
 
     async def accept(self, who: Principal, battle_id: str) -> Battle:
         b = await self.get(battle_id)
-        self._creator_of(who, b.creator_b, "the invited room's creator")
+        self._creator_of(who, (b.creator_b,), "only the invited room's creator may do this")
         return await self.move(b, "invited", "accepted")
 
     async def start(self, who: Principal, battle_id: str, duration_s: int) -> Battle:
@@ -179,8 +179,7 @@ class Battles:
             raise BattleError("out_of_range",
                               f"duration_s: {MIN_DURATION_S} to {MAX_DURATION_S} seconds")
         b = await self.get(battle_id)
-        if who.user not in (b.creator_a, b.creator_b) or who.role is not Role.CREATOR:
-            raise BattleError("forbidden", "only the battle's creators may start it")
+        self._creator_of(who, (b.creator_a, b.creator_b), "only the battle's creators may start it")
         if b.state != "accepted":
             raise BattleError("battle_state", f"the battle is {b.state}, not accepted")
         await self._live_room(b.room_a)
@@ -215,8 +214,8 @@ class Battles:
         """Cancel an invited or accepted battle; None when it is running (settled then, by
         server/live/battle_settle.py `cancel`)."""
         b = await self.get(battle_id)
-        if who.user not in (b.creator_a, b.creator_b) or who.role is not Role.CREATOR:
-            raise BattleError("forbidden", "only the battle's creators may cancel it")
+        self._creator_of(who, (b.creator_a, b.creator_b),
+                         "only the battle's creators may cancel it")
         if b.state in ("invited", "accepted"):
             return await self.move(b, b.state, "cancelled")
         if b.state == "running":
