@@ -223,8 +223,6 @@ async def find_purchase(pool: asyncpg.Pool, receipt: str) -> LedgerTx | None:
     return _tx(row) if row else None
 
 
-KINDS = frozenset({"gift", "credit", "purchase", "grant", "reverse", "redeem"})
-
 
 async def history(
     pool: asyncpg.Pool, user: str, *, before: int | None, limit: int, kind: str | None = None
