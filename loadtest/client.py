@@ -36,6 +36,11 @@ from protocol.client_messages import ComboEnd
 from protocol.limits import MAX_SERVER_FRAME_BYTES
 
 EVENT_TYPES = frozenset(("gift", "combo"))
+# Room state pushes, counted (issue 13: their share of what members get) but not decoded.
+STATE_TYPES = frozenset(("viewers", "leaderboard", "goal"))
+# What every worker (and the final probe) counts; `state`: STATE_TYPES messages received.
+COUNTERS = ("sent", "accepted", "rejected", "received", "closed", "other_errors", "frames",
+            "state")
 # Room state a simulated viewer does not act on: skipped unread (a leaderboard decoded at every
 # member costs the load generator more than the server spends sending it).
 IGNORED_TYPES = frozenset(("viewers", "leaderboard", "goal", "room", "pong", "balance"))
@@ -217,6 +222,8 @@ class Member:
             if kind in EVENT_TYPES:
                 self._on_event(item, kind, now)
             elif kind in IGNORED_TYPES:
+                if kind in STATE_TYPES:
+                    self.shared.counters["state"] += 1
                 continue
             else:
                 self._on_control(item, kind, now)

@@ -83,6 +83,14 @@ def build(data: RunData, baselines: dict[str, Any] | None, server_processes: int
     out["events_per_frame"] = round(receipts / data.frames, 2) if data.frames else None
     out["server_cpu_us_per_frame"] = (round(server_cpu / data.frames * 1e6, 3)
                                       if server_cpu and data.frames else None)
+    # Room state pushes priced in (issue 13): their share of the messages members received.
+    out["state_received"] = data.state
+    out["state_share"] = (round(data.state / (data.state + receipts), 4)
+                          if data.state + receipts else None)
+    # The spend path's figure (issue 13): server CPU per accepted gift.
+    accepted = out.get("gifts_accepted") or 0
+    out["server_cpu_us_per_accepted"] = (round(server_cpu / accepted * 1e6, 1)
+                                         if server_cpu and accepted else None)
     out["limit"] = limit_verdict(data.cpu) if data.cpu else None
     out["chaos_events"] = data.chaos_events
     # Rooms whose last seq could not be read at the end: the highest seq seen stands in for it.

@@ -38,3 +38,4 @@ class WorkerResult:
     frames: int = 0  # WebSocket messages received (a batch frame counts once)
     # Exceptions of the worker's own tasks (a bug in the load tester): any fails the verdict.
     failures: list[str] = field(default_factory=list)
+    state: int = 0  # room state messages received (leaderboard, goal, viewers)

@@ -76,6 +76,7 @@ class RunData:
     connected: int = 0
     reconnects: int = 0
     frames: int = 0  # WebSocket messages the members received
+    state: int = 0  # room state messages (leaderboard, goal, viewers) the members received
     profile: dict[str, Any] = field(default_factory=dict)
     catch_up: dict[str, Any] = field(default_factory=dict)
     probe_errors: dict[str, str] = field(default_factory=dict)
@@ -271,6 +272,7 @@ async def execute(
         for r in data.results:
             data.reconnects += r.reconnects
             data.frames += r.frames
+            data.state += r.state
             data.worker_failures += [f"worker {r.index}: {f}" for f in r.failures]
             if r.aborted and data.aborted is None:
                 data.aborted = f"worker {r.index}: {r.aborted}"
