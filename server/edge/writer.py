@@ -4,8 +4,10 @@ Fan-out never awaits a client: it appends the same encoded bytes to each member'
 synchronous, O(1)) and moves on. Data is flushed by one shared scheduler (`FlushScheduler`: one
 callback per process per flush, not one per event or per connection; at once when the loop is
 idle, later and in bigger batches when it is busy); replies (`push_control`: acks, errors,
-pongs, joined) are sent at once and go ahead of queued data, so liveness never waits behind a
-backlog.
+pongs, joined) go ahead of queued data and never wait for the data's window, so liveness never
+waits behind a backlog: with a wire they are written at the end of the loop turn that queued
+them (`FlushScheduler.reply_soon`), together with whatever else the connection has queued by then
+(a gift's `ack`, its `balance` and the sender's own `gift` event in one frame, one write).
 
 Two ways to the client (server/edge/wire.py):
 - a `Wire` (giftwire's own WebSocket protocol): the flush writes the batch straight into the
@@ -54,6 +56,10 @@ class FlushScheduler:
       (`budget_s`, `writer_window_ms`), so writing takes at most about half of a busy loop and
       the senders, acks and the broker get the rest; what arrives meanwhile joins the waiting
       batch, so events per frame rise with the load while the wait stays bounded.
+    - Replies (`reply_soon`) are not data: they never wait for the window. They are written on
+      the loop's next turn, so what the same turn still queues for that connection (the `balance`
+      push released right after an `ack`, the sender's own event read from pub/sub in the same
+      turn) goes out in the same frame and the same write, the reply first.
     - `budget_s <= 0`: no coalescing at all, every push is written at once (tests).
     """
 
@@ -65,6 +71,8 @@ class FlushScheduler:
         self._ready_at = 0.0  # loop time before which a new flush waits (the last one's cost)
         self._last_items: list[Any] = []
         self._last_framed: tuple[bytes, int] = (b"", 0)
+        self._replies: list[Writer[bytes] | Writer[str]] = []
+        self._reply_handle: asyncio.Handle | None = None
 
     def schedule(self, writer: Writer[bytes] | Writer[str]) -> None:
         if self.budget_s <= 0:
@@ -76,6 +84,21 @@ class FlushScheduler:
             wait = self._ready_at - loop.time()
             self._handle = (loop.call_later(wait, self._fire) if wait > 0
                             else loop.call_soon(self._fire))
+
+    def reply_soon(self, writer: Writer[bytes] | Writer[str]) -> None:
+        """A wired writer queued a reply: written at the end of this loop turn (see above)."""
+        self._replies.append(writer)
+        if self._reply_handle is None:
+            self._reply_handle = asyncio.get_running_loop().call_soon(self._fire_replies)
+
+    def _fire_replies(self) -> None:
+        self._reply_handle = None
+        due, self._replies = self._replies, []
+        for writer in due:
+            try:
+                writer.send_replies()
+            except Exception:
+                log.exception("reply flush failed")
 
     def _fire(self) -> None:
         self._handle = None
@@ -109,7 +132,11 @@ class FlushScheduler:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        if self._reply_handle is not None:
+            self._reply_handle.cancel()
+            self._reply_handle = None
         self._due = []
+        self._replies = []
 
 
 class Writer(Generic[F]):
@@ -117,8 +144,8 @@ class Writer(Generic[F]):
     # an idle connection should cost little beyond what uvicorn itself needs.
     __slots__ = (
         "_control", "_data", "_drain_waiters", "_frame", "_inflight", "_on_overflow", "_queued",
-        "_scheduled", "_scheduler", "_send", "_sending", "_waiter", "_wire", "_woken", "closed",
-        "frames_sent", "max_bytes", "overflowed", "peak",
+        "_replying", "_scheduled", "_scheduler", "_send", "_sending", "_waiter", "_wire", "_woken",
+        "closed", "frames_sent", "max_bytes", "overflowed", "peak",
     )
 
     def __init__(
@@ -147,6 +174,7 @@ class Writer(Generic[F]):
         self._inflight = 0
         self._sending = False
         self._scheduled = False
+        self._replying = False  # a reply flush is due (wire mode, FlushScheduler.reply_soon)
         self._waiter: asyncio.Future[None] | None = None  # the task sleeping for work
         self._woken = False  # work arrived while the task was busy
         self._drain_waiters: list[asyncio.Future[None]] | None = None
@@ -174,11 +202,21 @@ class Writer(Generic[F]):
         return True
 
     def push_control(self, item: F, size: int) -> bool:
-        """Queue a reply; sent at once, ahead of queued data."""
+        """Queue a reply; sent ahead of queued data without waiting for the data's window: at
+        the end of this loop turn with a wire (with what else the turn queues), else at once."""
         if not self._accept(item, size, self._control):
             return False
-        self._wake()
+        if self._wire is None or self._scheduler.budget_s <= 0:
+            self._wake()
+        elif not self._replying:
+            self._replying = True
+            self._scheduler.reply_soon(self)
         return True
+
+    def send_replies(self) -> None:
+        """The scheduler's reply flush: everything queued, replies first, into the transport."""
+        self._replying = False
+        self._flush()
 
     def _accept(self, item: F, size: int, into: list[F]) -> bool:
         if self.closed:

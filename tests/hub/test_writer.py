@@ -160,16 +160,36 @@ async def test_wired_writers_are_flushed_by_the_clock_alone_one_frame_each() -> 
     assert not overflows
 
 
-async def test_a_wired_reply_is_written_at_once_ahead_of_queued_data() -> None:
+async def test_a_wired_reply_is_written_on_the_next_turn_ahead_of_queued_data() -> None:
     wire, overflows = Transport(), []
-    w = _wired(wire, 1 << 20, FlushScheduler(10.0), overflows)  # data would wait a long window
+    scheduler = FlushScheduler(3600.0)
+    # As after an hour-long flush: the data's next flush waits an hour (the test's timeout).
+    scheduler._ready_at = asyncio.get_running_loop().time() + 3600
+    w = _wired(wire, 1 << 20, scheduler, overflows)
     for i in range(5):
         w.push(_item(i), len(_item(i)))
     pong = msgpack.packb({"type": "pong"})
     w.push_control(pong, len(pong))
-    # Synchronously: no await between the reply and the write.
+    assert wire.writes == 0  # not inside the call that queued it, but at the end of the turn
+    await w.drained()  # the reply flush takes the queued data along, ahead of the window
     assert wire.messages() == [{"type": "pong"}] + [{"n": i} for i in range(5)]
+    assert wire.writes == 1
+    scheduler.cancel()
+    assert not overflows
+
+
+async def test_what_a_turn_queues_after_a_reply_shares_its_write() -> None:
+    """A gift's ack, its balance push and the sender's own event, queued in one loop turn, reach
+    the client in one frame and one write, the ack first (docs/protocol.md, `gift`)."""
+    wire, overflows = Transport(), []
+    w = _wired(wire, 1 << 20, FlushScheduler(10.0), overflows)
+    ack, balance = msgpack.packb({"type": "ack"}), msgpack.packb({"type": "balance"})
+    w.push_control(ack, len(ack))
+    w.push_control(balance, len(balance))
+    w.push(_item(7), len(_item(7)))  # the own event, read from pub/sub in the same turn
     await w.drained()
+    assert wire.writes == 1 and len(wire.frames) == 1
+    assert wire.messages() == [{"type": "ack"}, {"type": "balance"}, {"n": 7}]
     assert not overflows
 
 
@@ -196,8 +216,10 @@ async def test_a_wired_writer_reads_the_transport_again_before_giving_up() -> No
     big = msgpack.packb({"pad": "x" * 1000})
     wire.stalled = True
     for _ in range(3):
-        assert w.push_control(big, len(big))  # written at once, held by the transport
-    assert wire.held == 3 * len(framing.frame(big)) and w.buffered == wire.held
+        assert w.push_control(big, len(big))  # written at the end of the turn...
+    await w.drained()  # ...and held by the transport
+    assert wire.held == len(framing.frame(MsgpackCodec().frame([big] * 3)))
+    assert w.buffered == wire.held
     wire.held = 0  # the client read everything: a push is not refused on the stale figure
     assert w.push(big, len(big)) and w.push(big, len(big))
     w.close()  # flushes: the transport holds two frames' worth again
@@ -233,11 +255,11 @@ async def test_equal_batches_of_a_room_are_framed_once_and_written_once_each() -
         for w in writers:
             w.push(item, len(item))
     odd = msgpack.packb({"type": "pong"})
-    writers[2].push_control(odd, len(odd))  # a reply: this member's batch differs
+    writers[0].push_control(odd, len(odd))  # a reply: this member's batch differs
     await asyncio.gather(*(w.arrived.wait() for w in wires))
     assert [w.writes for w in wires] == [1, 1, 1]  # one transport write per member per flush
-    assert wires[0].messages() == wires[1].messages() == [{"n": i} for i in range(4)]
-    assert wires[2].messages() == [{"type": "pong"}] + [{"n": i} for i in range(4)]
+    assert wires[1].messages() == wires[2].messages() == [{"n": i} for i in range(4)]
+    assert wires[0].messages() == [{"type": "pong"}] + [{"n": i} for i in range(4)]
     built = scheduler.framed([*shared], lambda items: [b"built again"])
     assert unframe(built[0]) == [MsgpackCodec().frame(shared)]  # cached: equal content, same bytes
     assert not overflows
