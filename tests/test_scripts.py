@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -6,7 +7,13 @@ import pytest
 from redis.asyncio import Redis
 
 from server.config import Config
-from server.storage.scripts import LuaScript, ScriptError, ScriptRunner, load_scripts
+from server.storage.scripts import (
+    LuaScript,
+    ScriptError,
+    ScriptKeys,
+    ScriptRunner,
+    load_scripts,
+)
 
 
 def _script(name: str, source: str) -> LuaScript:
@@ -17,6 +24,17 @@ INCR = _script(
     "incr", "-- KEYS[1] counter; ARGV[1] step\nreturn redis.call('INCRBY', KEYS[1], ARGV[1])"
 )
 FAIL = _script("fail", "-- no keys\nreturn redis.error_reply('nope')")
+
+
+@contextlib.asynccontextmanager
+async def _started(runner: ScriptRunner, script: LuaScript) -> AsyncIterator[ScriptRunner]:
+    """A started runner of `script` alone, on the fixture runner's Redis."""
+    r = ScriptRunner(runner._redis, {script.name: script})
+    r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
 
 
 @pytest.fixture
@@ -214,17 +232,28 @@ async def test_arguments_of_every_kind_reach_the_script(
     runner: ScriptRunner, config: Config
 ) -> None:
     echo = _script("echo", "-- KEYS[1] any; ARGV echoed\nreturn ARGV")
-    r = ScriptRunner(runner._redis, {"echo": echo})
-    r.start()
-    try:
+    async with _started(runner, echo) as r:
         got = await r.call("echo", [config.key_prefix + "k"],
                            ["", "é ü \u4e2d", b"\x00\xff", 0, -7, 2**53, 1.5])
         assert got == [b"", "é ü \u4e2d".encode(), b"\x00\xff", b"0", b"-7", b"9007199254740992",
                        b"1.5"]
         with pytest.raises(TypeError):
             await r.call("echo", [config.key_prefix + "k"], [True])
-    finally:
-        await r.stop()
+
+
+async def test_keys_packed_once_reach_the_script_as_keys(
+    runner: ScriptRunner, config: Config
+) -> None:
+    """ScriptKeys (a room's keys, packed once for all its gifts) are the same call as a list."""
+    keys_of = _script("keys_of", "-- KEYS echoed, then ARGV\nreturn {KEYS[1], KEYS[2], ARGV[1]}")
+    async with _started(runner, keys_of) as r:
+        names = [config.key_prefix + "{a}x", config.key_prefix + "{a}é"]
+        packed = ScriptKeys(names)
+        assert list(packed) == names and len(packed) == 2
+        for args in (["v", 1], [b"\x00", 1.5]):  # the fast path and the general one
+            got = await r.call("keys_of", packed, args)
+            assert got == await r.call("keys_of", names, args)
+            assert got[:2] == [n.encode() for n in names]
 
 
 async def test_calls_beyond_the_bound_fail_at_once_and_change_nothing(

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from protocol import Goal, TopEntry
 from server.storage.keys import Keys
-from server.storage.scripts import ScriptRunner
+from server.storage.scripts import ScriptKeys, ScriptRunner
 
 TOP_SIZE = 10
 # How long (and how many) transactions a room remembers as published. A client retries a tx
@@ -36,6 +36,8 @@ DEDUP_MAX = 200_000
 MAX_SETTLE_PER_CALL = 100
 # Settled combo ids are remembered this long, so a late click is refused instead of reopening it.
 COMBO_MEMORY_MS = 3600 * 1000
+# Rooms whose `room_event` keys are kept packed (ScriptKeys); past it the cache starts afresh.
+PACKED_ROOMS = 10_000
 
 
 def _s(value: Any) -> str:
@@ -98,6 +100,23 @@ class RoomState:
         # Called with (room, battle id) when a gift finds the room's battle window closed but its
         # side not settled: the battles feature (server/live/battles.py) settles it.
         self.on_battle_due: Callable[[str, str], None] | None = None
+        self._event_keys: dict[str, ScriptKeys] = {}
+
+    def _room_event_keys(self, room: str) -> ScriptKeys:
+        """The 13 keys of a room's gifts, named and packed once per room, not per gift."""
+        keys = self._event_keys.get(room)
+        if keys is None:
+            if len(self._event_keys) >= PACKED_ROOMS:
+                self._event_keys.clear()
+            k = self.keys
+            keys = self._event_keys[room] = ScriptKeys((
+                k.room_seq(room), k.room_history(room), k.room_published(room),
+                k.room_leaderboard(room), k.room_names(room), k.room_goal(room),
+                k.room_combos(room), k.room_combo_due(room), k.room_channel(room),
+                k.room_combos_done(room), k.room_epoch(room), k.room_battle(room),
+                k.room_battle_top(room),
+            ))
+        return keys
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -117,16 +136,9 @@ class RoomState:
         """Publish the event of one accepted spend; None if this tx was already published.
         `at_ms`: when it was debited (its ledger time), which decides whether it scores in a
         battle (0: unknown, the event's own time decides)."""
-        k = self.keys
         status, seq, _epoch, due = await self.runner.call(
             "room_event",
-            [
-                k.room_seq(room), k.room_history(room), k.room_published(room),
-                k.room_leaderboard(room), k.room_names(room), k.room_goal(room),
-                k.room_combos(room), k.room_combo_due(room), k.room_channel(room),
-                k.room_combos_done(room), k.room_epoch(room), k.room_battle(room),
-                k.room_battle_top(room),
-            ],
+            self._room_event_keys(room),
             [
                 f"{sender}:{tx}", room, sender, name, gift, count, coins, combo or "",
                 self.history_maxlen, self.history_max_age_ms, DEDUP_WINDOW_MS,
