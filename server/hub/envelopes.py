@@ -4,7 +4,7 @@ Envelopes are msgpack maps published by the room scripts (server/hub/roomstate.p
 "ev": {...}}` for a room event (optionally with the room's new `top`/`goal`), `{"k": "st", ...}`
 for a state change alone (`top`, `goal`, `nogoal`, `live`). Room events come back from the
 history in the same `ev` form. Leaderboard and goal are latest-wins room state, pushed to members
-at most every `HubSettings.state_interval_s` (see `state_messages`).
+in coalesced rounds (server/hub/statepush.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,8 @@ from protocol import (
     ComboProgress,
     GiftEvent,
     Goal,
-    GoalUpdate,
-    Leaderboard,
     ProtocolError,
     RoomStatus,
-    ServerMessage,
     TopEntry,
 )
 from server.hub.rooms import Room, RoomEvent
@@ -49,10 +46,12 @@ def read_state(room: Room, env: dict[str, Any]) -> RoomStatus | None:
     """Take the envelope's state into `room`; the status change to send at once, if any.
     Raises KeyError, TypeError or ValueError on a malformed envelope (room unchanged then)."""
     top, goal = room.top, room.goal
-    if "top" in env:
+    raw = env.get("top")
+    # Nearly every spend's envelope repeats the leaderboard: decoded only when it differs.
+    if raw is not None and raw != room.top_raw:
         top = tuple(
             TopEntry(user=str(e["user"]), name=str(e["name"]), coins=int(e["coins"]))
-            for e in env["top"]
+            for e in raw
         )
     if "goal" in env:
         g = env["goal"]
@@ -60,22 +59,12 @@ def read_state(room: Room, env: dict[str, Any]) -> RoomStatus | None:
     if env.get("nogoal"):
         goal = None
     status = RoomStatus(room=room.name, live=bool(env["live"])) if "live" in env else None
-    room.top, room.goal = top, goal
+    if top is not room.top:
+        room.top, room.top_raw = top, raw
+    room.goal = goal
     return status
 
 
 def changes_state(env: dict[str, Any]) -> bool:
     """Whether the envelope calls for a leaderboard/goal push."""
     return "top" in env or "goal" in env or "nogoal" in env
-
-
-def state_messages(room: Room) -> list[ServerMessage]:
-    """The room's current leaderboard and goal, as pushed to its members."""
-    out: list[ServerMessage] = []
-    if room.top is not None:
-        out.append(Leaderboard(room=room.name, top=room.top))
-    if room.goal is not None:
-        g = room.goal
-        out.append(GoalUpdate(room=room.name, title=g.title, target=g.target,
-                              progress=g.progress))
-    return out

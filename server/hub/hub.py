@@ -24,11 +24,11 @@ from typing import Any
 
 import msgpack
 
-from protocol import CloseCode, ComboProgress, Joined, ServerMessage, ViewerCount
+from protocol import CloseCode, ComboProgress, Joined, ServerMessage
 from server.hub.battlestate import BattleSides, BattleView, show_battle
 from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
-from server.hub.envelopes import changes_state, event_message, read_state, state_messages
+from server.hub.envelopes import event_message
 from server.hub.recovery import Place, merge, place
 from server.hub.rooms import (
     Codecs,
@@ -43,6 +43,7 @@ from server.hub.rooms import (
     push_event,
 )
 from server.hub.roomstate import RoomState
+from server.hub.statepush import StatePushes
 from server.metrics import Metrics
 
 log = logging.getLogger("giftwire.hub")
@@ -64,6 +65,7 @@ class Hub:
         self.settings = settings or HubSettings()
         self.codecs = Codecs()
         self.battles = BattleSides(state)
+        self.states = StatePushes(self.settings, self._broadcast)
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -210,11 +212,11 @@ class Hub:
             if msg is None:
                 return
             self.metrics.events.inc()
-            self._event(room, msg)
             if "top" in env or "goal" in env:
-                self._state_from(room, env)
+                self.states.on_envelope(room, env)  # first: the round may ride with the event
+            self._event(room, msg)
         elif kind == "st":
-            self._state_from(room, env)
+            self.states.on_envelope(room, env)
         elif kind != "bt":
             log.error("unknown envelope on %s skipped", channel)
         if kind == "bt" or (kind == "ev" and env.get("bt") is not None):  # a battle update
@@ -257,6 +259,7 @@ class Hub:
                 data, size = out.encoded(member.binary)
                 if member.writer.push(data, size):
                     delivered += 1
+        self.states.after_event(room)  # the state round, when due, shares the event's frames
         self.metrics.deliveries.inc(delivered)
         self.metrics.fanout_seconds.observe(time.perf_counter() - started)
 
@@ -272,26 +275,6 @@ class Hub:
             if st.buffer is None:
                 data, size = out.encoded(member.binary)
                 member.writer.push(data, size)
-
-    # -- state updates (latest wins, throttled) -------------------------------------------------
-
-    def _state_from(self, room: Room, env: dict[str, Any]) -> None:
-        try:
-            status = read_state(room, env)
-        except (KeyError, TypeError, ValueError) as exc:
-            log.error("invalid state update on %s skipped: %s", room.name, exc)
-            return
-        if status is not None:
-            self._broadcast(room, status)
-        if room.state_timer is None and changes_state(env):
-            room.state_timer = asyncio.get_running_loop().call_later(
-                self.settings.state_interval_s, self._push_state, room
-            )
-
-    def _push_state(self, room: Room) -> None:
-        room.state_timer = None
-        for msg in state_messages(room):
-            self._broadcast(room, msg)
 
     # -- recovery -------------------------------------------------------------------------------
 
@@ -363,8 +346,8 @@ class Hub:
             log.warning("refreshing %s failed (%s); its next event brings it", room.name, exc)
             return
         if self._rooms.get(room.name) is room:
-            room.top, room.goal = snap.top, snap.goal
-            self._push_state(room)
+            room.top, room.top_raw, room.goal = snap.top, None, snap.goal
+            self.states.push(room, everything=True)
 
     # -- periodic: combos, presence, viewer counts ----------------------------------------------
 
@@ -395,6 +378,5 @@ class Hub:
             for room in rooms
         ))
         for room, count in zip(rooms, counts, strict=True):
-            if count != room.viewers and self._rooms.get(room.name) is room:
-                room.viewers = count
-                self._broadcast(room, ViewerCount(room=room.name, count=count))
+            if self._rooms.get(room.name) is room:
+                self.states.on_viewers(room, count)

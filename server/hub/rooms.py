@@ -110,9 +110,17 @@ class Room:
     recovering: list[RoomEvent] | None = None
     resync_after_join: bool = False
     top: tuple[TopEntry, ...] | None = None
+    top_raw: Any = None  # the envelope's `top` that `top` was decoded from (decoded once)
     goal: Goal | None = None
-    state_timer: asyncio.TimerHandle | None = None
     viewers: int = -1
+    # State rounds (server/hub/statepush.py): what the last round sent, when, events since.
+    state_timer: asyncio.TimerHandle | None = None
+    state_dirty: bool = False
+    state_at: float = float("-inf")
+    state_events: int = 0
+    sent_top: tuple[TopEntry, ...] | None = None
+    sent_goal: Goal | None = None
+    sent_viewers: int = -1
     open_combos: set[str] = field(default_factory=set)
     battle: Any = None  # its BattleView (server/hub/battlestate.py), set by the hub
 
@@ -162,7 +170,10 @@ class HubError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HubSettings:
-    state_interval_s: float = 0.2  # leaderboard/goal pushes per room, at most this often
+    # State rounds (leaderboard, goal, viewers) per room: at most this often, and in a busy room
+    # once per statepush.EVENTS_PER_ROUND events, but never later than the max after a change.
+    state_interval_s: float = 0.2
+    state_max_interval_s: float = 1.0
     tick_s: float = 0.25  # combo sweep period
     viewers_interval_s: float = 1.0
     presence_refresh_s: float = 10.0
