@@ -28,7 +28,7 @@ from protocol import CloseCode, ComboProgress, Joined, ServerMessage
 from server.hub.battlestate import BattleSides, BattleView, show_battle
 from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
-from server.hub.envelopes import event_message
+from server.hub.envelopes import StatePushes, event_message
 from server.hub.recovery import Place, merge, place
 from server.hub.rooms import (
     Codecs,
@@ -43,7 +43,6 @@ from server.hub.rooms import (
     push_event,
 )
 from server.hub.roomstate import RoomState
-from server.hub.statepush import StatePushes
 from server.metrics import Metrics
 
 log = logging.getLogger("giftwire.hub")

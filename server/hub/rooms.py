@@ -113,7 +113,7 @@ class Room:
     top_raw: Any = None  # the envelope's `top` that `top` was decoded from (decoded once)
     goal: Goal | None = None
     viewers: int = -1
-    # State rounds (server/hub/statepush.py): what the last round sent, when, events since.
+    # State rounds (server/hub/envelopes.py): what the last round sent, when, events since.
     state_timer: asyncio.TimerHandle | None = None
     state_dirty: bool = False
     state_at: float = float("-inf")
@@ -171,7 +171,7 @@ class HubError(Exception):
 @dataclass(frozen=True, slots=True)
 class HubSettings:
     # State rounds (leaderboard, goal, viewers) per room: at most this often, and in a busy room
-    # once per statepush.EVENTS_PER_ROUND events, but never later than the max after a change.
+    # once per envelopes.EVENTS_PER_ROUND events, but never later than the max after a change.
     state_interval_s: float = 0.2
     state_max_interval_s: float = 1.0
     tick_s: float = 0.25  # combo sweep period

@@ -1,4 +1,4 @@
-"""Room state rounds (server/hub/statepush.py): they ride with events, carry only what changed,
+"""Room state rounds (server/hub/envelopes.py): they ride with events, carry only what changed,
 and in a busy room come once per EVENTS_PER_ROUND events at most, yet always arrive."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import asyncio
 from typing import Any
 
 from protocol import GoalUpdate, Leaderboard, RoomStatus, ServerMessage, ViewerCount
+from server.hub.envelopes import EVENTS_PER_ROUND, StatePushes
 from server.hub.rooms import HubSettings, Room
-from server.hub.statepush import EVENTS_PER_ROUND, StatePushes
 
 
 class Clock:
