@@ -67,25 +67,38 @@ def event_message(ev: Any) -> RoomEvent | None:
 
 def read_state(room: Room, env: dict[str, Any]) -> RoomStatus | None:
     """Take the envelope's state into `room`; the status change to send at once, if any.
-    Raises KeyError, TypeError or ValueError on a malformed envelope (room unchanged then)."""
-    top, goal = room.top, room.goal
+    Raises KeyError, TypeError or ValueError on a malformed envelope (room unchanged then).
+    Every spend's envelope carries the leaderboard: it is kept as it came and decoded only when a
+    state round takes it (`current_top`), once per round instead of once per gift."""
+    goal = room.goal
     raw = env.get("top")
-    # Nearly every spend's envelope repeats the leaderboard: decoded only when it differs.
-    if raw is not None and raw != room.top_raw:
-        top = tuple(
-            TopEntry(user=str(e["user"]), name=str(e["name"]), coins=int(e["coins"]))
-            for e in raw
-        )
+    if raw is not None and type(raw) is not list:
+        raise TypeError("top must be a list")
     if "goal" in env:
         g = env["goal"]
         goal = Goal(title=str(g["title"]), target=int(g["target"]), progress=int(g["progress"]))
     if env.get("nogoal"):
         goal = None
     status = RoomStatus(room=room.name, live=bool(env["live"])) if "live" in env else None
-    if top is not room.top:
-        room.top, room.top_raw = top, raw
+    if raw is not None:
+        room.top_pending = raw
     room.goal = goal
     return status
+
+
+def current_top(room: Room) -> tuple[TopEntry, ...] | None:
+    """The room's leaderboard, the latest envelope's decoded now (a malformed one is logged and
+    the last good leaderboard stands)."""
+    raw, room.top_pending = room.top_pending, None
+    if raw is not None:
+        try:
+            room.top = tuple(
+                TopEntry(user=str(e["user"]), name=str(e["name"]), coins=int(e["coins"]))
+                for e in raw
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            log.error("invalid leaderboard on %s skipped: %s", room.name, exc)
+    return room.top
 
 
 def changes_state(env: dict[str, Any]) -> bool:
@@ -161,13 +174,14 @@ class StatePushes:
     @staticmethod
     def _changes(room: Room, everything: bool) -> list[ServerMessage]:
         out: list[ServerMessage] = []
-        if room.top is not None and (everything or room.top != room.sent_top):
-            out.append(Leaderboard(room=room.name, top=room.top))
+        top = current_top(room)
+        if top is not None and (everything or top != room.sent_top):
+            out.append(Leaderboard(room=room.name, top=top))
         g = room.goal
         if g is not None and (everything or g != room.sent_goal):
             out.append(GoalUpdate(room=room.name, title=g.title, target=g.target,
                                   progress=g.progress))
         if room.viewers >= 0 and room.viewers != room.sent_viewers:
             out.append(ViewerCount(room=room.name, count=room.viewers))
-        room.sent_top, room.sent_goal, room.sent_viewers = room.top, room.goal, room.viewers
+        room.sent_top, room.sent_goal, room.sent_viewers = top, room.goal, room.viewers
         return out

@@ -142,7 +142,7 @@ class Hub:
         resync = snap.epoch != room.epoch
         if not resync:
             room.floor = snap.seq if room.floor is None else min(room.floor, snap.seq)
-        if room.top is None:
+        if room.top is None and room.top_pending is None:
             room.top, room.goal = snap.top, snap.goal
         joined = Joined(
             id=request_id, room=name, creator=snap.creator, live=snap.live,
@@ -345,7 +345,7 @@ class Hub:
             log.warning("refreshing %s failed (%s); its next event brings it", room.name, exc)
             return
         if self._rooms.get(room.name) is room:
-            room.top, room.top_raw, room.goal = snap.top, None, snap.goal
+            room.top, room.top_pending, room.goal = snap.top, None, snap.goal
             self.states.push(room, everything=True)
 
     # -- periodic: combos, presence, viewer counts ----------------------------------------------

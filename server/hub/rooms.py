@@ -110,7 +110,7 @@ class Room:
     recovering: list[RoomEvent] | None = None
     resync_after_join: bool = False
     top: tuple[TopEntry, ...] | None = None
-    top_raw: Any = None  # the envelope's `top` that `top` was decoded from (decoded once)
+    top_pending: Any = None  # the latest envelope's `top`, not yet decoded (envelopes.py)
     goal: Goal | None = None
     viewers: int = -1
     # State rounds (server/hub/envelopes.py): what the last round sent, when, events since.

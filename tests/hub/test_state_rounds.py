@@ -36,7 +36,7 @@ async def test_a_quiet_rooms_state_rides_with_the_gift_that_changed_it() -> None
     assert sent == []  # not on its own...
     pushes.after_event(room)  # ...but right after the event, into the same flush
     assert sent == [Leaderboard(room="r1", top=room.top or ())]
-    assert room.top is not None and room.top[0].coins == 5
+    assert room.top is not None and room.top[0].coins == 5 and room.top_pending is None
     assert room.state_timer is None  # nothing left for the timer
 
 
@@ -97,8 +97,11 @@ async def test_a_status_change_is_not_held_for_a_round() -> None:
 async def test_an_invalid_state_changes_nothing() -> None:
     pushes, room, _clock, sent = _pushes()
     pushes.on_envelope(room, _top(5))
-    before = room.top
-    pushes.on_envelope(room, {"k": "ev", "top": [{"user": "u1"}]})  # no name, no coins
-    assert room.top == before
     pushes.push(room)
-    assert sent == [Leaderboard(room="r1", top=before or ())]
+    before = room.top
+    assert before is not None and sent == [Leaderboard(room="r1", top=before)]
+    pushes.on_envelope(room, {"k": "ev", "top": "not a list"})
+    pushes.on_envelope(room, {"k": "ev", "top": [{"user": "u1"}]})  # no name, no coins
+    pushes.push(room, everything=True)
+    assert room.top == before  # the last good leaderboard stands
+    assert sent == [Leaderboard(room="r1", top=before)] * 2
