@@ -43,8 +43,10 @@ class Principal:
 
     @property
     def can_spend(self) -> bool:
-        # Overlays only read; creators may also gift in other creators' rooms.
-        return self.role in (Role.VIEWER, Role.CREATOR, Role.ADMIN)
+        # Overlays only read; creators may also gift in other creators' rooms. Identity tests:
+        # `in` a tuple compares through Enum.__eq__ in Python, once per gift.
+        role = self.role
+        return role is Role.VIEWER or role is Role.CREATOR or role is Role.ADMIN
 
     def may_read(self, room: str) -> bool:
         return self.role is not Role.OVERLAY or self.room == room

@@ -169,10 +169,11 @@ class Wallet:
     def _check_spend(self, req: SpendRequest) -> str | None:
         if type(req.count) is not int or not 1 <= req.count <= MAX_GIFT_COUNT:
             return ErrorCode.OUT_OF_RANGE.value
-        ids = (req.tx, req.room, req.gift, req.combo or "x")
+        tx, room, gift, combo = req.tx, req.room, req.gift, req.combo or "x"
         # One regex over the four ids (their alphabet has no space): the hot path's check.
-        if (not req.user or not all(type(v) is str for v in ids)
-                or _SPEND_IDS.fullmatch(" ".join(ids)) is None):
+        if (not req.user or type(tx) is not str or type(room) is not str
+                or type(gift) is not str or type(combo) is not str
+                or _SPEND_IDS.fullmatch(f"{tx} {room} {gift} {combo}") is None):
             return ErrorCode.INVALID_VALUE.value
         return None
 
