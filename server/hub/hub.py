@@ -30,6 +30,7 @@ from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
 from server.hub.envelopes import changes_state, event_message, read_state, state_messages
 from server.hub.recovery import Place, merge, place
+from server.hub.replay import replay
 from server.hub.rooms import (
     Codecs,
     HubError,
@@ -154,13 +155,11 @@ class Hub:
         if not writer.push_control(data, size):
             st.buffer, st.last_seq = None, snap.seq  # closing: hold nothing for it
             return
-        last = snap.seq if snap.resume != "ok" or after is None else after
-        for ev in snap.events:
-            msg = event_message(ev)
-            if msg is not None and msg.seq > last:
-                data, size = Outgoing(self.codecs, msg).encoded(member.binary)
-                writer.push(data, size)
-                last = msg.seq
+        start = snap.seq if snap.resume != "ok" or after is None else after
+        last = await replay(self.codecs, room, member, st, snap.events, start,
+                            self.settings.max_replay)
+        if last is None:
+            return  # left or cut while its replay was read
         st.last_seq = max(last, snap.seq)
         held, st.buffer = st.buffer or [], None
         for out in held:

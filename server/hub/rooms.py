@@ -40,7 +40,19 @@ RoomEvent = GiftEvent | ComboProgress
 
 class Outbox(Protocol):
     """A member's bounded queue of encoded messages (server/edge/writer.py): the hub hands over
-    bytes and never awaits a client."""
+    bytes and never awaits a client (but for its own join's replay: replay.py)."""
+
+    max_bytes: int
+    closed: bool
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued and not yet read by the client (as far as the writer knows)."""
+        ...
+
+    async def writable(self) -> None:
+        """Until what is queued has been handed over and the client has read most of it."""
+        ...
 
     def push(self, data: Any, size: int) -> bool:
         """Queue a data message, sent within the flush window; False if refused (closed, or
