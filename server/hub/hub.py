@@ -30,7 +30,6 @@ from server.hub.broker import Broker
 from server.hub.combos import ComboSweeper
 from server.hub.envelopes import changes_state, event_message, read_state, state_messages
 from server.hub.recovery import Place, merge, place
-from server.hub.replay import replay
 from server.hub.rooms import (
     Codecs,
     HubError,
@@ -42,6 +41,7 @@ from server.hub.rooms import (
     RoomEvent,
     move_members,
     push_event,
+    replay,
 )
 from server.hub.roomstate import RoomState
 from server.metrics import Metrics
@@ -156,8 +156,8 @@ class Hub:
             st.buffer, st.last_seq = None, snap.seq  # closing: hold nothing for it
             return
         start = snap.seq if snap.resume != "ok" or after is None else after
-        last = await replay(self.codecs, room, member, st, snap.events, start,
-                            self.settings.max_replay)
+        events = (m for ev in snap.events if (m := event_message(ev)) is not None)
+        last = await replay(self.codecs, room, member, st, events, start, self.settings.max_replay)
         if last is None:
             return  # left or cut while its replay was read
         st.last_seq = max(last, snap.seq)

@@ -1,6 +1,6 @@
 """A transport's write flow control (asyncio's `pause_writing` / `resume_writing`) as something
 to await: a join's replay waits here for the client to read, rather than overflowing the
-connection's write bound (server/hub/replay.py)."""
+connection's write bound (server/hub/rooms.py, `replay`)."""
 
 from __future__ import annotations
 
