@@ -28,6 +28,11 @@ class Wire(Protocol):
         """Bytes the transport holds that the client has not taken yet."""
         ...
 
+    async def writable(self) -> None:
+        """Until the client has read the transport's buffer down to its low-water mark (at once
+        unless it is past its high-water mark, half of `writer_max_bytes`)."""
+        ...
+
 
 class Edge(Wire, Protocol):
     """What a session uses of giftwire's WebSocket protocol beyond the wire."""

@@ -286,6 +286,16 @@ class Writer(Generic[F]):
         self._drain_waiters.append(fut)
         await fut
 
+    async def writable(self) -> None:
+        """Everything queued handed to the transport, and the client has read most of it: the
+        way to send more than the bound holds (a join's replay) without overflowing."""
+        if self._wire is None:
+            await self.drained()
+            return
+        self._flush()
+        await self._wire.writable()
+        self._inflight = self._wire.pending()
+
     def _take(self) -> list[F]:
         items = self._control + self._data if self._control else self._data
         self._control, self._data = [], []

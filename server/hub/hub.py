@@ -41,6 +41,7 @@ from server.hub.rooms import (
     RoomEvent,
     move_members,
     push_event,
+    replay,
 )
 from server.hub.roomstate import RoomState
 from server.metrics import Metrics
@@ -155,13 +156,11 @@ class Hub:
         if not writer.push_control(data, size):
             st.buffer, st.last_seq = None, snap.seq  # closing: hold nothing for it
             return
-        last = snap.seq if snap.resume != "ok" or after is None else after
-        for ev in snap.events:
-            msg = event_message(ev)
-            if msg is not None and msg.seq > last:
-                data, size = Outgoing(self.codecs, msg).encoded(member.binary)
-                writer.push(data, size)
-                last = msg.seq
+        start = snap.seq if snap.resume != "ok" or after is None else after
+        events = (m for ev in snap.events if (m := event_message(ev)) is not None)
+        last = await replay(self.codecs, room, member, st, events, start, self.settings.max_replay)
+        if last is None:
+            return  # left or cut while its replay was read
         st.last_seq = max(last, snap.seq)
         held, st.buffer = st.buffer or [], None
         for out in held:

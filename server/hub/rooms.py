@@ -1,12 +1,15 @@
-"""What the hub keeps per room and per member, and the encoded message all recipients share."""
+"""What the hub keeps per room and per member, the encoded message all recipients share, and
+how a member is sent events (live, or the replay of a join)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from protocol import (
+    CloseCode,
     ComboProgress,
     Gap,
     GiftEvent,
@@ -40,7 +43,19 @@ RoomEvent = GiftEvent | ComboProgress
 
 class Outbox(Protocol):
     """A member's bounded queue of encoded messages (server/edge/writer.py): the hub hands over
-    bytes and never awaits a client."""
+    bytes and never awaits a client (but for its own join's replay: `replay`)."""
+
+    max_bytes: int
+    closed: bool
+
+    @property
+    def buffered(self) -> int:
+        """Bytes queued and not yet read by the client (as far as the writer knows)."""
+        ...
+
+    async def writable(self) -> None:
+        """Until what is queued has been handed over and the client has read most of it."""
+        ...
 
     def push(self, data: Any, size: int) -> bool:
         """Queue a data message, sent within the flush window; False if refused (closed, or
@@ -146,6 +161,36 @@ def push_event(codecs: Codecs, room: str, member: Member, st: MemberState, out: 
     st.last_seq = msg.seq
     data, size = out.encoded(member.binary)
     return member.writer.push(data, size)
+
+
+async def replay(codecs: Codecs, room: Room, member: Member, st: MemberState,
+                 events: Iterable[RoomEvent], after: int, max_held: int) -> int | None:
+    """A join's replay: the events after `after`, in order, pushed no faster than the member
+    reads them. The last seq pushed, or None if the member left or was cut meanwhile.
+
+    A client cut off as too slow (4008) resumes from its last seq, and what it missed can be more
+    than its writer's bound holds: pushed at once, the replay itself overflowed and the client was
+    cut again on every reconnect, never catching up. So at most half the bound is queued at a
+    time, and the next part waits for the client to read (`Outbox.writable`). Live events wait
+    in the member's join buffer meanwhile, up to `max_held` (the history's length): past it the
+    member is cut 4008 and resumes from where its replay got to."""
+    writer = member.writer
+    budget = writer.max_bytes // 2
+    last = after
+    for msg in events:
+        if msg.seq <= last:
+            continue
+        data, size = Outgoing(codecs, msg).encoded(member.binary)
+        if writer.buffered + size > budget:
+            await writer.writable()
+            if writer.closed or room.members.get(member) is not st:
+                return None
+            if st.buffer is not None and len(st.buffer) > max_held:
+                member.kill(CloseCode.TOO_SLOW, "too slow: reconnect and resume")
+                return None
+        writer.push(data, size)
+        last = msg.seq
+    return last
 
 
 def move_members(codecs: Codecs, room: Room, seq: int) -> None:

@@ -1,5 +1,6 @@
 """Fan-out under stress: 1,000 simultaneous joiners of an empty room, a client that stops reading,
-and the pub/sub connection killed mid-stream."""
+a client resuming from further back than its write bound holds, and the pub/sub connection killed
+mid-stream."""
 
 from __future__ import annotations
 
@@ -70,6 +71,32 @@ async def watched(config: Config, redis: Redis, pool: asyncpg.Pool) -> AsyncIter
     )
     async with inprocess_server(cfg) as running:
         yield running
+
+
+async def test_a_resume_from_further_back_than_the_write_bound_gets_every_event(
+    watched: RunningServer, issuer: TokenIssuer
+) -> None:
+    """An overlay cut off as too slow comes back from its last seq: the replay it is owed can be
+    larger than its writer's bound. The replay is paced by what the client reads, so the client
+    gets all of it (not a 4008 on every reconnect, for ever), and live events meanwhile follow."""
+    server = watched
+    rt = server.runtime
+    await setup_room(rt, "r")
+    history = server.config.history_maxlen
+    await asyncio.gather(*(_publish(rt, "r", f"old{i}") for i in range(history)))
+    client = await open_client(server.ws_url, issuer.mint("late", "viewer"))
+    try:
+        joined = await client.join("r", after=0)
+        assert joined.resume == "ok"
+        for i in range(20):
+            await _publish(rt, "r", f"live{i}")
+        events = await client.wait_events(history + 20)
+        assert [e.seq for e in events] == list(range(1, history + 21))
+        replayed = sum(len(client.codec.encode(e)) for e in events[:history])
+        assert replayed > server.config.writer_max_bytes  # more than one bound's worth
+        assert client.ws.close_code is None
+    finally:
+        await client.close()
 
 
 async def test_pubsub_killed_mid_stream_and_idle_recovers_every_event_once(

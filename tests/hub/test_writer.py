@@ -126,6 +126,9 @@ class Transport:
     def pending(self) -> int:
         return self.held
 
+    async def writable(self) -> None:
+        return None
+
     def messages(self) -> list[object]:
         out: list[object] = []
         for f in self.frames:

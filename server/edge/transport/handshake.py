@@ -1,11 +1,12 @@
-"""The ASGI scope of an accepted WebSocket upgrade (ASGI spec 2.4, websocket scope)."""
+"""The ASGI scope of an accepted WebSocket upgrade (ASGI spec 2.4, websocket scope), and the
+upgrade's response as the app accepted it."""
 
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import unquote
 
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 
 from server.edge.wire import EXTENSION
 
@@ -32,3 +33,18 @@ def asgi_scope(request: Request, client: tuple[str, int] | None, root_path: str,
         "state": app_state.copy(),
         "extensions": {EXTENSION: edge},
     }
+
+
+def accept_response(response: Response, subprotocol: str | None,
+                    headers: list[tuple[bytes, bytes]]) -> Response:
+    """The 101 response with the app's `websocket.accept` subprotocol and headers."""
+    if subprotocol:
+        response.headers["Sec-WebSocket-Protocol"] = subprotocol
+    for name, value in headers:
+        response.headers[name.decode("latin-1")] = value.decode("latin-1")
+    return response
+
+
+def peer(client: tuple[str, int] | None) -> str:
+    """A client's address for a log line."""
+    return f"{client[0]}:{client[1]}" if client else "a client"

@@ -11,13 +11,13 @@ arrives (docs/protocol.md, "Limits of the socket edge"):
   completes); the rest of a read waits unparsed with reading paused until the session has taken
   them, so the app's own rate limit (`rate_limited`, then 4009) sees a flood as it arrives;
 - control frames: pings spend a token bucket (`ws_ping_rate_per_s`, `ws_ping_burst`), over it
-  1008; a pong (or anything else) that would leave more than `writer_max_bytes` unread in the
-  transport aborts the connection (the peer does not read, so it cannot see a close either);
+  1008; a pong or close that would leave more than `writer_max_bytes` + CONTROL_SLACK unread
+  aborts the connection (the peer does not read, so it cannot see a close either);
 - invalid UTF-8 in a text message closes 1007 with one INFO line.
 
 The app finds this object in the ASGI scope (`scope["extensions"]["giftwire.edge"]`): the direct
-write path (`write_frames`, `pending`; server/edge/wire.py), `admitted()` (the session said
-`hello`); each receive event carries its message's arrival time as `t` (arrival.py).
+write path (`write_frames`, `pending`, `writable`; server/edge/wire.py) and `admitted()` (the
+session said `hello`); each receive event carries its arrival time as `t` (arrival.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import asyncio
 import logging
 from typing import Any, Literal, cast
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
@@ -35,7 +35,8 @@ from server.edge.ratelimit import TokenBucket
 from server.edge.transport import framing
 from server.edge.transport.admission import Admission, EdgeLimits
 from server.edge.transport.arrival import CLOCK, ArrivalWindow
-from server.edge.transport.handshake import asgi_scope
+from server.edge.transport.flow import WriteFlow
+from server.edge.transport.handshake import accept_response, asgi_scope, peer
 from server.edge.transport.keepalive import Keepalive
 
 log = logging.getLogger("giftwire.websocket")
@@ -44,6 +45,9 @@ _sansio_log.setLevel(logging.WARNING)  # it logs every close at INFO: noise at 5
 
 CLOSE_TIMEOUT_S = 10.0
 PARSE_SLICE = 1024  # bytes handed to the frame parser at a time
+# What control frames may add past the writer's bound, which data alone can fill: else the 4008
+# close after an overflow would find the bound reached and cut the socket (1006) unread.
+CONTROL_SLACK = 1024
 _EMPTY = memoryview(b"")
 
 
@@ -53,7 +57,7 @@ class EdgeWebSocket(asyncio.Protocol):
     limits: EdgeLimits = EdgeLimits()
     admission: Admission | None = None
     __slots__ = ("app", "app_state", "arrival", "arrived", "backlog", "backlog_at", "client",
-                 "close_sent", "close_timer", "conn", "connections", "disconnected",
+                 "close_sent", "close_timer", "conn", "connections", "disconnected", "flow",
                  "handshake_complete", "holds_admission", "keepalive", "kind", "loop", "parts",
                  "pings", "queue", "read_paused", "response", "root_path", "scope", "tasks",
                  "transport", "waiter")
@@ -82,6 +86,7 @@ class EdgeWebSocket(asyncio.Protocol):
         self.read_paused = False
         self.holds_admission = False
         self.close_timer: asyncio.TimerHandle | None = None
+        self.flow = WriteFlow()
         self.keepalive = Keepalive(self.loop, config.ws_ping_interval, config.ws_ping_timeout,
                                    self._send_ping, self._ping_timed_out)
         self.pings = TokenBucket(self.limits.ws_ping_rate_per_s, self.limits.ws_ping_burst)
@@ -109,7 +114,8 @@ class EdgeWebSocket(asyncio.Protocol):
         self._stop_timers()
         self.disconnected = True
         self.handshake_complete = True
-        self._release_admission()
+        self.flow.resume()
+        self.admitted()
         self._enqueue({"type": "websocket.disconnect", "code": 1006 if exc else 1005})
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
@@ -139,7 +145,7 @@ class EdgeWebSocket(asyncio.Protocol):
             self.backlog, self.backlog_at = _EMPTY, 0
         self._flush()
         if self.conn.parser_exc is not None and not self.close_sent:
-            self._closed_by_parser()
+            self._end_by(self.conn.close_sent, 1006)
         elif (self.queue or self.backlog) and not self.close_sent and not self.read_paused:
             self.read_paused = True
             assert self.transport is not None
@@ -174,7 +180,7 @@ class EdgeWebSocket(asyncio.Protocol):
             self.keepalive.pong(bytes(frame.data))
             return
         else:  # CLOSE: the sans-I/O layer queued the echo
-            self._on_close()
+            self._end_by(self.conn.close_rcvd, 1005)
             return
         if frame.fin:
             self._on_message()
@@ -188,20 +194,15 @@ class EdgeWebSocket(asyncio.Protocol):
             try:
                 text = data.decode()
             except UnicodeDecodeError:
-                log.info("closing %s: invalid UTF-8 in a text message", _peer(self.client))
+                log.info("closing %s: invalid UTF-8 in a text message", peer(self.client))
                 self._fail(CloseCode.INVALID_DATA, "invalid UTF-8")
                 return
             self._enqueue({"type": "websocket.receive", "text": text, "t": self.arrived})
         else:
             self._enqueue({"type": "websocket.receive", "bytes": bytes(data), "t": self.arrived})
 
-    def _on_close(self) -> None:
-        rcvd = self.conn.close_rcvd
-        self._end(rcvd.code if rcvd else 1005, rcvd.reason if rcvd else "")
-
-    def _closed_by_parser(self) -> None:
-        sent = self.conn.close_sent
-        self._end(sent.code if sent else 1006, sent.reason if sent else "")
+    def _end_by(self, close: Close | None, default: int) -> None:
+        self._end(close.code if close else default, close.reason if close else "")
 
     def _fail(self, code: int, reason: str) -> None:
         """Close at once for a broken rule of the edge; nothing more is read."""
@@ -220,14 +221,14 @@ class EdgeWebSocket(asyncio.Protocol):
 
     def _flush(self) -> None:
         """Write what the sans-I/O layer produced (pongs, close frames); a peer that leaves more
-        than the write bound unread is cut at the socket."""
+        than the write bound (plus CONTROL_SLACK) unread is cut at the socket."""
         out = self.conn.data_to_send()
         transport = self.transport
         if not out or transport is None or transport.is_closing():
             return
         transport.write(b"".join(out))
-        if transport.get_write_buffer_size() > self.limits.writer_max_bytes:
-            log.info("aborting %s: over its write bound", _peer(self.client))
+        if transport.get_write_buffer_size() > self.limits.writer_max_bytes + CONTROL_SLACK:
+            log.info("aborting %s: over its write bound", peer(self.client))
             transport.abort()
 
     def write_frames(self, data: bytes) -> bool:
@@ -244,6 +245,15 @@ class EdgeWebSocket(asyncio.Protocol):
     def pending(self) -> int:
         transport = self.transport
         return 0 if transport is None else int(transport.get_write_buffer_size())
+
+    async def writable(self) -> None:
+        await self.flow.wait()
+
+    def pause_writing(self) -> None:  # asyncio's flow control, past the high-water mark
+        self.flow.pause(self.loop)
+
+    def resume_writing(self) -> None:
+        self.flow.resume()
 
     # -- the app's side (ASGI) ----------------------------------------------------------------
 
@@ -340,14 +350,9 @@ class EdgeWebSocket(asyncio.Protocol):
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
     def _accept(self, subprotocol: str | None, headers: list[tuple[bytes, bytes]]) -> None:
-        response = self.response
-        assert response is not None
-        if subprotocol:
-            response.headers["Sec-WebSocket-Protocol"] = subprotocol
-        for name, value in headers:
-            response.headers[name.decode("latin-1")] = value.decode("latin-1")
+        assert self.response is not None
         self.handshake_complete = True
-        self.conn.send_response(response)
+        self.conn.send_response(accept_response(self.response, subprotocol, headers))
         self._flush()
         # Nothing reads the response or the request headers again: drop them (~5 KiB each).
         self.response = None
@@ -356,10 +361,7 @@ class EdgeWebSocket(asyncio.Protocol):
         self.keepalive.start()
 
     def admitted(self) -> None:
-        """The session said `hello`: it no longer counts against its address's pending cap."""
-        self._release_admission()
-
-    def _release_admission(self) -> None:
+        """The session said `hello` (or is gone): no longer counted against its address's cap."""
         if self.holds_admission and self.admission is not None:
             self.holds_admission = False
             self.admission.release(self.client[0] if self.client else "")
@@ -394,7 +396,3 @@ class EdgeWebSocket(asyncio.Protocol):
         if self.close_timer is not None:
             self.close_timer.cancel()
             self.close_timer = None
-
-
-def _peer(client: tuple[str, int] | None) -> str:
-    return f"{client[0]}:{client[1]}" if client else "a client"
