@@ -2,9 +2,9 @@
 their sessions in the room, on every process, are told `blocked` and leave it.
 
 The block's control message (server/live/moderation.py) arrives on the room's channel, which this
-process is subscribed to exactly while it has members in the room: the guard sits in front of the
-hub's message handler, takes control messages and passes everything else on untouched (one slice
-comparison per message, no second decode). Gifts need nothing here: spend.lua refuses them.
+process is subscribed to exactly while it has members in the room: the hub decodes it with the
+room's events and hands it to the guard (`Hub.on_control`). Gifts need nothing here: spend.lua
+refuses them.
 Control messages are not in the room history: after the broker re-subscribes (messages published
 meanwhile are lost to pub/sub) every local session's rooms are checked against the blocks again.
 """
@@ -18,10 +18,9 @@ from typing import Any, Protocol
 
 from protocol import ErrorCode, Role
 from server.auth import Principal
-from server.hub.broker import Broker
 from server.hub.hub import Hub, HubError
 from server.hub.rooms import Member as HubMember
-from server.live.moderation import Moderation, read_control
+from server.live.moderation import CONTROL_KIND, Moderation, read_control
 
 log = logging.getLogger("giftwire.moderation")
 
@@ -45,28 +44,18 @@ class RoomGuard:
         self._sessions = sessions  # the process's open sessions (Realtime.connections)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def install(self, broker: Broker) -> None:
-        """In front of the hub's handler (set when the hub was built)."""
-        deliver = broker.on_message
+    def install(self) -> None:
+        """Block control messages from the hub; a re-check of every local session after a
+        re-subscription (control messages published meanwhile were lost to pub/sub)."""
+        self.hub.on_control(CONTROL_KIND, self._on_control)
+        self.hub.on_resubscribed(lambda: self._spawn(self.recheck()))
 
-        def on_message(channel: str, data: bytes) -> None:
-            try:
-                control = read_control(data)
-            except Exception:  # not ours after all: the hub logs what it cannot read
-                control = None
-            if control is None:
-                deliver(channel, data)
-            else:
-                self.evict_everywhere_here(*control)
-
-        broker.on_message = on_message
-        resubscribed = broker.on_resubscribed
-
-        def on_resubscribed() -> None:
-            resubscribed()
-            self._spawn(self.recheck())
-
-        broker.on_resubscribed = on_resubscribed
+    def _on_control(self, env: dict[str, Any]) -> None:
+        control = read_control(env)
+        if control is None:
+            log.error("invalid block control message skipped")
+        else:
+            self.evict_everywhere_here(*control)
 
     async def recheck(self) -> None:
         """Take every local session out of the rooms it is blocked in (one Redis round trip)."""

@@ -1,11 +1,11 @@
 """Overlay sessions at the socket edge: settings pushed to them, rotated keys ending them.
 
 The overlays' control messages (server/live/overlay_control.py) arrive on the room's channel,
-which this process is subscribed to exactly while it has members in the room: the desk sits in
-front of the next handler (the moderation guard, then the hub), takes its control messages and
-passes everything else on. A `settings` message goes to every overlay session of the room here;
-a `key` message ends every session of the room opened with another key (`overlay_key_invalid`,
-4005). A joining overlay is sent the room's current settings after `joined`.
+which this process is subscribed to exactly while it has members in the room: the hub decodes
+them with the room's events and hands them to the desk (`Hub.on_control`). A `settings` message
+goes to every overlay session of the room here; a `key` message ends every session of the room
+opened with another key (`overlay_key_invalid`, 4005). A joining overlay is sent the room's
+current settings after `joined`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from protocol import ErrorCode, Role, ServerMessage
-from server.hub.broker import Broker
-from server.live.overlay_control import read_control
+from server.hub.hub import Hub
+from server.live.overlay_control import CONTROL_KIND, read_control
 from server.live.overlay_keys import is_key_session
 from server.live.overlay_settings import OverlaySettingsStore, from_control
 
@@ -28,24 +28,19 @@ class OverlayDesk:
         self.settings = settings
         self._sessions = sessions  # the process's open sessions (Realtime.connections)
 
-    def install(self, broker: Broker) -> None:
-        deliver = broker.on_message
+    def install(self, hub: Hub) -> None:
+        hub.on_control(CONTROL_KIND, self._on_control)
 
-        def on_message(channel: str, data: bytes) -> None:
-            try:
-                control = read_control(data)
-            except Exception:  # not ours after all: the next handler logs what it cannot read
-                control = None
-            if control is None:
-                deliver(channel, data)
-                return
-            action, room, value = control
-            if action == "settings":
-                self._push(room, from_control(room, value))
-            else:
-                self._end_other_keys(room, value)
-
-        broker.on_message = on_message
+    def _on_control(self, env: dict[str, Any]) -> None:
+        control = read_control(env)
+        if control is None:
+            log.error("invalid overlay control message skipped")
+            return
+        action, room, value = control
+        if action == "settings":
+            self._push(room, from_control(room, value))
+        else:
+            self._end_other_keys(room, value)
 
     def _overlays(self, room: str) -> list[Any]:
         return [s for s in list(self._sessions)

@@ -118,10 +118,10 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     rt.components["moderation"] = moderation
     connections: set[Session] = set()
     guard = RoomGuard(hub, moderation, connections)
-    guard.install(broker)
+    guard.install()
     pushes = await UserPushes.start(rt, stack)
     overlays = OverlayDesk(OverlaySettingsStore(rt), connections)
-    overlays.install(broker)  # in front of the guard: control messages of both are rare
+    overlays.install(hub)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper, pushes), guard,
                         pushes, overlays, OverlayKeys(rt), connections)
     rt.components["realtime"] = realtime

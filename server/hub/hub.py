@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -71,6 +72,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self.recoveries = 0
+        self._controls: dict[str, Callable[[dict[str, Any]], None]] = {}
+        self._resubscribed: list[Callable[[], None]] = []
         broker.on_message = self._on_message
         broker.on_resubscribed = self._on_resubscribed
 
@@ -93,6 +96,15 @@ class Hub:
     def rooms(self) -> dict[str, int]:
         """Room -> local member count (tests, metrics)."""
         return {name: len(r.members) for name, r in self._rooms.items()}
+
+    def on_control(self, kind: str, handler: Callable[[dict[str, Any]], None]) -> None:
+        """Envelopes of this kind on a room's channel are not room events (moderation's "mod",
+        the overlays' "ovl"): they go to `handler`, decoded once with everything else."""
+        self._controls[kind] = handler
+
+    def on_resubscribed(self, listener: Callable[[], None]) -> None:
+        """Called after pub/sub re-subscribed: control messages published meanwhile were lost."""
+        self._resubscribed.append(listener)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -215,6 +227,8 @@ class Hub:
             self._event(room, msg)
         elif kind == "st":
             self.states.on_envelope(room, env)
+        elif (control := self._controls.get(kind)) is not None:
+            control(env)
         elif kind != "bt":
             log.error("unknown envelope on %s skipped", channel)
         if kind == "bt" or (kind == "ev" and env.get("bt") is not None):  # a battle update
@@ -280,6 +294,8 @@ class Hub:
         self.metrics.pubsub_resubscribes.inc()
         for room in list(self._rooms.values()):
             self._recover(room)
+        for listener in self._resubscribed:
+            listener()
 
     def _recover(self, room: Room, *, started: bool = False) -> None:
         if room.recovering is not None and not started:

@@ -31,10 +31,9 @@ from server.storage.pubsub import publish
 Standing = Literal["creator", "moderator"]
 Action = Literal["block", "unblock", "moderator_add", "moderator_remove"]
 
-# A control envelope on a room's channel: a msgpack map whose first key is "k" with value "mod".
-# Room events are "ev"/"st" envelopes, so these bytes (after the map's one-byte header) tell a
-# control message from an event without decoding the event stream twice (edge/moderated.py).
-CONTROL_MARK = msgpack.packb("k") + msgpack.packb("mod")
+# The kind of the control envelope on a room's channel (room events are "ev"/"st"/"bt"): the hub
+# hands it to the guard (server/edge/moderated.py) instead of treating it as an event.
+CONTROL_KIND = "mod"
 
 
 class ModerationError(HubError):
@@ -70,15 +69,12 @@ class AuditEntry:
 
 def control_message(room: str, user: str) -> bytes:
     """The envelope that takes a newly blocked user's sessions out of the room."""
-    return msgpack.packb({"k": "mod", "a": "block", "r": room, "u": user})
+    return msgpack.packb({"k": CONTROL_KIND, "a": "block", "r": room, "u": user})
 
 
-def read_control(data: bytes) -> tuple[str, str] | None:
-    """(room, user) of a block control message; None for anything else (room events)."""
-    if data[1:1 + len(CONTROL_MARK)] != CONTROL_MARK:
-        return None
-    env = msgpack.unpackb(data, raw=False)
-    if type(env) is not dict or env.get("a") != "block":
+def read_control(env: dict[str, Any]) -> tuple[str, str] | None:
+    """(room, user) of a decoded block control envelope; None if it is not a valid one."""
+    if env.get("a") != "block":
         return None
     room, user = env.get("r"), env.get("u")
     return (room, user) if isinstance(room, str) and isinstance(user, str) else None
