@@ -55,16 +55,6 @@ BACKEND_UNAVAILABLE: tuple[type[Exception], ...] = (
 WORKER_ENV = "GIFTWIRE_WORKER_INDEX"
 
 
-# Set by the supervisor beside WORKER_ENV: how many workers share the port (and the machine).
-WORKER_COUNT_ENV = "GIFTWIRE_WORKER_COUNT"
-
-
-def worker_count() -> int:
-    """Server processes the supervisor runs on this machine; 1 for a process running alone."""
-    raw = os.environ.get(WORKER_COUNT_ENV)
-    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else 1
-
-
 def worker_index() -> int | None:
     """This process's worker slot under a supervisor (0..N-1), None when it runs alone."""
     raw = os.environ.get(WORKER_ENV)

@@ -33,7 +33,7 @@ from server.live.overlay_keys import OverlayKeys, is_key_session
 from server.live.overlay_settings import OverlaySettingsStore
 from server.live.user_pushes import UserPushes
 from server.money.blockgate import BlockGate
-from server.runtime import Runtime, log_failure, worker_count
+from server.runtime import Runtime, log_failure
 from server.storage.runners import script_runner
 
 log = logging.getLogger("giftwire.realtime")
@@ -111,7 +111,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     hub = Hub(broker, state, rt.metrics, sweeper, settings)
     await hub.start()
     stack.push_async_callback(hub.stop)
-    scheduler = FlushScheduler(cfg.writer_window_ms / 1000, workers=worker_count())
+    scheduler = FlushScheduler(cfg.writer_window_ms / 1000)
     stack.callback(scheduler.cancel)
     wallet = rt.components.get("wallet")
     moderation = Moderation(rt, wallet.blocks if wallet is not None else BlockGate(rt, runner))

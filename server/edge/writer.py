@@ -55,20 +55,10 @@ class FlushScheduler:
       the senders, acks and the broker get the rest; what arrives meanwhile joins the waiting
       batch, so events per frame rise with the load while the wait stays bounded.
     - `budget_s <= 0`: no coalescing at all, every push is written at once (tests).
-    - `workers`: server processes sharing this machine's connections (the supervisor's N). Each
-      flushes 1/N of the connections, so its flushes take 1/N as long; waiting only that long
-      would make each worker's batches 1/N the size one process would make at the same event
-      rate, and a frame written costs the same whatever it carries: CPU per delivery would
-      rise with N (measured: 10.2 events per frame with one worker, 7.9 with two at the same
-      load). The wait is the flush's duration times N, as one process flushing all N shares
-      would wait: the same batches, so the same latency as one process, and writing takes at
-      most 1/(N+1) of each worker's loop.
     """
 
-    def __init__(self, budget_s: float, clock: Callable[[], float] = time.perf_counter,
-                 *, workers: int = 1) -> None:
+    def __init__(self, budget_s: float, clock: Callable[[], float] = time.perf_counter) -> None:
         self.budget_s = budget_s
-        self.workers = max(1, workers)
         self._clock = clock
         self._due: list[Writer[bytes] | Writer[str]] = []
         self._handle: asyncio.Handle | None = None
@@ -97,13 +87,8 @@ class FlushScheduler:
             except Exception:
                 # One connection's failure must not leave the others' data behind.
                 log.exception("flush failed")
-        took = (self._clock() - started) * self.workers
+        took = self._clock() - started
         self._ready_at = asyncio.get_running_loop().time() + min(took, self.budget_s)
-
-    @property
-    def ready_at(self) -> float:
-        """Loop time before which the next flush waits (0 before the first)."""
-        return self._ready_at
 
     def framed(self, items: list[Any], split: Callable[[list[Any]], list[Any]]
                ) -> tuple[bytes, int]:

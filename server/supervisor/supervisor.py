@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from server.runtime import WORKER_COUNT_ENV, WORKER_ENV
+from server.runtime import WORKER_ENV
 from server.supervisor.worker import SUPERVISOR_FD_ENV
 
 log = logging.getLogger("giftwire.supervisor")
@@ -89,8 +89,7 @@ class Supervisor:
         self._stopping.set()
 
     async def _start(self, index: int) -> asyncio.subprocess.Process:
-        env = {**self._env, WORKER_ENV: str(index), WORKER_COUNT_ENV: str(self.count),
-               SUPERVISOR_FD_ENV: str(self._life_r),
+        env = {**self._env, WORKER_ENV: str(index), SUPERVISOR_FD_ENV: str(self._life_r),
                "PROMETHEUS_MULTIPROC_DIR": self._metrics_dir}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "server", "serve", env=env, stdin=asyncio.subprocess.DEVNULL,

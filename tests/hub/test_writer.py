@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 import msgpack
-import pytest
 
 from protocol import MsgpackCodec
 from server.edge.transport import framing
@@ -302,27 +301,3 @@ async def test_after_a_costly_flush_the_next_batch_waits_and_grows_within_the_bu
     assert loop.time() - pushed_at < 1000.0
     assert slow.writes == 2 and slow.messages()[1:] == [{"n": i} for i in range(1, 11)]
     assert not overflows
-
-
-@pytest.mark.parametrize("workers", [1, 2, 3])
-async def test_a_worker_waits_as_long_as_one_process_flushing_every_workers_share_would(
-    workers: int,
-) -> None:
-    # Each of N workers flushes 1/N of the machine's connections: it waits N times its own
-    # flush's duration, so its batches are as big as one process's would be.
-    clock = Clock()
-    scheduler = FlushScheduler(10.0, clock=clock, workers=workers)
-    wire, overflows = Transport(), []
-    w = _wired(wire, 1 << 20, scheduler, overflows)
-
-    def costly() -> None:
-        clock.now += 0.25  # this flush "takes" 0.25 s
-
-    wire.on_write = costly
-    loop = asyncio.get_running_loop()
-    before = loop.time()
-    w.push(_item(0), len(_item(0)))
-    await _next_turn()
-    after = loop.time()
-    assert wire.writes == 1
-    assert before + 0.25 * workers <= scheduler.ready_at <= after + 0.25 * workers
