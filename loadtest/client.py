@@ -89,6 +89,13 @@ class Shared:
         return idx
 
 
+def new_counters() -> dict[str, int]:
+    """The counters a `Shared` must start with: every one its members add to, so the load
+    generator's processes and the final-seq probe cannot drift apart (a probe without "frames"
+    failed on its first frame, and the verification fell back to the highest seq seen)."""
+    return dict.fromkeys(COUNTERS, 0)
+
+
 class SessionError(Exception):
     pass
 

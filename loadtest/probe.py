@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from loadtest.client import COUNTERS, ConnSpec, Member, RoomLog, Shared
+from loadtest.client import ConnSpec, Member, RoomLog, Shared, new_counters
 from loadtest.provision import Stage
 from protocol import MsgpackCodec
 
@@ -14,8 +14,8 @@ ATTEMPTS = 3
 async def final_seqs(ws_urls: list[str], st: Stage, timeout: float) -> dict[str, int | str]:
     """Room -> last seq, or the reason it could not be read (the verification then falls back to
     the highest seq any member saw)."""
-    shared = Shared(MsgpackCodec(), {room: RoomLog() for room in st.rooms}, {},
-                    dict.fromkeys(COUNTERS, 0), lambda: None)
+    shared = Shared(MsgpackCodec(), {room: RoomLog() for room in st.rooms}, {}, new_counters(),
+                    lambda: None)
 
     async def one(room: str) -> tuple[str, int | str]:
         last_error: Exception | None = None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadtest.client import COUNTERS, DUPLICATE, ConnSpec, Member, RoomLog, Shared
+from loadtest.client import DUPLICATE, ConnSpec, Member, RoomLog, Shared, new_counters
 from loadtest.reconnect import Reconnects
 from loadtest.results import MemberResult, WorkerResult
 from protocol import MsgpackCodec, Ping
@@ -67,7 +67,7 @@ class Worker:
     def __init__(self, plan: WorkerPlan, pipe: Connection) -> None:
         self.plan = plan
         self.pipe = pipe
-        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.counters = new_counters()
         rooms = {spec.room: RoomLog() for spec in plan.conns}
         self.shared = Shared(MsgpackCodec(), rooms, {}, self.counters, self._changed)
         self.members = [

@@ -102,7 +102,7 @@ async def run_battle(plan: Plan, console: Console) -> dict[str, Any]:
     run_id = secrets.token_hex(3)
     duration = max(2, round(plan.duration_s))
     per_sender_s = max(plan.senders / plan.rate, 0.02) if plan.rate else 0.05
-    with spawn.services() as services:
+    with spawn.services(cluster=plan.redis_cluster) as services:
         base = spawn.server_config(battle_config(run_id), services)
         servers = [spawn.ServerProcess(spawn.server_config(base, services),
                                        services.workdir / f"server{i}.log") for i in range(2)]
@@ -156,6 +156,7 @@ async def run_battle(plan: Plan, console: Console) -> dict[str, Any]:
     out = {
         "scenario": "battle", "battle": result.get("id"), "state": result.get("state"),
         "duration_s": duration, "senders": len(senders), "server_processes": 2,
+        "redis_cluster": bool(plan.redis_cluster),
         "killed_mid_battle": start < killed_at < end, "gifts_acked": acked,
         "reconnects": sum(s.reconnects for s in senders),
         "retries": sum(s.retries for s in senders), "scores": scores,

@@ -116,7 +116,7 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
     names = [n for n in ATTACKS if not only or n in only]
     run_id = secrets.token_hex(3)
     rate = plan.rate
-    with spawn.services() as services, contextlib.ExitStack() as stack:
+    with spawn.services(cluster=plan.redis_cluster) as services, contextlib.ExitStack() as stack:
         cfg = spawn.server_config(hostile_config(run_id), services)
         server = spawn.ServerProcess(cfg, services.workdir / "server.log")
         server.start()

@@ -11,7 +11,8 @@ What a room's channel carries about a battle (envelope `k` = "bt", or `bt` besid
 - `{k: "bt", m: <battle message map>}`: start or end, published by the battles feature on both
   rooms' channels (server/live/battles.py);
 - `{k: "bt", s: {b, r, v}}` or `{k: "ev", ..., bt: {b, r, v}}`: side `r` of battle `b` now has
-  score `v`, published by `room_event.lua` on both rooms' channels.
+  score `v`: `room_event.lua` publishes it with the event on its own room's channel, and its
+  caller (RoomState.publish_gift) on the opponent's, which is in another slot.
 Scores only grow during a battle, so a view keeps the highest it has seen of each side: an update
 that arrives late never moves the bar back. Score updates are pushed at most every state
 interval per room (latest wins), start and end at once.

@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from protocol import Goal, TopEntry
 from server.storage.keys import Keys
+from server.storage.pubsub import publish
 from server.storage.scripts import ScriptKeys, ScriptRunner
 
 TOP_SIZE = 10
@@ -136,7 +137,7 @@ class RoomState:
         """Publish the event of one accepted spend; None if this tx was already published.
         `at_ms`: when it was debited (its ledger time), which decides whether it scores in a
         battle (0: unknown, the event's own time decides)."""
-        status, seq, _epoch, due = await self.runner.call(
+        status, seq, _epoch, due, score, opp_channel = await self.runner.call(
             "room_event",
             self._room_event_keys(room),
             [
@@ -145,6 +146,11 @@ class RoomState:
                 self.combo_timeout_ms, TOP_SIZE, DEDUP_MAX, at_ms,
             ],
         )
+        if score:
+            # The opponent's channel is in the opponent room's slot, outside the script's: its
+            # copy of this side's score is published here (SPUBLISH routed by that slot on a
+            # cluster). Views keep the highest score seen, so crossing publishes are harmless.
+            await publish(self.redis, _s(opp_channel), score)
         if due and self.on_battle_due is not None:
             self.on_battle_due(room, _s(due))
         return int(seq) if int(status) == 1 else None

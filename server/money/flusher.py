@@ -44,12 +44,6 @@ Entries = list[tuple[int, str, dict[bytes, bytes] | None]]  # (shard, stream id,
 _GROUP_B = GROUP.encode()
 
 
-def _info(flat: Sequence[Any]) -> dict[bytes, Any]:
-    """An XINFO reply's flat field list as a dict."""
-    it = iter(flat)
-    return dict(zip(it, it, strict=True))
-
-
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -73,12 +67,14 @@ class Flusher:
         # connection per master and one XREADGROUP per stream (a command's keys share a slot).
         self._reads = keyed_client(rt.redis, name=f"giftwire-flusher-{self.name}")
         self._cluster = isinstance(self._reads, ClusterKeyed)
-        self._read_tail: list[str] = ["STREAMS", *self._streams, *([">"] * len(self._streams))]
         # The next batch, read while this one is written (only when a full batch says we are
         # behind). Its entries are pending on this consumer, so a crash meanwhile loses nothing.
         self._ahead: asyncio.Task[tuple[Entries, int]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._groups_ready = False
+        # After a failed step, read this consumer's own pending entries first: a read failing on one
+        # master left the others' entries pending here, or they waited for the claim (30 s).
+        self._own_first = False
         self._stopping = False
         self._caught_up = asyncio.Event()
         self._failing = asyncio.Event()
@@ -139,6 +135,7 @@ class Flusher:
                 # the stream, so retrying is always safe; only the log level differs.
                 expected = isinstance(exc, (RedisError, asyncpg.PostgresError, *db.UNAVAILABLE))
                 self.failures += 1
+                self._own_first = True
                 await self._close()
                 behind = await self._lag_or_none()
                 self._failing.set()  # after the lag report, which a waiter may read
@@ -149,18 +146,20 @@ class Flusher:
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         return 0
 
-    async def _read(self, block_ms: int | None, count: int) -> tuple[Entries, int]:
-        """Up to `count` new entries of each stream; and how many streams gave `count` (are
-        behind)."""
+    async def _read(self, block_ms: int | None, count: int, tail: str = ">"
+                    ) -> tuple[Entries, int]:
+        """Up to `count` new entries of each stream (`tail` "0": this consumer's pending ones);
+        and how many streams gave `count` (are behind)."""
         args: list[str | int] = ["XREADGROUP", "GROUP", GROUP, self.name, "COUNT", count]
         if self._cluster:
             # No BLOCK: a blocked read holds its connection, and each master has one. When every
             # stream is empty the flusher waits `block_ms` before reading again (an idle poll).
-            commands = [(s, pack([*args, "STREAMS", s, ">"])) for s in self._streams]
+            commands = [(s, pack([*args, "STREAMS", s, tail])) for s in self._streams]
         else:
             if block_ms is not None:
                 args += ["BLOCK", block_ms]
-            commands = [(self._streams[0], pack([*args, *self._read_tail]))]
+            tails = [tail] * len(self._streams)
+            commands = [(self._streams[0], pack([*args, "STREAMS", *self._streams, *tails]))]
         try:
             replies = await self._reads.call_many(commands)
         except ResponseError as exc:
@@ -183,6 +182,12 @@ class Flusher:
         await self._ensure_groups()
         ahead, self._ahead = self._ahead, None
         batch = self._cfg.flush_batch
+        if self._own_first and ahead is None:  # one pass, after a failure: see __init__
+            entries, _ = await self._read(None, 4 * batch, tail="0")
+            self._own_first = False
+            if entries:
+                await self._retrying(self._flush, entries)
+                return len(entries)
         entries, behind = await ahead if ahead is not None else await self._read(block_ms, batch)
         if behind:
             # Behind: read the next batch while this one is written, and a larger one when few
@@ -300,9 +305,9 @@ class Flusher:
             if pending[0]:  # XPENDING summary: [count, min id, max id, consumers]
                 minid = pending[1].decode()
             else:
-                last = next(_info(g)[b"last-delivered-id"].decode() for g in groups
-                            if _info(g)[b"name"] == _GROUP_B)
-                ms, _, seq = last.partition("-")
+                info = [dict(zip(g[::2], g[1::2], strict=True)) for g in groups]  # XINFO's pairs
+                last = next(d[b"last-delivered-id"] for d in info if d[b"name"] == _GROUP_B)
+                ms, _, seq = last.decode().partition("-")
                 minid = f"{ms}-{int(seq) + 1}"
             trims.append((stream, pack(["XTRIM", stream, "MINID", minid])))
         await self._reads.call_many(trims)

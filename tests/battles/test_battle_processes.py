@@ -27,7 +27,7 @@ from tests.battles.support import (
 from tests.hub.support import Client, open_client
 from tests.support.servers import subprocess_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_modes]
 
 
 async def _gift(client: Client, room: str, tx: str, gift: str) -> None:

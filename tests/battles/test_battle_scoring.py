@@ -29,6 +29,8 @@ from tests.support.servers import RunningServer
 
 GIFTS = {"rose": 1, "finger_heart": 5, "doughnut": 30}
 
+pytestmark = pytest.mark.both_modes  # on a cluster too: the rooms of a battle are in two slots
+
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:

@@ -24,6 +24,8 @@ from tests.battles.support import (
 from tests.hub.support import setup_room
 from tests.support.servers import RunningServer
 
+pytestmark = pytest.mark.both_modes  # on a cluster too: the rooms of a battle are in two slots
+
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:

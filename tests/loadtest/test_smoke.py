@@ -39,6 +39,7 @@ def test_smoke_run_delivers_everything_once_in_order_and_the_ledger_agrees(
     report = json.loads(out.read_text())
     assert report.keys() >= REQUIRED_KEYS
     assert report["aborted"] is None
+    assert report["probe_errors"] == {}  # each room's last seq read by a fresh member
     assert report["gifts_accepted"] > 0
     assert report["gifts_accepted"] == report["gifts_sent"]
     assert report["deliveries_expected"] > 0

@@ -9,13 +9,19 @@
 -- ARGV[9] history maxlen  ARGV[10] history max age ms  ARGV[11] dedup window ms
 -- ARGV[12] combo timeout ms  ARGV[13] leaderboard size  ARGV[14] most tx ids remembered
 -- ARGV[15] when the spend was debited (ms, its ledger time; 0 when unknown: now is used)
--- Returns {1, seq, epoch, battle} when published, {0, 0, '', battle} when this transaction had
--- already been published; battle: the id of the room's battle when it is due to be settled (its
--- window and grace are over) but its side is not closed yet (the caller settles it), else ''.
+-- Returns {1, seq, epoch, battle, score, ochan} when published, {0, 0, '', battle, score, ochan}
+-- when this transaction had already been published; battle: the id of the room's battle when it
+-- is due to be settled (its window and grace are over) but its side is not closed yet (the caller
+-- settles it), else ''; score: the `{k: 'bt', s: {b, r, v}}` envelope of this side's score while
+-- its side is open ('' otherwise), which the caller publishes on ochan, the opponent room's
+-- channel (a duplicate returns it too, so a retry re-announces a score whose first announcement
+-- died with its process).
 -- Battle scoring: a gift debited inside the window of the room's open battle side adds its coins
 -- to that side's score and its sender's, atomically with the event and so once per tx; the new
--- score is published on this room's channel and on the opponent's (PUBLISH names no key). One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH
--- are one atomic step, so a retried tx can never produce a second event.
+-- score rides on this room's event. The opponent's channel is in the opponent room's slot: on a
+-- cluster, SPUBLISH to it from here fails (a script may touch one slot only), hence the caller.
+-- One slot ({r:<room>}): idempotency, sequence, history, leaderboard, goal and PUBLISH are one
+-- atomic step, so a retried tx can never produce a second event.
 -- Event ids are <room>-<epoch>-<seq>: unique for ever, also after Redis lost its last writes.
 --!include room_epoch
 local t = redis.call('TIME')
@@ -25,8 +31,15 @@ local side = redis.call('HMGET', KEYS[12], 'id', 'start', 'end', 'closed', 'ocha
 local due = ''
 if side[1] and not side[4] and now >= tonumber(side[6]) then due = side[1] end
 
+-- This side's score for the opponent's channel: the side is open (the opponent's view keeps the
+-- highest score it saw, so a late or repeated one is harmless).
+local function score_envelope(score)
+  if not side[1] or side[4] then return '' end
+  return cmsgpack.pack({k = 'bt', s = {b = side[1], r = ARGV[2], v = tonumber(score)}})
+end
+
 if redis.call('ZSCORE', KEYS[3], ARGV[1]) then
-  return {0, 0, '', due}
+  return {0, 0, '', due, score_envelope(redis.call('HGET', KEYS[12], 'score') or 0), side[5] or ''}
 end
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 -- Bounded by age and by count: a busy room must not keep a day of tx ids in memory.
@@ -98,7 +111,6 @@ for i = 1, #rows, 2 do
 end
 redis.call('PUBLISH', KEYS[9], cmsgpack.pack({k = 'ev', ev = ev, top = top, goal = goal,
                                               bt = battle}))
-if battle then
-  redis.call('PUBLISH', side[5], cmsgpack.pack({k = 'bt', s = battle}))
-end
-return {1, seq, epoch, due}
+local scored = ''
+if battle then scored = score_envelope(battle.v) end
+return {1, seq, epoch, due, scored, side[5] or ''}
