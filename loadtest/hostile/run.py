@@ -65,6 +65,23 @@ async def _provision(base_url: str, issuer: TokenIssuer, run_id: str) -> dict[st
     return tokens
 
 
+class ServerCpu:
+    """The server's CPU seconds (user + system) over a window, and the machine's 1-minute load
+    average at its end: what an attack costs the server, and how busy the shared machine was."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.start = self._now()
+
+    def _now(self) -> float:
+        times = self.proc.cpu_times()
+        return float(times.user + times.system)
+
+    def figures(self) -> dict[str, float]:
+        return {"server_cpu_s": round(self._now() - self.start, 2),
+                "load1": round(os.getloadavg()[0], 2)}
+
+
 class RssPeak:
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
@@ -132,25 +149,27 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
             stack.callback(attackers.shutdown, cancel_futures=True)
             async with HonestPair(server.ws_url, tokens["sender"], tokens["receiver"],
                                   ROOM) as pair:
-                base = await pair.measure(plan.duration_s, rate)
+                cpu = ServerCpu(server.pid)
+                base = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
                 console.print(f"baseline: {base}")
                 loop = asyncio.get_running_loop()
                 for name in names:
                     log_at = server.log_path.stat().st_size
-                    rss = RssPeak(server.pid)
+                    rss, cpu = RssPeak(server.pid), ServerCpu(server.pid)
                     profiler = Profiler(profile_dir / name) if profile_dir else None
                     if profiler is not None:
                         profiler.start({"server": server.pid}, plan.duration_s)
                     task = loop.run_in_executor(attackers, run_attack, name, target,
                                                 plan.duration_s)
                     window = await pair.measure(plan.duration_s, rate)
+                    used = cpu.figures()
                     seen = await asyncio.wait_for(task, 120)
                     profiled = await asyncio.to_thread(profiler.finish) if profiler else None
                     log = server.log_path.read_bytes()[log_at:].decode(errors="replace")
                     row = {"attack": seen, "pair": window, "rss_growth_mb": await rss.growth_mb(),
                            "http_5xx": int(seen.get("5xx", 0)),
                            "tracebacks": log.count("Traceback (most recent call last)"),
-                           "server_alive": server.exit_code() is None}
+                           "server_alive": server.exit_code() is None, **used}
                     if profiled is not None:
                         row["profile"] = profiled
                     row["failed"] = _judge(row, base) + ([] if row["server_alive"] else ["died"])
@@ -170,15 +189,17 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
 def print_table(out: dict[str, Any], console: Console) -> None:
     table = Table(title="hostile: the honest pair under each attack")
     for col in ("attack", "ack p99 ms", "event p99 ms", "lost", "RSS +MB", "5xx", "tracebacks",
-                "verdict"):
+                "server CPU s", "load", "verdict"):
         table.add_column(col)
     base = out["baseline"]
     table.add_row("(baseline)", str(base["ack_p99_ms"]), str(base["event_p99_ms"]),
-                  str(base["lost"]), "", "", "", "")
+                  str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
+                  str(base.get("load1", "")), "")
     for r in out["attacks"]:
         p = r["pair"]
         table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]), str(p["lost"]),
                       str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
+                      str(r.get("server_cpu_s", "")), str(r.get("load1", "")),
                       "OK" if not r["failed"] else ", ".join(r["failed"]))
     console.print(table)
     console.print(f"verdict: {'OK' if out['ok'] else 'FAILED'}")
