@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from server.auth import TokenIssuer
-from server.config import Config
+from server.config import ENV_NAMES, Config
+from server.edge.transport.admission import EdgeLimits
 from tests.conftest import with_config
 from tests.edge.support import raw, read_to_end, upgrade
 from tests.hub.support import open_client
@@ -194,3 +196,11 @@ async def test_http_requests_of_one_address_are_rate_limited_before_they_are_rea
         status, problem = _status(response)
         assert (status, problem["code"]) == (429, "rate_limited")
         assert b"retry-after: " in response.lower()
+
+
+def test_every_limit_of_the_socket_edge_is_in_the_protocol_docs_table() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    section = doc.split("### Limits of the socket edge", 1)[1].split("\n### ", 1)[0]
+    missing = [ENV_NAMES[name] for name in EdgeLimits.__slots__
+               if f"`{ENV_NAMES[name]}`" not in section]
+    assert missing == []
