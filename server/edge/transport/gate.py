@@ -56,7 +56,7 @@ class Gate(asyncio.Protocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = _loop or asyncio.get_event_loop()
         # uvicorn's protocol is made only for an admitted connection: a reconnect storm's refused
-        # sockets (closed at the accept) do not pay for its parser, logger lookups and state.
+        # sockets (refused at the accept) do not pay for its parser, logger lookups and state.
         self._inner_args = (config, server_state, app_state, _loop)
         self.inner: HttpToolsProtocol | None = None
         self.transport: asyncio.Transport | None = None
