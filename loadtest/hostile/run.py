@@ -66,20 +66,37 @@ async def _provision(base_url: str, issuer: TokenIssuer, run_id: str) -> dict[st
 
 
 class ServerCpu:
-    """The server's CPU seconds (user + system) over a window, and the machine's 1-minute load
-    average at its end: what an attack costs the server, and how busy the shared machine was."""
+    """The server's CPU seconds (user + system) over a window, the seconds its threads were ready
+    to run but waited for a core (Linux schedstat), and the machine's 1-minute load average at
+    the end: what an attack costs the server, and whether the pair waited on the server's work
+    or on a machine shared with other jobs."""
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
-        self.start = self._now()
+        self.start, self.start_wait = self._now(), _runqueue_wait_s(pid)
 
     def _now(self) -> float:
         times = self.proc.cpu_times()
         return float(times.user + times.system)
 
-    def figures(self) -> dict[str, float]:
+    def figures(self) -> dict[str, float | None]:
+        wait = _runqueue_wait_s(self.proc.pid)
         return {"server_cpu_s": round(self._now() - self.start, 2),
+                "server_runq_wait_s": None if wait is None or self.start_wait is None
+                else round(wait - self.start_wait, 2),
                 "load1": round(os.getloadavg()[0], 2)}
+
+
+def _runqueue_wait_s(pid: int) -> float | None:
+    """Seconds the process's threads have waited on a run queue (None off Linux)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return None
+    return total / 1e9
 
 
 class RssPeak:
@@ -189,17 +206,18 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
 def print_table(out: dict[str, Any], console: Console) -> None:
     table = Table(title="hostile: the honest pair under each attack")
     for col in ("attack", "ack p99 ms", "event p99 ms", "lost", "RSS +MB", "5xx", "tracebacks",
-                "server CPU s", "load", "verdict"):
+                "server CPU s", "runq wait s", "load", "verdict"):
         table.add_column(col)
     base = out["baseline"]
     table.add_row("(baseline)", str(base["ack_p99_ms"]), str(base["event_p99_ms"]),
                   str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
-                  str(base.get("load1", "")), "")
+                  str(base.get("server_runq_wait_s", "")), str(base.get("load1", "")), "")
     for r in out["attacks"]:
         p = r["pair"]
         table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]), str(p["lost"]),
                       str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
-                      str(r.get("server_cpu_s", "")), str(r.get("load1", "")),
+                      str(r.get("server_cpu_s", "")), str(r.get("server_runq_wait_s", "")),
+                      str(r.get("load1", "")),
                       "OK" if not r["failed"] else ", ".join(r["failed"]))
     console.print(table)
     console.print(f"verdict: {'OK' if out['ok'] else 'FAILED'}")
