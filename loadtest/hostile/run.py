@@ -74,17 +74,21 @@ class ServerCpu:
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
         self.start, self.start_wait = self._now(), _runqueue_wait_s(pid)
+        self.start_pair_wait = _runqueue_wait_s(os.getpid())  # the pair runs in this process
 
     def _now(self) -> float:
         times = self.proc.cpu_times()
         return float(times.user + times.system)
 
     def figures(self) -> dict[str, float | None]:
-        wait = _runqueue_wait_s(self.proc.pid)
         return {"server_cpu_s": round(self._now() - self.start, 2),
-                "server_runq_wait_s": None if wait is None or self.start_wait is None
-                else round(wait - self.start_wait, 2),
+                "server_runq_wait_s": _since(_runqueue_wait_s(self.proc.pid), self.start_wait),
+                "pair_runq_wait_s": _since(_runqueue_wait_s(os.getpid()), self.start_pair_wait),
                 "load1": round(os.getloadavg()[0], 2)}
+
+
+def _since(now: float | None, start: float | None) -> float | None:
+    return None if now is None or start is None else round(now - start, 2)
 
 
 def _runqueue_wait_s(pid: int) -> float | None:
