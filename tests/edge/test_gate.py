@@ -157,12 +157,16 @@ async def test_new_connections_of_one_address_are_rate_limited(
             assert await read_to_end(reader) == b""  # closed unread: a storm costs an accept
 
 
+@pytest.mark.parametrize("bound", [
+    {"refused_hold_max": 1},  # held by the process in all
+    {"refused_hold_max": 1024, "max_pending_per_address": 1},  # held of one address
+])
 async def test_refused_connections_are_held_unread_up_to_a_bound_then_reset_at_once(
-    config: Config, redis: object, pool: object,
+    config: Config, redis: object, pool: object, bound: dict[str, int],
 ) -> None:
     # A hold longer than any test: a refused connection that is reset here was not held.
     cfg = with_config(config, trusted_addresses="", accept_rate_per_s=0.001, accept_burst=1,
-                      refused_hold_s=3600.0, refused_hold_max=1)
+                      refused_hold_s=3600.0, **bound)
     async with inprocess_server(cfg) as server:
         async with raw(server.config.port) as (reader, writer):  # the burst: served
             writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -172,7 +176,7 @@ async def test_refused_connections_are_held_unread_up_to_a_bound_then_reset_at_o
             held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # never answered
             await held_writer.drain()
             async with raw(server.config.port) as (reader, _writer):
-                # The process holds its one refused connection already: this one is reset now.
+                # The one refused connection it may hold is held already: this one is reset now.
                 assert await read_to_end(reader) == b""
             # Reset after the one above was accepted and refused: had it not been held, its reset
             # would have come first.

@@ -57,6 +57,7 @@ class Admission:
         self.max_per_address = max_per_address
         self.hold_max = hold_max
         self.held = 0  # refused connections being held (gate.py)
+        self._held_by: dict[str, int] = {}
         self.trusted = frozenset(a.strip() for a in trusted.split(",") if a.strip())
         self._pending: dict[str, int] = {}
         self._accepts = UserBuckets(accept_rate_per_s, accept_burst)
@@ -77,15 +78,25 @@ class Admission:
         self._pending[address] = count + 1
         return True
 
-    def hold(self) -> bool:
-        """A refused connection may be held (unread, until its reset) rather than reset now."""
-        if self.held >= self.hold_max:
+    def hold(self, address: str) -> bool:
+        """A refused connection may be held (unread, until its reset) rather than reset now: up
+        to `hold_max` in all and `max_per_address` of one address, so one address's storm of
+        connections it closes at once (holding those gains nothing) neither pays a hold per
+        connection nor takes every other address's holds."""
+        count = self._held_by.get(address, 0)
+        if self.held >= self.hold_max or count >= self.max_per_address:
             return False
         self.held += 1
+        self._held_by[address] = count + 1
         return True
 
-    def unhold(self) -> None:
+    def unhold(self, address: str) -> None:
         self.held -= 1
+        count = self._held_by.get(address, 0) - 1
+        if count > 0:
+            self._held_by[address] = count
+        else:
+            self._held_by.pop(address, None)
 
     def request(self, address: str) -> int:
         """An HTTP request of this address: 0 if allowed, else milliseconds until it would be."""

@@ -7,9 +7,10 @@ server hold before it is anyone (docs/protocol.md, "Limits of the socket edge"):
 - connections per client address that are not yet trusted (no complete request head, or a
   WebSocket that has not said `hello`): `max_pending_per_address`, and new connections per
   second (`accept_rate_per_s` beyond `accept_burst`); over either, the socket is held unread for
-  `refused_hold_s` and then reset (at once when `refused_hold_max` are held already): a client
-  that reconnects the moment it is refused then costs an accept per hold, not one every few
-  microseconds (a storm from one address took a sixth of a core in accepts and resets);
+  `refused_hold_s` and then reset (at once when `refused_hold_max` are held already, or
+  `max_pending_per_address` of its address): a client that reconnects the moment it is refused
+  then costs an accept per hold, not one every few microseconds (a storm from one address took
+  a sixth of a core in accepts and resets);
 - HTTP requests per client address: `http_rate_per_s` beyond `http_burst`, else 429 with
   `Retry-After` before the request is parsed further (no auth, no body read);
 - each request head must complete within `handshake_timeout_s` of its first byte (of the accept,
@@ -118,7 +119,7 @@ class Gate(asyncio.Protocol):
         self._release()
         if self.held:
             self.held = False
-            self.admission.unhold()
+            self.admission.unhold(self.address)
             self._inner_args[1].connections.discard(self)
         if self.inner is not None:
             self.inner.connection_lost(exc)
@@ -210,7 +211,7 @@ class Gate(asyncio.Protocol):
 
     def _hold_refused(self, transport: asyncio.Transport) -> None:
         """Refused at the accept: held unread, then reset (nothing of it is ever parsed)."""
-        if self.limits.refused_hold_s <= 0 or not self.admission.hold():
+        if self.limits.refused_hold_s <= 0 or not self.admission.hold(self.address):
             transport.abort()
             return
         self.held = True
