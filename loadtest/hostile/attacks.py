@@ -323,4 +323,10 @@ def run_attack(name: str, target: Target, seconds: float) -> dict[str, Any]:
         except Exception as exc:  # reported as the attack's result, not a crash of the run
             return {"error": repr(exc)}
 
-    return asyncio.run(main())
+    before = os.times()
+    seen = asyncio.run(main())
+    after = os.times()
+    # The attacker's own CPU (sending included: loopback TCP is the sender's kernel work), on the
+    # same machine as the server and the pair: what the pair may be measuring besides the server.
+    seen["attacker_cpu_s"] = round(after.user + after.system - before.user - before.system, 2)
+    return seen
