@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import jwt
@@ -57,6 +58,10 @@ class TokenIssuer:
         self._secret = secret
         self._keys = keys
         self._ttl = default_ttl_s
+        # Set by the real-time component (server/edge/revocations.py): tells every process's open
+        # sessions of a newly revoked token at once. Unset (a CLI, a test's own issuer): the
+        # sessions' periodic check still finds the revocation in Redis.
+        self.announce: Callable[[str], Awaitable[None]] | None = None
 
     def mint(
         self,
@@ -144,7 +149,11 @@ class TokenIssuer:
         return {t for t, n in zip(token_ids, found, strict=True) if n}
 
     async def revoke(self, token: str, redis: Redis) -> Principal:
+        """Store the revocation, then announce it (once: a token revoked again is not announced
+        again, so repeating a revocation costs the processes nothing)."""
         principal = self.decode(token)
         ttl = max(1, principal.expires_at - int(time.time()) + 60)
-        await redis.set(self._keys.revoked(principal.token_id), b"1", ex=ttl)
+        fresh = await redis.set(self._keys.revoked(principal.token_id), b"1", ex=ttl, nx=True)
+        if fresh and self.announce is not None:
+            await self.announce(principal.token_id)
         return principal

@@ -103,6 +103,11 @@ class Config:
     max_pending_per_address: int = 64
     accept_rate_per_s: float = 50.0
     accept_burst: int = 200
+    # A connection refused at the accept is held this long, unread, before it is reset: a
+    # reconnect storm then waits instead of costing an accept every few microseconds. At most
+    # `refused_hold_max` are held at once (per process); past that they are reset at once.
+    refused_hold_s: float = 1.0
+    refused_hold_max: int = 1024
     http_rate_per_s: float = 100.0
     http_burst: int = 200
     trusted_addresses: str = "127.0.0.1,::1"
@@ -304,11 +309,14 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_REDIS_POOL_WAIT_S must be positive")
     if c.http_max_body_bytes < 1024:
         raise ConfigError("GIFTWIRE_HTTP_MAX_BODY_BYTES must be at least 1024")
+    if c.refused_hold_max < 0:
+        raise ConfigError("GIFTWIRE_REFUSED_HOLD_MAX must be 0 (no hold) or positive")
     if c.socket_sndbuf < 0:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",
                  "http_max_body_bytes", "max_pending_per_address", "accept_rate_per_s",
-                 "accept_burst", "http_rate_per_s", "http_burst", "ws_max_message_bytes",
+                 "accept_burst", "refused_hold_s", "http_rate_per_s", "http_burst",
+                 "ws_max_message_bytes",
                  "ws_max_fragments", "ws_max_queued_messages", "ws_ping_burst"):
         if getattr(c, name) <= 0:
             raise ConfigError(f"{ENV_NAMES[name]} must be positive")

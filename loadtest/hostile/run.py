@@ -65,6 +65,44 @@ async def _provision(base_url: str, issuer: TokenIssuer, run_id: str) -> dict[st
     return tokens
 
 
+class ServerCpu:
+    """The server's CPU seconds (user + system) over a window, the seconds its threads were ready
+    to run but waited for a core (Linux schedstat), and the machine's 1-minute load average at
+    the end: what an attack costs the server, and whether the pair waited on the server's work
+    or on a machine shared with other jobs."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.start, self.start_wait = self._now(), _runqueue_wait_s(pid)
+        self.start_pair_wait = _runqueue_wait_s(os.getpid())  # the pair runs in this process
+
+    def _now(self) -> float:
+        times = self.proc.cpu_times()
+        return float(times.user + times.system)
+
+    def figures(self) -> dict[str, float | None]:
+        return {"server_cpu_s": round(self._now() - self.start, 2),
+                "server_runq_wait_s": _since(_runqueue_wait_s(self.proc.pid), self.start_wait),
+                "pair_runq_wait_s": _since(_runqueue_wait_s(os.getpid()), self.start_pair_wait),
+                "load1": round(os.getloadavg()[0], 2)}
+
+
+def _since(now: float | None, start: float | None) -> float | None:
+    return None if now is None or start is None else round(now - start, 2)
+
+
+def _runqueue_wait_s(pid: int) -> float | None:
+    """Seconds the process's threads have waited on a run queue (None off Linux)."""
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return None
+    return total / 1e9
+
+
 class RssPeak:
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
@@ -132,25 +170,27 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
             stack.callback(attackers.shutdown, cancel_futures=True)
             async with HonestPair(server.ws_url, tokens["sender"], tokens["receiver"],
                                   ROOM) as pair:
-                base = await pair.measure(plan.duration_s, rate)
+                cpu = ServerCpu(server.pid)
+                base = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
                 console.print(f"baseline: {base}")
                 loop = asyncio.get_running_loop()
                 for name in names:
                     log_at = server.log_path.stat().st_size
-                    rss = RssPeak(server.pid)
+                    rss, cpu = RssPeak(server.pid), ServerCpu(server.pid)
                     profiler = Profiler(profile_dir / name) if profile_dir else None
                     if profiler is not None:
                         profiler.start({"server": server.pid}, plan.duration_s)
                     task = loop.run_in_executor(attackers, run_attack, name, target,
                                                 plan.duration_s)
                     window = await pair.measure(plan.duration_s, rate)
+                    used = cpu.figures()
                     seen = await asyncio.wait_for(task, 120)
                     profiled = await asyncio.to_thread(profiler.finish) if profiler else None
                     log = server.log_path.read_bytes()[log_at:].decode(errors="replace")
                     row = {"attack": seen, "pair": window, "rss_growth_mb": await rss.growth_mb(),
                            "http_5xx": int(seen.get("5xx", 0)),
                            "tracebacks": log.count("Traceback (most recent call last)"),
-                           "server_alive": server.exit_code() is None}
+                           "server_alive": server.exit_code() is None, **used}
                     if profiled is not None:
                         row["profile"] = profiled
                     row["failed"] = _judge(row, base) + ([] if row["server_alive"] else ["died"])
@@ -170,15 +210,18 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
 def print_table(out: dict[str, Any], console: Console) -> None:
     table = Table(title="hostile: the honest pair under each attack")
     for col in ("attack", "ack p99 ms", "event p99 ms", "lost", "RSS +MB", "5xx", "tracebacks",
-                "verdict"):
+                "server CPU s", "runq wait s", "load", "verdict"):
         table.add_column(col)
     base = out["baseline"]
     table.add_row("(baseline)", str(base["ack_p99_ms"]), str(base["event_p99_ms"]),
-                  str(base["lost"]), "", "", "", "")
+                  str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
+                  str(base.get("server_runq_wait_s", "")), str(base.get("load1", "")), "")
     for r in out["attacks"]:
         p = r["pair"]
         table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]), str(p["lost"]),
                       str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
+                      str(r.get("server_cpu_s", "")), str(r.get("server_runq_wait_s", "")),
+                      str(r.get("load1", "")),
                       "OK" if not r["failed"] else ", ".join(r["failed"]))
     console.print(table)
     console.print(f"verdict: {'OK' if out['ok'] else 'FAILED'}")

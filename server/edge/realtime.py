@@ -19,6 +19,7 @@ from server.auth import Principal
 from server.edge.gifts import Gifts
 from server.edge.moderated import RoomGuard
 from server.edge.overlays import OverlayDesk
+from server.edge.revocations import Revocations
 from server.edge.writer import FlushScheduler
 from server.hub.broker import Broker
 from server.hub.brokers import open_broker
@@ -29,7 +30,7 @@ from server.live import creator_earnings
 from server.live.battle_settle import Settler
 from server.live.battles import Battles
 from server.live.moderation import Moderation
-from server.live.overlay_keys import OverlayKeys, is_key_session
+from server.live.overlay_keys import OverlayKeys
 from server.live.overlay_settings import OverlaySettingsStore
 from server.live.user_pushes import UserPushes
 from server.money.blockgate import BlockGate
@@ -37,8 +38,6 @@ from server.runtime import Runtime, log_failure
 from server.storage.runners import script_runner
 
 log = logging.getLogger("giftwire.realtime")
-# Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
-Revoked = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class Session(Protocol):
@@ -67,6 +66,7 @@ class Realtime:
     pushes: UserPushes  # `balance` messages to every session of a user (server/live/)
     overlays: OverlayDesk  # settings pushed to overlay sessions, rotated keys ending them
     overlay_keys: OverlayKeys
+    revocations: Revocations  # revoked tokens' sessions ended on every process at once
     connections: set[Session] = field(default_factory=set)
     # Bounds concurrent token checks (one Redis round trip each) so a reconnect storm queues
     # here instead of exhausting the Redis connection pool.
@@ -122,8 +122,14 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     pushes = await UserPushes.start(rt, stack)
     overlays = OverlayDesk(OverlaySettingsStore(rt), connections)
     overlays.install(hub)
+    async def revoked(token_ids: list[str]) -> set[str]:
+        return await rt.issuer.revoked_among(token_ids, rt.redis)
+
+    revocations = Revocations(rt.issuer, rt.keys.revocation_channel(), revoked, connections)
+    await revocations.start(pushes.broker)  # in front of the balance pushes: one connection
+    stack.callback(revocations.stop)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper, pushes), guard,
-                        pushes, overlays, OverlayKeys(rt), connections)
+                        pushes, overlays, OverlayKeys(rt), revocations, connections)
     rt.components["realtime"] = realtime
 
     async def record(info: Any) -> None:
@@ -143,12 +149,9 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     realtime.on_stream = on_stream
     await start_battles(rt, hub, state, stack)
 
-    async def revoked(token_ids: list[str]) -> set[str]:
-        return await rt.issuer.revoked_among(token_ids, rt.redis)
-
     watcher = asyncio.create_task(
         watch_sessions(realtime, cfg.hello_timeout_s, cfg.idle_timeout_s,
-                       token_check_s=cfg.heartbeat_s / 2, revoked=revoked),
+                       token_check_s=cfg.heartbeat_s / 2),
         name="ws-timeouts",
     )
 
@@ -174,12 +177,12 @@ async def start_battles(rt: Runtime, hub: Hub, state: RoomState,
 
 
 async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeout_s: float,
-                         token_check_s: float = 0.0, revoked: Revoked | None = None) -> None:
+                         token_check_s: float = 0.0) -> None:
     """One task for every session's timers: no `hello` in time (4011), nothing received for
-    `idle_timeout_s` (4010), its token expired (at once) or revoked (seen within
-    `token_check_s`, one pipelined Redis call for every open session): error, then 4004 (an
-    overlay key's session whose key was rotated: `overlay_key_invalid`, 4005).
-    Cheaper than a timer per connection per receive."""
+    `idle_timeout_s` (4010), its token expired (at once): error, then 4004. Revocations end
+    sessions when announced (server/edge/revocations.py); every `token_check_s` all open
+    sessions are checked against Redis too (one pipelined call), for an announcement pub/sub
+    lost. Cheaper than a timer per connection per receive."""
     period = max(0.05, min(1.0, hello_timeout_s / 4, idle_timeout_s / 4))
     next_token_check = time.monotonic() + token_check_s
     while True:
@@ -196,24 +199,7 @@ async def watch_sessions(realtime: Realtime, hello_timeout_s: float, idle_timeou
                 conn.kill(CloseCode.IDLE_TIMEOUT, "idle timeout")
             elif wall >= principal.expires_at:
                 conn.token_ended(ErrorCode.TOKEN_EXPIRED, "the token has expired")
-        if revoked is not None and token_check_s > 0 and now >= next_token_check:
+        if token_check_s > 0 and now >= next_token_check:
             next_token_check = now + token_check_s
-            await _end_revoked(realtime, revoked)
+            await realtime.revocations.check()
 
-
-async def _end_revoked(realtime: Realtime, revoked: Revoked) -> None:
-    open_sessions = [c for c in realtime.connections
-                     if c.principal is not None and c.close_code is None]
-    if not open_sessions:
-        return
-    try:
-        gone = await revoked(sorted({c.principal.token_id for c in open_sessions if c.principal}))
-    except Exception as exc:  # Redis down: the next round checks again
-        log.warning("token revocation check failed: %s", exc)
-        return
-    for conn in open_sessions:
-        if conn.principal is not None and conn.principal.token_id in gone:
-            if is_key_session(conn.principal):  # a rotated overlay key (live/overlay_keys.py)
-                conn.token_ended(ErrorCode.OVERLAY_KEY_INVALID, "the overlay key was rotated")
-            else:
-                conn.token_ended(ErrorCode.TOKEN_REVOKED, "the token has been revoked")

@@ -183,3 +183,8 @@ class Keys:
     # -- auth ---------------------------------------------------------------------------------
     def revoked(self, token_id: str) -> str:
         return f"{self.prefix}revoked:{_safe(token_id)}"
+
+    def revocation_channel(self) -> str:
+        """Pub/sub channel announcing each newly revoked token id to every process (one slot,
+        `{auth}`: a sharded subscription on a cluster is one node's; server/edge/revocations.py)."""
+        return f"{self.prefix}{{auth}}:revocations"

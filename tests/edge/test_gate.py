@@ -7,12 +7,14 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from server.auth import TokenIssuer
-from server.config import Config
+from server.config import ENV_NAMES, Config
+from server.edge.transport.admission import EdgeLimits
 from tests.conftest import with_config
 from tests.edge.support import raw, read_to_end, upgrade
 from tests.hub.support import open_client
@@ -155,6 +157,32 @@ async def test_new_connections_of_one_address_are_rate_limited(
             assert await read_to_end(reader) == b""  # closed unread: a storm costs an accept
 
 
+@pytest.mark.parametrize("bound", [
+    {"refused_hold_max": 1},  # held by the process in all
+    {"refused_hold_max": 1024, "max_pending_per_address": 1},  # held of one address
+])
+async def test_refused_connections_are_held_unread_up_to_a_bound_then_reset_at_once(
+    config: Config, redis: object, pool: object, bound: dict[str, int],
+) -> None:
+    # A hold longer than any test: a refused connection that is reset here was not held.
+    cfg = with_config(config, trusted_addresses="", accept_rate_per_s=0.001, accept_burst=1,
+                      refused_hold_s=3600.0, **bound)
+    async with inprocess_server(cfg) as server:
+        async with raw(server.config.port) as (reader, writer):  # the burst: served
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            assert b" 200 " in await read_to_end(reader)
+        async with raw(server.config.port) as (held, held_writer):
+            held_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # never answered
+            await held_writer.drain()
+            async with raw(server.config.port) as (reader, _writer):
+                # The one refused connection it may hold is held already: this one is reset now.
+                assert await read_to_end(reader) == b""
+            # Reset after the one above was accepted and refused: had it not been held, its reset
+            # would have come first.
+            assert not held.at_eof()
+
+
 async def test_http_requests_of_one_address_are_rate_limited_before_they_are_read(
     config: Config, redis: object, pool: object,
 ) -> None:
@@ -172,3 +200,11 @@ async def test_http_requests_of_one_address_are_rate_limited_before_they_are_rea
         status, problem = _status(response)
         assert (status, problem["code"]) == (429, "rate_limited")
         assert b"retry-after: " in response.lower()
+
+
+def test_every_limit_of_the_socket_edge_is_in_the_protocol_docs_table() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    section = doc.split("### Limits of the socket edge", 1)[1].split("\n### ", 1)[0]
+    missing = [ENV_NAMES[name] for name in EdgeLimits.__slots__
+               if f"`{ENV_NAMES[name]}`" not in section]
+    assert missing == []

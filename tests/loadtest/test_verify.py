@@ -77,3 +77,30 @@ def test_slow_and_dropped_members_are_not_held_to_delivery() -> None:
     v = verify(result(members, events(2)), {ROOM: 2}, {0: 1}, 0.0)
     assert v.lost == 0
     assert (v.members_counted, v.members_slow, v.members_dropped) == (1, 1, 1)
+
+
+def _with_clicks(m: MemberResult, kinds: list[int]) -> MemberResult:
+    m.send_kind = array("b", kinds).tobytes()
+    return m
+
+
+def test_a_click_shown_as_a_plain_gift_is_not_an_event_without_ack() -> None:
+    # Rows: plain, click, click, plain. The combo settled (timeout) after the first click, so the
+    # second, acked, is shown as a plain gift (room_event.lua): events 1 plain, 2 the combo of
+    # one click, 3 the raced click, 4 plain.
+    log = events(4)
+    log.events[2] = ("e2", "gift", "s", "c1", 1)
+    sender = _with_clicks(member("s", [1, 2, 3, 4], sender_rows=4), [0, 1, 1, 0])
+    v = verify(result([sender, member("a", [1, 2, 3, 4])], log), {ROOM: 4}, {0: 1, 1: 1}, 0.0)
+    assert (v.clicks_shown_plain, v.events_without_ack, v.accepted_without_event) == (1, 0, 0)
+    assert v.lost == 0
+
+
+def test_a_plain_event_nobody_acked_is_still_counted() -> None:
+    # Both clicks are inside the settled combo: the extra plain event has no ack to stand for.
+    log = events(4)
+    log.events[2] = ("e2", "gift", "s", "c1", 2)
+    sender = _with_clicks(member("s", [1, 2, 3, 4], sender_rows=4), [0, 1, 1, 0])
+    log.events[5] = ("e5", "gift", "s", None, 1)
+    v = verify(result([sender, member("a", [1, 2, 3, 4, 5])], log), {ROOM: 5}, {0: 1, 1: 1}, 0.0)
+    assert (v.clicks_shown_plain, v.events_without_ack) == (0, 1)

@@ -27,6 +27,9 @@ class EdgeLimits:
     # that is closed for a broken limit and comes straight back) is cut at the accept.
     accept_rate_per_s: float = 50.0
     accept_burst: int = 200
+    # A refused connection is held unread this long before its reset, at most this many at once.
+    refused_hold_s: float = 1.0
+    refused_hold_max: int = 1024
     # HTTP requests per second of one address, beyond a burst: refused 429 at the gate, before
     # any parsing, auth or body read (the API's own per-user limits come after this).
     http_rate_per_s: float = 100.0
@@ -50,8 +53,11 @@ class Admission:
 
     def __init__(self, max_per_address: int, trusted: str = "", accept_rate_per_s: float = 1e9,
                  accept_burst: int = 10**9, http_rate_per_s: float = 1e9,
-                 http_burst: int = 10**9) -> None:
+                 http_burst: int = 10**9, hold_max: int = 0) -> None:
         self.max_per_address = max_per_address
+        self.hold_max = hold_max
+        self.held = 0  # refused connections being held (gate.py)
+        self._held_by: dict[str, int] = {}
         self.trusted = frozenset(a.strip() for a in trusted.split(",") if a.strip())
         self._pending: dict[str, int] = {}
         self._accepts = UserBuckets(accept_rate_per_s, accept_burst)
@@ -61,7 +67,7 @@ class Admission:
     def from_limits(cls, limits: EdgeLimits) -> Admission:
         return cls(limits.max_pending_per_address, limits.trusted_addresses,
                    limits.accept_rate_per_s, limits.accept_burst, limits.http_rate_per_s,
-                   limits.http_burst)
+                   limits.http_burst, limits.refused_hold_max)
 
     def admit(self, address: str) -> bool:
         if address in self.trusted:
@@ -71,6 +77,26 @@ class Admission:
             return False
         self._pending[address] = count + 1
         return True
+
+    def hold(self, address: str) -> bool:
+        """A refused connection may be held (unread, until its reset) rather than reset now: up
+        to `hold_max` in all and `max_per_address` of one address, so one address's storm of
+        connections it closes at once (holding those gains nothing) neither pays a hold per
+        connection nor takes every other address's holds."""
+        count = self._held_by.get(address, 0)
+        if self.held >= self.hold_max or count >= self.max_per_address:
+            return False
+        self.held += 1
+        self._held_by[address] = count + 1
+        return True
+
+    def unhold(self, address: str) -> None:
+        self.held -= 1
+        count = self._held_by.get(address, 0) - 1
+        if count > 0:
+            self._held_by[address] = count
+        else:
+            self._held_by.pop(address, None)
 
     def request(self, address: str) -> int:
         """An HTTP request of this address: 0 if allowed, else milliseconds until it would be."""

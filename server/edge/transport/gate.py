@@ -6,7 +6,11 @@ server hold before it is anyone (docs/protocol.md, "Limits of the socket edge"):
 
 - connections per client address that are not yet trusted (no complete request head, or a
   WebSocket that has not said `hello`): `max_pending_per_address`, and new connections per
-  second (`accept_rate_per_s` beyond `accept_burst`); over either, the socket is closed unread;
+  second (`accept_rate_per_s` beyond `accept_burst`); over either, the socket is held unread for
+  `refused_hold_s` and then reset (at once when `refused_hold_max` are held already, or
+  `max_pending_per_address` of its address): a client that reconnects the moment it is refused
+  then costs an accept per hold, not one every few microseconds (a storm from one address took
+  a sixth of a core in accepts and resets);
 - HTTP requests per client address: `http_rate_per_s` beyond `http_burst`, else 429 with
   `Retry-After` before the request is parsed further (no auth, no body read);
 - each request head must complete within `handshake_timeout_s` of its first byte (of the accept,
@@ -22,8 +26,10 @@ A WebSocket upgrade hands the connection, and its pending slot, to websocket.py 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -34,6 +40,7 @@ from server.edge.transport.websocket import EdgeWebSocket
 
 log = logging.getLogger("giftwire.gate")
 
+HELD_RCVBUF = 2048  # a held refused socket's receive buffer (the kernel doubles it)
 _REASONS = {408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
             429: "Too Many Requests", 431: "Request Header Fields Too Large", 400: "Bad Request"}
 _CODES = {408: ErrorCode.HANDSHAKE_TIMEOUT, 411: ErrorCode.LENGTH_REQUIRED,
@@ -50,12 +57,13 @@ class Gate(asyncio.Protocol):
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.loop = _loop or asyncio.get_event_loop()
         # uvicorn's protocol is made only for an admitted connection: a reconnect storm's refused
-        # sockets (closed at the accept) do not pay for its parser, logger lookups and state.
+        # sockets (refused at the accept) do not pay for its parser, logger lookups and state.
         self._inner_args = (config, server_state, app_state, _loop)
         self.inner: HttpToolsProtocol | None = None
         self.transport: asyncio.Transport | None = None
         self.address = ""
         self.pending = False  # holds a slot of its address in `admission`
+        self.held = False  # refused, held unread until its reset (`admission.held`)
         self.deadline: asyncio.TimerHandle | None = None
         self.head = bytearray()  # the current request head while it is incomplete
         self.in_head = True
@@ -75,8 +83,7 @@ class Gate(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.address = str(peer[0]) if isinstance(peer, tuple) else ""
         if not self.admission.admit(self.address):
-            log.debug("refusing %s: too many pending connections", self.address)
-            transport.abort()
+            self._hold_refused(transport)
             return
         self.pending = True
         self._arm()
@@ -110,8 +117,18 @@ class Gate(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._release()
+        if self.held:
+            self.held = False
+            self.admission.unhold(self.address)
+            self._inner_args[1].connections.discard(self)
         if self.inner is not None:
             self.inner.connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """uvicorn's server shutdown, for a held refused connection (an admitted one is uvicorn's
+        own protocol's): reset now."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -191,6 +208,21 @@ class Gate(asyncio.Protocol):
         return 0
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _hold_refused(self, transport: asyncio.Transport) -> None:
+        """Refused at the accept: held unread, then reset (nothing of it is ever parsed)."""
+        if self.limits.refused_hold_s <= 0 or not self.admission.hold(self.address):
+            transport.abort()
+            return
+        self.held = True
+        self._inner_args[1].connections.add(self)  # uvicorn's shutdown resets it (`shutdown`)
+        transport.pause_reading()
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # What the client may send meanwhile sits in the kernel: keep that small.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, HELD_RCVBUF)
+        self.deadline = self.loop.call_later(self.limits.refused_hold_s, transport.abort)
 
     def _arm(self) -> None:
         self.deadline = self.loop.call_later(self.limits.handshake_timeout_s, self._timed_out)

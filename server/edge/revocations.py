@@ -1,0 +1,109 @@
+"""Revoked tokens end their open sessions, on every process, as soon as the revocation is stored.
+
+`TokenIssuer.revoke` stores a revocation in Redis and then announces the token id on one channel
+(`Keys.revocation_channel`) that every process subscribes to on its balance-push connection (a
+sharded subscription on a cluster: the channel has a slot of its own). Each announcement ends this
+process's sessions of that token: `token_revoked` (an overlay key's session: `overlay_key_invalid`),
+then close 4004 (4005). A session is condemned before its next frame is read, so no gift it sends
+after the announcement reached its process is carried out (server/edge/connection.py reads no
+request of a closing session).
+
+Pub/sub loses what is published while its connection is down: after a re-subscription every open
+session is checked against Redis at once, and the session watcher (server/edge/realtime.py) checks
+them all every half heartbeat as well, so a lost announcement costs at most that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from protocol import ErrorCode
+from server.auth import TokenIssuer
+from server.hub.broker import Broker
+from server.live.overlay_keys import is_key_session
+from server.live.user_pushes import SUBSCRIBE_WAIT_S
+
+log = logging.getLogger("giftwire.revocations")
+# Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
+Revoked = Callable[[list[str]], Awaitable[set[str]]]
+
+
+class Revocations:
+    def __init__(self, issuer: TokenIssuer, channel: str, revoked: Revoked,
+                 sessions: Iterable[Any]) -> None:
+        self.channel = channel
+        self._revoked = revoked
+        self._sessions = sessions  # the process's open sessions (Realtime.connections)
+        self._issuer = issuer
+        self._broker: Broker | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, broker: Broker) -> None:
+        """In front of `broker`'s handlers; returns once the subscription is live (or after
+        SUBSCRIBE_WAIT_S when Redis cannot confirm it: the re-subscription then checks all)."""
+        deliver, resubscribed = broker.on_message, broker.on_resubscribed
+
+        def on_message(channel: str, data: bytes) -> None:
+            if channel == self.channel:
+                self.end({data.decode(errors="replace")})
+            else:
+                deliver(channel, data)
+
+        def on_resubscribed() -> None:
+            resubscribed()
+            task = asyncio.get_running_loop().create_task(self.check(), name="revocation-check")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        broker.on_message, broker.on_resubscribed = on_message, on_resubscribed
+        try:
+            await asyncio.wait_for(broker.subscribe(self.channel), SUBSCRIBE_WAIT_S)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("revocations not subscribed yet: %s", exc)
+        self._broker = broker
+        self._issuer.announce = self.announce
+
+    def stop(self) -> None:
+        if self._issuer.announce == self.announce:
+            self._issuer.announce = None
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def announce(self, token_id: str) -> None:
+        """Tell every process (this one included, through Redis) that `token_id` is revoked. A
+        failure only logs: the revocation is stored, and the periodic check finds it."""
+        if self._broker is None:
+            return
+        try:
+            await self._broker.publish(self.channel, token_id.encode())
+        except Exception as exc:
+            log.warning("announcing the revocation of %s failed: %s", token_id, exc)
+
+    async def check(self) -> None:
+        """End every open session whose token is revoked (one pipelined Redis round trip)."""
+        open_ids = sorted({c.principal.token_id for c in list(self._sessions)
+                           if c.principal is not None and c.close_code is None})
+        if not open_ids:
+            return
+        try:
+            gone = await self._revoked(open_ids)
+        except Exception as exc:  # Redis down: the next round checks again
+            log.warning("token revocation check failed: %s", exc)
+            return
+        self.end(gone)
+
+    def end(self, token_ids: set[str]) -> None:
+        if not token_ids:
+            return
+        for conn in list(self._sessions):
+            principal = conn.principal
+            if principal is None or conn.close_code is not None \
+                    or principal.token_id not in token_ids:
+                continue
+            if is_key_session(principal):  # a rotated overlay key (live/overlay_keys.py)
+                conn.token_ended(ErrorCode.OVERLAY_KEY_INVALID, "the overlay key was rotated")
+            else:
+                conn.token_ended(ErrorCode.TOKEN_REVOKED, "the token has been revoked")
