@@ -15,6 +15,7 @@ import json
 import time
 from typing import Any
 
+from server.money.lag import stream_lag
 from server.runtime import Runtime
 from server.web.admin.heartbeat import read_processes
 
@@ -61,19 +62,12 @@ def _rate(entries: list[Any], now_ms: int, cap: int) -> float:
 
 async def ledger_lag(rt: Runtime) -> list[dict[str, Any]]:
     streams = rt.keys.ledger_streams()
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        for stream in streams:
-            pipe.xlen(stream)
-            pipe.xrange(stream, count=1)
-        replies = await pipe.execute()
-    now = time.time()
-    out = []
-    for shard, stream in enumerate(streams):
-        first = replies[2 * shard + 1]
-        oldest = int(_s(first[0][0]).partition("-")[0]) / 1000 if first else None
-        out.append({"shard": shard, "stream": stream, "entries": int(replies[2 * shard]),
-                    "oldest_s": round(max(0.0, now - oldest), 1) if oldest else 0.0})
-    return out
+    lags = await stream_lag(rt.redis, streams)
+    now_ms = time.time() * 1000
+    return [{"shard": shard, "stream": stream, "entries": lag.entries,
+             "oldest_s": round(max(0.0, now_ms - lag.oldest_ms) / 1000, 1)
+             if lag.oldest_ms is not None else 0.0}
+            for shard, (stream, lag) in enumerate(zip(streams, lags, strict=True))]
 
 
 async def deployment_status(rt: Runtime) -> dict[str, Any]:
