@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from server.money.lag import stream_lag
 from server.runtime import Runtime
 from server.web.admin.heartbeat import read_processes
+from server.web.admin.reconcile import current_result
 
 RATE_WINDOW_S = 10
 MAX_ROOMS = 100  # the view lists at most this many live rooms (the most watched first)
@@ -73,7 +73,6 @@ async def ledger_lag(rt: Runtime) -> list[dict[str, Any]]:
 async def deployment_status(rt: Runtime) -> dict[str, Any]:
     processes = await read_processes(rt)
     ledger = await ledger_lag(rt)
-    raw = await rt.redis.get(rt.keys.reconcile_result())
     totals = {key: sum(int(p.get(key) or 0) for p in processes)
               for key in ("connections", "slow_disconnects", "rate_limited", "errors")}
     totals["events_per_s"] = round(sum(float(p.get("events_per_s") or 0) for p in processes), 1)
@@ -86,5 +85,5 @@ async def deployment_status(rt: Runtime) -> dict[str, Any]:
         "rooms": await live_rooms(rt),
         "ledger": ledger,
         "ledger_lag": sum(s["entries"] for s in ledger),
-        "reconcile": json.loads(raw) if raw else None,
+        "reconcile": await current_result(rt),
     }
