@@ -58,6 +58,7 @@ class Side:
     opp: str
     score: int
     closed: bool
+    cancelled: bool  # closed by a cancel: its end is shown as `cancelled`, not a win or draw
     top: TopEntry | None
     now: int  # Redis time of the read, ms
 
@@ -112,7 +113,7 @@ class BattleSides:
         b, start, end, opp, score, closed, user, name, coins, now, creator = (
             await self.state.runner.call("room_battle_side", self._keys(room), []))
         return Side(_s(b), room, _s(creator), int(start), int(end), _s(opp), int(score),
-                    bool(int(closed)), _top(user, name, coins), int(now))
+                    int(closed) > 0, int(closed) == 2, _top(user, name, coins), int(now))
 
     async def snapshot(self, room: str) -> BattleUpdate | None:
         """The battle `room` is in, as far as both slots say now (two reads: display only). A
@@ -122,12 +123,16 @@ class BattleSides:
             return None
         theirs = await self.read(mine.opp)
         if theirs.battle != mine.battle:
-            theirs = replace(theirs, battle=mine.battle, score=0, top=None, closed=mine.closed)
+            theirs = replace(theirs, battle=mine.battle, score=0, top=None, closed=mine.closed,
+                             cancelled=mine.cancelled)
         sides = (BattleSide(room=room, creator=mine.creator, score=mine.score, top=mine.top),
                  BattleSide(room=mine.opp, creator=theirs.creator, score=theirs.score,
                             top=theirs.top))
         if mine.closed and theirs.closed:
-            result, winner = result_of(*sides)
+            # As the end was announced (battle_settle.py): a cancel closed the sides at once.
+            cancelled = mine.cancelled or theirs.cancelled
+            result, winner = ((BattleResult.CANCELLED.value, None) if cancelled
+                              else result_of(*sides))
             phase = BattlePhase.END.value
         else:
             result = winner = None

@@ -79,6 +79,17 @@ def decode_event(raw: bytes) -> dict[str, Any]:
     return value
 
 
+# The room goal hash's fields (written by room_goal.lua, advanced by room_event.lua), in the
+# order room_join.lua returns them; a goal without a target is no goal.
+_GOAL_FIELDS = ("title", "target", "progress")
+
+
+def _goal(raw: list[Any]) -> Goal | None:
+    if not raw or raw[1] is None:
+        return None
+    return Goal(title=_s(raw[0] or b""), target=int(raw[1]), progress=int(raw[2] or 0))
+
+
 class RoomState:
     def __init__(
         self,
@@ -207,10 +218,7 @@ class RoomState:
                 TopEntry(user=_s(top[i]), name=_s(top[i + 1]), coins=int(float(top[i + 2])))
                 for i in range(0, len(top), 3)
             ),
-            goal=(
-                Goal(title=_s(goal[0]), target=int(goal[1]), progress=int(goal[2] or 0))
-                if goal else None
-            ),
+            goal=_goal(goal),
             viewers=int(viewers),
             resume=_s(resume),
             events=[decode_event(raw) for raw in events],
@@ -236,6 +244,10 @@ class RoomState:
         await self.runner.call(
             "room_goal", [self.keys.room_goal(room), self.keys.room_channel(room)], [title, target]
         )
+
+    async def goal(self, room: str) -> Goal | None:
+        """The room's goal, read the way `room_join` reads it (None when there is none)."""
+        return _goal(await self.redis.hmget(self.keys.room_goal(room), _GOAL_FIELDS))
 
     async def announce_status(self, room: str, live: bool) -> None:
         flag = "1" if live else "0"

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from server.money import ledger
 from server.money.credits import MAX_CREDITS_PER_CALL, Credit, Crediter
+from server.money.lag import stream_lag
 from server.runtime import Runtime
 from server.storage import db
 from server.storage.cluster.keyed import ClusterKeyed, keyed_client
@@ -315,14 +316,9 @@ class Flusher:
     async def report_lag(self) -> int:
         """Entries in the streams not yet in Postgres (acknowledged entries are trimmed), and how
         old the oldest of them is (`lag_s`): both as metrics and on the flusher."""
-        async with self._rt.redis.pipeline(transaction=False) as pipe:
-            for stream in self._streams:
-                pipe.xlen(stream)
-                pipe.xrange(stream, count=1)
-            replies = await pipe.execute()
-        lag = sum(replies[0::2])
-        # A stream id starts with its entry's Redis time in ms: the oldest unflushed entry's age.
-        oldest = [ledger.entry_ms(_s(first[0][0])) for first in replies[1::2] if first]
+        streams = await stream_lag(self._rt.redis, self._streams)
+        lag = sum(s.entries for s in streams)
+        oldest = [s.oldest_ms for s in streams if s.oldest_ms is not None]
         self.lag_s = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
         self.lag_entries = int(lag)
         self._rt.metrics.flusher_lag.set(lag)

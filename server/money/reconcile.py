@@ -161,15 +161,18 @@ async def rebuild(rt: Runtime, wallet: Wallet, *, force: bool = False) -> Rebuil
              AND (w.unfrozen_at IS NULL OR t.ts > w.unfrozen_at)""")}
     day = int(time.time()) // 86400
     day_start = dt.datetime.fromtimestamp(day * 86400, dt.UTC)
-    spent = {r["user_id"]: int(r["spent"]) for r in await rt.pool.fetch(
-        """SELECT user_id, sum(coins) AS spent FROM ledger_tx
-           WHERE kind = 'gift' AND ts >= $1 GROUP BY user_id""", day_start)}
+    # One pass over ledger_tx for both per-user figures. The balance pushes' version
+    # (lua/lib/balance_push.lua): each change counted one and wrote at least one ledger row, so
+    # the row count keeps versions increasing across the restore. Today's spending: only users
+    # with a gift today (the sum is NULL otherwise), as `day`/`day_spent` are written only then.
+    per_user = await rt.pool.fetch(
+        """SELECT user_id, count(*) AS n,
+                  sum(coins) FILTER (WHERE kind = 'gift' AND ts >= $1) AS spent
+           FROM ledger_tx GROUP BY user_id""", day_start)
+    versions = {r["user_id"]: int(r["n"]) for r in per_user}
+    spent = {r["user_id"]: int(r["spent"]) for r in per_user if r["spent"] is not None}
     limits = {r["user_id"]: int(r["daily_limit"]) for r in await rt.pool.fetch(
         "SELECT user_id, daily_limit FROM wallet_settings WHERE daily_limit > 0")}
-    # The balance pushes' version (lua/lib/balance_push.lua): each change counted one and wrote
-    # at least one ledger row, so the row count keeps versions increasing across the restore.
-    versions = {r["user_id"]: int(r["n"]) for r in await rt.pool.fetch(
-        "SELECT user_id, count(*) AS n FROM ledger_tx GROUP BY user_id")}
     for user in limits.keys() - wallets.keys():
         wallets[user] = (0, 0, 0)
     items = sorted(wallets.items())

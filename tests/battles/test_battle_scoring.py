@@ -15,6 +15,7 @@ from protocol import Ack, SendGift
 from server.auth import TokenIssuer
 from server.runtime import Runtime
 from tests.battles.support import (
+    CREATOR_A,
     ROOM_A,
     ROOM_B,
     bearer,
@@ -161,21 +162,49 @@ async def test_reading_the_rooms_battle_settles_it_when_due(
     assert body["result"] == "draw" and body["winner"] is None
 
 
-async def test_a_member_joining_mid_battle_sees_the_scores_so_far(
-    server: RunningServer, http: httpx.AsyncClient, issuer: TokenIssuer
-) -> None:
-    rt = server.runtime
-    await two_rooms(rt)
-    await grant(rt, "fan", 1000)
+@pytest.fixture
+async def fan_and_late(server: RunningServer, issuer: TokenIssuer
+                       ) -> AsyncIterator[tuple[Client, Client]]:
+    """Two live rooms; `fan` (1,000 coins) in blue, `late` connected but in no room yet."""
+    await two_rooms(server.runtime)
+    await grant(server.runtime, "fan", 1000)
     fan = await open_client(server.ws_url, issuer.mint("fan", "viewer"))
     late = await open_client(server.ws_url, issuer.mint("late", "viewer"))
     try:
         await fan.join(ROOM_B)
-        await start_battle(http, issuer, duration_s=60)
-        await gift(fan, ROOM_B, "b1", "doughnut")
-        await late.join(ROOM_A)
-        msg = await wait_battle(late, lambda m: True)
-        assert msg.room == ROOM_A and scores(msg) == {ROOM_A: 0, ROOM_B: 30}
+        yield fan, late
     finally:
         await fan.close()
         await late.close()
+
+
+async def test_a_member_joining_mid_battle_sees_the_scores_so_far(
+    http: httpx.AsyncClient, issuer: TokenIssuer, fan_and_late: tuple[Client, Client]
+) -> None:
+    fan, late = fan_and_late
+    await start_battle(http, issuer, duration_s=60)
+    await gift(fan, ROOM_B, "b1", "doughnut")
+    await late.join(ROOM_A)
+    msg = await wait_battle(late, lambda m: True)
+    assert msg.room == ROOM_A and scores(msg) == {ROOM_A: 0, ROOM_B: 30}
+
+
+@pytest.mark.parametrize("how", ["ended", "cancelled"])
+async def test_a_member_joining_just_after_the_end_sees_the_result(
+    http: httpx.AsyncClient, issuer: TokenIssuer, fan_and_late: tuple[Client, Client], how: str
+) -> None:
+    fan, late = fan_and_late
+    started = await start_battle(http, issuer, duration_s=1 if how == "ended" else 600)
+    await gift(fan, ROOM_B, "b1", "doughnut")
+    if how == "cancelled":
+        r = await http.post(f"/api/battles/{started['id']}/cancel",
+                            headers=bearer(issuer, CREATOR_A))
+        assert r.status_code == 200, r.text
+    end = await wait_battle(fan, lambda m: m.phase == "end")
+    await late.join(ROOM_A)
+    msg = await wait_battle(late, lambda m: True)  # what the join showed it
+    assert (msg.room, msg.phase, msg.battle) == (ROOM_A, "end", started["id"])
+    assert (msg.result, msg.winner) == (end.result, end.winner)
+    assert (msg.result, msg.winner) == (("win", ROOM_B) if how == "ended"
+                                        else ("cancelled", None))
+    assert scores(msg) == {ROOM_A: 0, ROOM_B: 30}

@@ -6,13 +6,15 @@
 -- or before: the score is final, no gift scores after it), 1: open (not due yet), 0: the side is
 -- not this battle's (never opened here, or expired). Closing is one HSET in the room's
 -- slot, the same slot that scores gifts: a score read as final never changes again.
+-- `closed` is '1', or '2' when closed now (a cancel): a member joining after the end is shown
+-- the battle as cancelled, not won (room_battle_side.lua).
 local side = redis.call('HMGET', KEYS[1], 'id', 'due', 'closed', 'score')
 if side[1] ~= ARGV[1] then return {0, 0, '', '', 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if not side[3] then
   if ARGV[2] ~= '1' and now < tonumber(side[2]) then return {1, tonumber(side[4]), '', '', 0} end
-  redis.call('HSET', KEYS[1], 'closed', '1')
+  redis.call('HSET', KEYS[1], 'closed', ARGV[2] == '1' and '2' or '1')
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
 end

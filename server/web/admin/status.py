@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+from server.money.lag import stream_lag
 from server.runtime import Runtime
 from server.web.admin.heartbeat import read_processes
+from server.web.admin.reconcile import current_result
 
 RATE_WINDOW_S = 10
 MAX_ROOMS = 100  # the view lists at most this many live rooms (the most watched first)
@@ -61,25 +62,17 @@ def _rate(entries: list[Any], now_ms: int, cap: int) -> float:
 
 async def ledger_lag(rt: Runtime) -> list[dict[str, Any]]:
     streams = rt.keys.ledger_streams()
-    async with rt.redis.pipeline(transaction=False) as pipe:
-        for stream in streams:
-            pipe.xlen(stream)
-            pipe.xrange(stream, count=1)
-        replies = await pipe.execute()
-    now = time.time()
-    out = []
-    for shard, stream in enumerate(streams):
-        first = replies[2 * shard + 1]
-        oldest = int(_s(first[0][0]).partition("-")[0]) / 1000 if first else None
-        out.append({"shard": shard, "stream": stream, "entries": int(replies[2 * shard]),
-                    "oldest_s": round(max(0.0, now - oldest), 1) if oldest else 0.0})
-    return out
+    lags = await stream_lag(rt.redis, streams)
+    now_ms = time.time() * 1000
+    return [{"shard": shard, "stream": stream, "entries": lag.entries,
+             "oldest_s": round(max(0.0, now_ms - lag.oldest_ms) / 1000, 1)
+             if lag.oldest_ms is not None else 0.0}
+            for shard, (stream, lag) in enumerate(zip(streams, lags, strict=True))]
 
 
 async def deployment_status(rt: Runtime) -> dict[str, Any]:
     processes = await read_processes(rt)
     ledger = await ledger_lag(rt)
-    raw = await rt.redis.get(rt.keys.reconcile_result())
     totals = {key: sum(int(p.get(key) or 0) for p in processes)
               for key in ("connections", "slow_disconnects", "rate_limited", "errors")}
     totals["events_per_s"] = round(sum(float(p.get("events_per_s") or 0) for p in processes), 1)
@@ -92,5 +85,5 @@ async def deployment_status(rt: Runtime) -> dict[str, Any]:
         "rooms": await live_rooms(rt),
         "ledger": ledger,
         "ledger_lag": sum(s["entries"] for s in ledger),
-        "reconcile": json.loads(raw) if raw else None,
+        "reconcile": await current_result(rt),
     }

@@ -58,14 +58,10 @@ async def creator_page(request: Request) -> Response:
 async def get_room(request: Request) -> Response:
     """The room's stream and goal, as the dashboard shows them."""
     _, info = await room_owner(request)
-    rt = _rt(request)
-    title, target, progress = await rt.redis.hmget(rt.keys.room_goal(info.room), "title",
-                                                   "target", "progress")
-    goal = None if not target or int(target) <= 0 else {
-        "title": (title or b"").decode(), "target": int(target), "progress": int(progress or 0)}
+    goal = await _rt(request).components["realtime"].state.goal(info.room)
     return _json({"room": info.room, "creator": info.creator, "live": info.live,
                   "title": info.title, "started_at": info.started_at,
-                  "ended_at": info.ended_at, "goal": goal})
+                  "ended_at": info.ended_at, "goal": goal.to_dict() if goal else None})
 
 
 async def get_overlay_key(request: Request) -> Response:
