@@ -122,11 +122,12 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     pushes = await UserPushes.start(rt, stack)
     overlays = OverlayDesk(OverlaySettingsStore(rt), connections)
     overlays.install(hub)
+
     async def revoked(token_ids: list[str]) -> set[str]:
         return await rt.issuer.revoked_among(token_ids, rt.redis)
 
     revocations = Revocations(rt.issuer, rt.keys.revocation_channel(), revoked, connections)
-    await revocations.start(pushes.broker)  # in front of the balance pushes: one connection
+    await revocations.start(pushes)  # on the balance pushes' pub/sub connection
     stack.callback(revocations.stop)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper, pushes), guard,
                         pushes, overlays, OverlayKeys(rt), revocations, connections)

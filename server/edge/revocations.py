@@ -24,7 +24,7 @@ from protocol import ErrorCode
 from server.auth import TokenIssuer
 from server.hub.broker import Broker
 from server.live.overlay_keys import is_key_session
-from server.live.user_pushes import SUBSCRIBE_WAIT_S
+from server.live.user_pushes import UserPushes
 
 log = logging.getLogger("giftwire.revocations")
 # Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
@@ -41,30 +41,18 @@ class Revocations:
         self._broker: Broker | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, broker: Broker) -> None:
-        """In front of `broker`'s handlers; returns once the subscription is live (or after
-        SUBSCRIBE_WAIT_S when Redis cannot confirm it: the re-subscription then checks all)."""
-        deliver, resubscribed = broker.on_message, broker.on_resubscribed
-
-        def on_message(channel: str, data: bytes) -> None:
-            if channel == self.channel:
-                self.end({data.decode(errors="replace")})
-            else:
-                deliver(channel, data)
-
-        def on_resubscribed() -> None:
-            resubscribed()
-            task = asyncio.get_running_loop().create_task(self.check(), name="revocation-check")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        broker.on_message, broker.on_resubscribed = on_message, on_resubscribed
-        try:
-            await asyncio.wait_for(broker.subscribe(self.channel), SUBSCRIBE_WAIT_S)
-        except (TimeoutError, ConnectionError) as exc:
-            log.warning("revocations not subscribed yet: %s", exc)
-        self._broker = broker
+    async def start(self, pushes: UserPushes) -> None:
+        """Listen on the balance pushes' connection; returns once the subscription is live (or
+        after SUBSCRIBE_WAIT_S when Redis cannot confirm it: the re-subscription then checks)."""
+        await pushes.listen(self.channel, lambda data: self.end({data.decode(errors="replace")}),
+                            self._check_soon)
+        self._broker = pushes.broker
         self._issuer.announce = self.announce
+
+    def _check_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.check(), name="revocation-check")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def stop(self) -> None:
         if self._issuer.announce == self.announce:

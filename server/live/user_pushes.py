@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from protocol import BalanceUpdate, ServerMessage
@@ -77,6 +78,9 @@ class UserPushes:
         self._by_user: dict[str, list[_Seat]] = {}
         self._user_of: dict[str, str] = {}  # channel -> user
         self._tasks: set[asyncio.Task[None]] = set()
+        # Other process-wide channels that share this pub/sub connection (revocations).
+        self._channels: dict[str, Callable[[bytes], None]] = {}
+        self._resubscribed: list[Callable[[], None]] = []
         broker.on_message = self._on_message
         broker.on_resubscribed = self._on_resubscribed
 
@@ -150,7 +154,22 @@ class UserPushes:
 
     # -- pushes ---------------------------------------------------------------------------------
 
+    async def listen(self, channel: str, handler: Callable[[bytes], None],
+                     on_resubscribed: Callable[[], None]) -> None:
+        """Another process-wide channel on this connection: its messages go to `handler`, and
+        `on_resubscribed` runs after a re-subscription (what was published meanwhile is lost).
+        Returns once subscribed (or after SUBSCRIBE_WAIT_S: the re-subscription then tells)."""
+        self._channels[channel] = handler
+        self._resubscribed.append(on_resubscribed)
+        try:
+            await asyncio.wait_for(self._broker.subscribe(channel), SUBSCRIBE_WAIT_S)
+        except (TimeoutError, ConnectionError) as exc:
+            log.warning("%s not subscribed yet: %s", channel, exc)
+
     def _on_message(self, channel: str, data: bytes) -> None:
+        if (handler := self._channels.get(channel)) is not None:
+            handler(data)
+            return
         user = self._user_of.get(channel)
         if user is None:
             return  # unsubscribed meanwhile
@@ -176,6 +195,8 @@ class UserPushes:
         seat.conn.reply(push)
 
     def _on_resubscribed(self) -> None:
+        for listener in self._resubscribed:
+            listener()
         task = asyncio.get_running_loop().create_task(self.sync_all(), name="balance-sync")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
