@@ -180,6 +180,8 @@ async def execute(
     keys = Keys(cfg.key_prefix, cfg.wallet_shards)
     cluster = target.services.cluster if target.services else None
     names = None
+    if plan.kill_master_s and cluster is None:  # else the run would pass with nothing killed
+        raise FleetError("--kill-master needs the load tester's own cluster (unset REDIS_URL)")
     if cluster is not None:  # rooms on different masters, whichever one a failover takes
         ranges = await asyncio.to_thread(cluster.slot_ranges)
         names = chaos_mod.place_rooms(run_id, plan.rooms, keys.room_seq, ranges)
