@@ -58,9 +58,11 @@ def choose_mix(catalog: dict[str, object], plan: Plan) -> GiftMix:
     )
 
 
-def layout(plan: Plan, run: str, issuer: TokenIssuer) -> tuple[list[str], list[ConnSpec]]:
-    """Who is where: viewers spread evenly over the rooms, senders spread evenly among them."""
-    rooms = [f"{run}-r{i}" for i in range(plan.rooms)]
+def layout(plan: Plan, run: str, issuer: TokenIssuer,
+           rooms: list[str] | None = None) -> tuple[list[str], list[ConnSpec]]:
+    """Who is where: viewers spread evenly over the rooms, senders spread evenly among them.
+    `rooms` names them when placement matters (a cluster: chaos.place_rooms)."""
+    rooms = rooms or [f"{run}-r{i}" for i in range(plan.rooms)]
     conns: list[ConnSpec] = []
     slow_every = round(1 / plan.slow_fraction) if plan.slow_fraction > 0 else 0
     sender_every = plan.viewers / plan.senders if plan.senders else 0.0
@@ -87,8 +89,9 @@ def layout(plan: Plan, run: str, issuer: TokenIssuer) -> tuple[list[str], list[C
     return rooms, conns
 
 
-async def stage(base_url: str, plan: Plan, run: str, issuer: TokenIssuer) -> Stage:
-    rooms, conns = layout(plan, run, issuer)
+async def stage(base_url: str, plan: Plan, run: str, issuer: TokenIssuer,
+                rooms: list[str] | None = None) -> Stage:
+    rooms, conns = layout(plan, run, issuer, rooms)
     admin = issuer.mint(f"{run}admin", "admin")
     limits = httpx.Limits(max_connections=PARALLEL)
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=limits) as http:

@@ -177,7 +177,15 @@ async def execute(
     data = RunData(plan, run_id, started_at=time.time())
     cfg = target.config
     issuer = TokenIssuer(cfg.jwt_secret, Keys(cfg.key_prefix, cfg.wallet_shards))
-    data.stage = st = await stage(target.base_urls[0], plan, run_id, issuer)
+    keys = Keys(cfg.key_prefix, cfg.wallet_shards)
+    cluster = target.services.cluster if target.services else None
+    names = None
+    if plan.kill_master_s and cluster is None:  # else the run would pass with nothing killed
+        raise FleetError("--kill-master needs the load tester's own cluster (unset REDIS_URL)")
+    if cluster is not None:  # rooms on different masters, whichever one a failover takes
+        ranges = await asyncio.to_thread(cluster.slot_ranges)
+        names = chaos_mod.place_rooms(run_id, plan.rooms, keys.room_seq, ranges)
+    data.stage = st = await stage(target.base_urls[0], plan, run_id, issuer, names)
     totals: dict[int, dict[str, int]] = {}
 
     def on_progress(index: int, at: float, counters: dict[str, int]) -> None:
@@ -185,7 +193,6 @@ async def execute(
 
     fleet = Fleet(worker_plans(plan, target, st), on_progress)
     redis = redis_client(cfg.redis_url or "") if cfg.redis_url else None
-    keys = Keys(cfg.key_prefix, cfg.wallet_shards)
     meter = CpuMeter({
         "server": lambda: server_pids(target),
         "flusher": lambda: [target.flusher.pid] if target.flusher and target.flusher.pid else [],
@@ -222,10 +229,9 @@ async def execute(
         if plan.chaos:
             chaos_task = asyncio.create_task(chaos_mod.run(
                 plan, target.flusher, target.servers[-1], data.t0, data.chaos_events))
-        elif plan.kill_master_s and target.services and target.services.cluster:
+        elif plan.kill_master_s and cluster is not None:
             chaos_task = asyncio.create_task(chaos_mod.kill_master(
-                plan, target.services.cluster, keys.room_seq(st.rooms[0]), data.t0,
-                data.chaos_events))
+                plan, cluster, st.rooms, keys.room_seq, data.t0, data.chaos_events))
         sent_task = asyncio.create_task(fleet.gather("sent", plan.duration_s + plan.settle_s + 60))
         last = [0.0, 0.0, 0.0]
         while not sent_task.done():

@@ -106,6 +106,9 @@ def build_plan(scenario: str, **overrides: Any) -> Plan:
 def validate(p: Plan) -> None:
     if p.kill_master_s and not p.redis_cluster:
         raise PlanError("--kill-master needs --redis-cluster (it kills a master of the cluster)")
+    if p.kill_master_s and p.rooms < 2:
+        # One room is all on the killed master: every member told `gap`, nothing left to prove.
+        raise PlanError("--kill-master needs at least 2 rooms (some on the killed master)")
     if p.kill_master_s and not 0 < p.kill_master_s < p.duration_s:
         raise PlanError(f"--kill-master must be within the run's {p.duration_s:g} s")
     if not 0 < p.duration_s <= MAX_DURATION_S:

@@ -35,6 +35,8 @@ from loadtest.cli import EXIT_USAGE, main
          "--kill-master needs --redis-cluster"),
         (["run", "--scenario", "smoke", "--redis-cluster", "--kill-master", "9"],
          "--kill-master must be within"),
+        (["run", "--scenario", "smoke", "--redis-cluster", "--kill-master", "1", "--rooms", "1"],
+         "--kill-master needs at least 2 rooms"),
     ],
 )
 def test_bad_arguments_are_refused(

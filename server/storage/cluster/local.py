@@ -132,17 +132,25 @@ class LocalCluster:
     def owner(self, key: str) -> int:
         """The port of the master serving `key`'s slot now."""
         slot = int(_cli(self.alive()[0], "CLUSTER", "KEYSLOT", key).strip())
+        for lo, hi, port in self.slot_ranges():
+            if lo <= slot <= hi:
+                return port
+        raise LookupError(f"no master serves slot {slot}")
+
+    def slot_ranges(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, master port) of every live master's slots now, from one
+        CLUSTER NODES: callers placing many keys map slots themselves (keys.cluster_slot)."""
+        ranges: list[tuple[int, int, int]] = []
         for line in _cli(self.alive()[0], "CLUSTER", "NODES").splitlines():
             parts = line.split()
             if "master" not in parts[2] or "fail" in parts[2]:
                 continue
+            port = int(parts[1].split(":")[1].split("@")[0])
             for span in parts[8:]:
                 lo, _, hi = span.partition("-")
-                if not lo.isdigit():
-                    continue
-                if int(lo) <= slot <= int(hi or lo):
-                    return int(parts[1].split(":")[1].split("@")[0])
-        raise LookupError(f"no master serves slot {slot}")
+                if lo.isdigit():  # not an "[slot->-node]" migration marker
+                    ranges.append((int(lo), int(hi or lo), port))
+        return ranges
 
     def kill(self, port: int) -> None:
         """SIGKILL one node (no chance to tell anyone)."""
