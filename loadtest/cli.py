@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample servers and workers with py-spy during the load phase")
     p.add_argument("--attack", action="append", dest="attacks", metavar="NAME",
                    help="hostile only: run just this attack (repeatable; default: all)")
+    p.add_argument("--no-pin", action="store_false", dest="pin",
+                   help="hostile only: do not give the attacker cores of its own (see "
+                        "loadtest/hostile/placement.py)")
     return parser
 
 
@@ -122,6 +125,8 @@ def plan_from(args: argparse.Namespace) -> Plan:
         if plan.scenario == "hostile":
             raise PlanError("the hostile scenario watches its server's memory and log: it "
                             "needs --spawn, not --url")
+    if not args.pin and plan.scenario != "hostile":
+        raise PlanError("--no-pin is for the hostile scenario")
     if args.attacks:
         from loadtest.hostile.attacks import ATTACKS
 
@@ -218,7 +223,7 @@ async def _run(plan: Plan, args: argparse.Namespace, console: Console) -> dict[s
     if plan.scenario == "hostile":
         from loadtest.hostile.run import run_hostile
 
-        out = await run_hostile(plan, console, args.profile, args.attacks)
+        out = await run_hostile(plan, console, args.profile, args.attacks, args.pin)
         if args.json:
             report.write_json(out, args.json)
         return out

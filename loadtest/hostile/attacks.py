@@ -331,4 +331,6 @@ def run_attack(name: str, target: Target, seconds: float) -> dict[str, Any]:
     # The attacker's own CPU (sending included: loopback TCP is the sender's kernel work), on the
     # same machine as the server and the pair: what the pair may be measuring besides the server.
     seen["attacker_cpu_s"] = round(after.user + after.system - before.user - before.system, 2)
+    if hasattr(os, "sched_getaffinity"):  # the cores it ran on (loadtest/hostile/placement.py)
+        seen["attacker_cpus"] = sorted(os.sched_getaffinity(0))
     return seen

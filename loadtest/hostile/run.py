@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtest import spawn
+from loadtest.hostile import placement
 from loadtest.hostile.attacks import ATTACKS, Target, run_attack
 from loadtest.hostile.pair import HonestPair
 from loadtest.profile import Profiler
@@ -30,11 +31,6 @@ from server.storage.keys import Keys
 RSS_LIMIT_MB = 50.0
 P99_LIMIT = 2.0  # the pair's p99 under attack, as a multiple of its own baseline
 P99_FLOOR_MS = 5.0  # baselines below this are noise on a shared machine: compare with this
-# The attacker's process runs at a lower CPU priority: on the one machine of a run it would
-# otherwise take its core from the server and the pair (its client-side parsing and reconnect
-# loop), which an attacker on the network cannot do. It still sends all it can with what is
-# left; what it sent is in each row (BENCHMARKS.md, "Hostile edge, 240 gifts a window").
-ATTACKER_NICE = 10
 ROOM = "stage"
 _SPAWN = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
 
@@ -147,10 +143,45 @@ def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
     return failed
 
 
+def quiet_reference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The baseline an attack window is judged against: per p99, the higher of the pair's two
+    quiet windows of the same run (before the first attack and after the last). The pair's own
+    p99 moves between quiet windows with the machine alone; the higher one is what the machine
+    does to it without any attacker, so a window beyond 2x of it is the attack's doing, while a
+    median of two (their mean) would charge half of that quiet spread to the attacker."""
+    ref: dict[str, Any] = {"rule": "higher of the two quiet windows, per p99"}
+    for key in ("ack_p99_ms", "event_p99_ms"):
+        values = [w[key] for w in (before, after) if w.get(key) is not None]
+        ref[key] = max(values) if values else None
+    ref["lost"] = before["lost"] + after["lost"]
+    ref["acked"] = before["acked"] + after["acked"]
+    return ref
+
+
+def p99_ratio(pair: dict[str, Any], ref: dict[str, Any]) -> dict[str, float | None]:
+    """The pair's p99 under attack over the reference (floored at P99_FLOOR_MS)."""
+    out: dict[str, float | None] = {}
+    for name, key in (("ack", "ack_p99_ms"), ("event", "event_p99_ms")):
+        out[name] = None if pair[key] is None else round(
+            pair[key] / max(ref[key] or 0.0, P99_FLOOR_MS), 2)
+    known = [v for v in out.values() if v is not None]
+    out["max"] = max(known) if known else None
+    return out
+
+
 async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = None,
-                      only: list[str] | None = None) -> dict[str, Any]:
+                      only: list[str] | None = None, pin: bool = True) -> dict[str, Any]:
     """`only`: a subset of the attacks (for profiling one); `profile_dir`: py-spy samples of the
-    server during each attack window, `<dir>/<attack>/server.folded`."""
+    server during each attack window, `<dir>/<attack>/server.folded`; `pin`: the attacker on
+    cores of its own (loadtest/hostile/placement.py)."""
+    place = placement.choose(pin)
+    console.print(place.describe())
+    with placement.server_side(place):
+        return await _run(plan, console, place, profile_dir, only)
+
+
+async def _run(plan: Plan, console: Console, place: placement.Placement,
+               profile_dir: Path | None, only: list[str] | None) -> dict[str, Any]:
     names = [n for n in ATTACKS if not only or n in only]
     run_id = secrets.token_hex(3)
     rate = plan.rate
@@ -161,18 +192,27 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
         try:
             await asyncio.to_thread(server.wait_ready)
             assert server.pid is not None
+            ours = "embedded" if services.embedded else "not ours (left unpinned)"
+            observed: dict[str, Any] = {
+                "server": placement.affinity([server.pid]),
+                "pair": placement.affinity([os.getpid()]),
+                "redis": placement.affinity(services.redis_pids()) if services.embedded
+                and "REDIS_URL" not in os.environ else ours,
+                "postgres": placement.affinity(services.postgres_pids()) if services.embedded
+                and "DATABASE_URL" not in os.environ else ours}
             issuer = TokenIssuer(cfg.jwt_secret, Keys(cfg.key_prefix, cfg.wallet_shards))
             tokens = await _provision(server.base_url, issuer, run_id)
             target = Target(cfg.port, tokens["attacker"], tokens["creator"], ROOM)
             rows: list[dict[str, Any]] = []
             attackers = concurrent.futures.ProcessPoolExecutor(
-                1, mp_context=_SPAWN, initializer=os.nice, initargs=(ATTACKER_NICE,))
+                1, mp_context=_SPAWN, initializer=placement.attacker_init,
+                initargs=(place.attacker_cpus, place.attacker_nice))
             stack.callback(attackers.shutdown, cancel_futures=True)
             async with HonestPair(server.ws_url, tokens["sender"], tokens["receiver"],
                                   ROOM) as pair:
                 cpu = ServerCpu(server.pid)
-                base = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
-                console.print(f"baseline: {base}")
+                before = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
+                console.print(f"quiet, before the attacks: {before}")
                 loop = asyncio.get_running_loop()
                 for name in names:
                     log_at = server.log_path.stat().st_size
@@ -187,41 +227,57 @@ async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = N
                     seen = await asyncio.wait_for(task, 120)
                     profiled = await asyncio.to_thread(profiler.finish) if profiler else None
                     log = server.log_path.read_bytes()[log_at:].decode(errors="replace")
-                    row = {"attack": seen, "pair": window, "rss_growth_mb": await rss.growth_mb(),
+                    row = {"name": name, "attack": seen, "pair": window,
+                           "rss_growth_mb": await rss.growth_mb(),
                            "http_5xx": int(seen.get("5xx", 0)),
                            "tracebacks": log.count("Traceback (most recent call last)"),
                            "server_alive": server.exit_code() is None, **used}
                     if profiled is not None:
                         row["profile"] = profiled
-                    row["failed"] = _judge(row, base) + ([] if row["server_alive"] else ["died"])
-                    rows.append({"name": name, **row})
-                    console.print(f"{name}: {'OK' if not row['failed'] else row['failed']}")
+                    rows.append(row)
+                    console.print(f"{name}: ack / event p99 {window['ack_p99_ms']} / "
+                                  f"{window['event_p99_ms']} ms")
+                cpu = ServerCpu(server.pid)
+                after = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
+                console.print(f"quiet, after the attacks: {after}")
         finally:
             server.stop()
             if not services.embedded:
                 await spawn.drop_run_data(cfg)
+    ref = quiet_reference(before, after)
+    for row in rows:
+        row["p99_ratio"] = p99_ratio(row["pair"], ref)
+        row["failed"] = _judge(row, ref) + ([] if row["server_alive"] else ["died"])
     out = {"scenario": "hostile", "ok": all(not r["failed"] for r in rows),
-           "seconds_per_attack": plan.duration_s, "pair_rate_per_s": rate, "baseline": base,
-           "attacks": rows}
+           "seconds_per_attack": plan.duration_s, "pair_rate_per_s": rate,
+           "placement": placement.report(place, observed), "baseline": ref,
+           "baseline_before": before, "baseline_after": after, "attacks": rows}
     print_table(out, console)
     return out
 
 
 def print_table(out: dict[str, Any], console: Console) -> None:
-    table = Table(title="hostile: the honest pair under each attack")
-    for col in ("attack", "ack p99 ms", "event p99 ms", "lost", "RSS +MB", "5xx", "tracebacks",
-                "server CPU s", "runq wait s", "load", "verdict"):
+    table = Table(title="hostile: the honest pair under each attack",
+                  caption=out["placement"]["text"])
+    for col in ("attack", "ack p99 ms", "event p99 ms", "ratio", "lost", "RSS +MB", "5xx",
+                "tracebacks", "server CPU s", "runq wait s", "load", "verdict"):
         table.add_column(col)
-    base = out["baseline"]
-    table.add_row("(baseline)", str(base["ack_p99_ms"]), str(base["event_p99_ms"]),
-                  str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
-                  str(base.get("server_runq_wait_s", "")), str(base.get("load1", "")), "")
+    for label, key in (("(quiet, before)", "baseline_before"),
+                       ("(quiet, after)", "baseline_after")):
+        base = out[key]
+        table.add_row(label, str(base["ack_p99_ms"]), str(base["event_p99_ms"]), "",
+                      str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
+                      str(base.get("server_runq_wait_s", "")), str(base.get("load1", "")), "")
     for r in out["attacks"]:
         p = r["pair"]
-        table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]), str(p["lost"]),
+        table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]),
+                      f"{r['p99_ratio']['max']}x", str(p["lost"]),
                       str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
                       str(r.get("server_cpu_s", "")), str(r.get("server_runq_wait_s", "")),
                       str(r.get("load1", "")),
                       "OK" if not r["failed"] else ", ".join(r["failed"]))
     console.print(table)
+    ref = out["baseline"]
+    console.print(f"reference: ack / event p99 {ref['ack_p99_ms']} / {ref['event_p99_ms']} ms "
+                  f"({ref['rule']}; floor {P99_FLOOR_MS} ms, limit {P99_LIMIT}x)")
     console.print(f"verdict: {'OK' if out['ok'] else 'FAILED'}")

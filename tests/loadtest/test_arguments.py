@@ -31,6 +31,7 @@ from loadtest.cli import EXIT_USAGE, main
         (["run", "--scenario", "smoke", "--spawn", "1", "--url", "http://127.0.0.1:1"],
          "not allowed with"),
         (["run", "--scenario", "smoke", "--json", "/no/such/dir/out.json"], "not a directory"),
+        (["run", "--scenario", "smoke", "--no-pin"], "--no-pin is for the hostile scenario"),
         (["run", "--scenario", "smoke", "--kill-master", "1"],
          "--kill-master needs --redis-cluster"),
         (["run", "--scenario", "smoke", "--redis-cluster", "--kill-master", "9"],
