@@ -30,7 +30,7 @@ def test_every_attack_is_bounded_and_the_honest_pair_loses_nothing(tmp_path: Pat
     report = json.loads(out.read_text())
     rows = {r["name"]: r for r in report["attacks"]}
     assert rows.keys() == ATTACKS.keys()
-    for quiet in ("baseline_before", "baseline_after"):  # the pair alone, before and after
+    for quiet in ("warmup", "baseline_before", "baseline_after"):  # the pair alone
         assert report[quiet]["lost"] == 0 and report[quiet]["acked"] > 0, quiet
     place = report["placement"]
     if place["pinned"]:  # the attacker on cores of its own, everything else on the rest
