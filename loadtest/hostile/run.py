@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 from rich.console import Console
 from rich.table import Table
 
 from loadtest import spawn
 from loadtest.hostile import placement
 from loadtest.hostile.attacks import ATTACKS, Target, run_attack
+from loadtest.hostile.machine import RssPeak, WindowCpu
 from loadtest.hostile.pair import HonestPair
 from loadtest.profile import Profiler
 from loadtest.scenarios import Plan
@@ -59,62 +59,6 @@ async def _provision(base_url: str, issuer: TokenIssuer, run_id: str) -> dict[st
                 headers={"authorization": f"Bearer {admin}"})
             resp.raise_for_status()
     return tokens
-
-
-class ServerCpu:
-    """The server's CPU seconds (user + system) over a window, the seconds its threads were ready
-    to run but waited for a core (Linux schedstat), and the machine's 1-minute load average at
-    the end: what an attack costs the server, and whether the pair waited on the server's work
-    or on a machine shared with other jobs."""
-
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.start, self.start_wait = self._now(), _runqueue_wait_s(pid)
-        self.start_pair_wait = _runqueue_wait_s(os.getpid())  # the pair runs in this process
-
-    def _now(self) -> float:
-        times = self.proc.cpu_times()
-        return float(times.user + times.system)
-
-    def figures(self) -> dict[str, float | None]:
-        return {"server_cpu_s": round(self._now() - self.start, 2),
-                "server_runq_wait_s": _since(_runqueue_wait_s(self.proc.pid), self.start_wait),
-                "pair_runq_wait_s": _since(_runqueue_wait_s(os.getpid()), self.start_pair_wait),
-                "load1": round(os.getloadavg()[0], 2)}
-
-
-def _since(now: float | None, start: float | None) -> float | None:
-    return None if now is None or start is None else round(now - start, 2)
-
-
-def _runqueue_wait_s(pid: int) -> float | None:
-    """Seconds the process's threads have waited on a run queue (None off Linux)."""
-    total = 0
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                total += int((task / "schedstat").read_text().split()[1])
-    except OSError:
-        return None
-    return total / 1e9
-
-
-class RssPeak:
-    def __init__(self, pid: int) -> None:
-        self.proc = psutil.Process(pid)
-        self.start = self.peak = self.proc.memory_info().rss
-        self._task = asyncio.create_task(self._sample())
-
-    async def _sample(self) -> None:
-        while True:
-            with contextlib.suppress(psutil.Error):
-                self.peak = max(self.peak, self.proc.memory_info().rss)
-            await asyncio.sleep(0.1)  # the sampling period
-
-    async def growth_mb(self) -> float:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        return round((self.peak - self.start) / 2**20, 1)
 
 
 def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
@@ -192,14 +136,27 @@ async def _run(plan: Plan, console: Console, place: placement.Placement,
         try:
             await asyncio.to_thread(server.wait_ready)
             assert server.pid is not None
-            ours = "embedded" if services.embedded else "not ours (left unpinned)"
+            own_redis = services.embedded and "REDIS_URL" not in os.environ
+            own_pg = services.embedded and "DATABASE_URL" not in os.environ
+            redis_pids = services.redis_pids() if own_redis else []
+
+            def embedded() -> dict[str, list[int]]:  # Postgres forks backends as it goes
+                pids = {"redis": redis_pids} if own_redis else {}
+                return {**pids, "postgres": services.postgres_pids()} if own_pg else pids
+
+            theirs = "not ours (left unpinned)"
             observed: dict[str, Any] = {
                 "server": placement.affinity([server.pid]),
                 "pair": placement.affinity([os.getpid()]),
-                "redis": placement.affinity(services.redis_pids()) if services.embedded
-                and "REDIS_URL" not in os.environ else ours,
-                "postgres": placement.affinity(services.postgres_pids()) if services.embedded
-                and "DATABASE_URL" not in os.environ else ours}
+                "redis": placement.affinity(redis_pids) if own_redis else theirs,
+                "postgres": placement.affinity(embedded()["postgres"]) if own_pg else theirs}
+            sides = {"server_side": place.server_cpus,
+                     "attacker_side": place.attacker_cpus} if place.pinned else {}
+            server_pid = server.pid
+
+            def window_cpu() -> WindowCpu:
+                return WindowCpu(server_pid, embedded, sides)
+
             issuer = TokenIssuer(cfg.jwt_secret, Keys(cfg.key_prefix, cfg.wallet_shards))
             tokens = await _provision(server.base_url, issuer, run_id)
             target = Target(cfg.port, tokens["attacker"], tokens["creator"], ROOM)
@@ -213,16 +170,16 @@ async def _run(plan: Plan, console: Console, place: placement.Placement,
                 # A first window right after start-up is not a quiet one: the server, Redis and
                 # Postgres are still settling (BENCHMARKS.md, "Hostile edge, the attacker on its
                 # own core": 35 ms before, 7 ms after). Reported, never judged against.
-                cpu = ServerCpu(server.pid)
+                cpu = window_cpu()
                 warmup = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
                 console.print(f"warm-up (not judged): {warmup}")
-                cpu = ServerCpu(server.pid)
+                cpu = window_cpu()
                 before = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
                 console.print(f"quiet, before the attacks: {before}")
                 loop = asyncio.get_running_loop()
                 for name in names:
                     log_at = server.log_path.stat().st_size
-                    rss, cpu = RssPeak(server.pid), ServerCpu(server.pid)
+                    rss, cpu = RssPeak(server.pid), window_cpu()
                     profiler = Profiler(profile_dir / name) if profile_dir else None
                     if profiler is not None:
                         profiler.start({"server": server.pid}, plan.duration_s)
@@ -243,7 +200,7 @@ async def _run(plan: Plan, console: Console, place: placement.Placement,
                     rows.append(row)
                     console.print(f"{name}: ack / event p99 {window['ack_p99_ms']} / "
                                   f"{window['event_p99_ms']} ms")
-                cpu = ServerCpu(server.pid)
+                cpu = window_cpu()
                 after = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
                 console.print(f"quiet, after the attacks: {after}")
         finally:
