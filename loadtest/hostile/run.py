@@ -224,21 +224,22 @@ def print_table(out: dict[str, Any], console: Console) -> None:
     table = Table(title="hostile: the honest pair under each attack",
                   caption=out["placement"]["text"])
     for col in ("attack", "ack p99 ms", "event p99 ms", "ratio", "lost", "RSS +MB", "5xx",
-                "tracebacks", "server CPU s", "runq wait s", "load", "verdict"):
+                "tracebacks", "server CPU s", "runq wait s", "steal s", "load", "verdict"):
         table.add_column(col)
     for label, key in (("(warm-up, not judged)", "warmup"), ("(quiet, before)", "baseline_before"),
                        ("(quiet, after)", "baseline_after")):
         base = out[key]
         table.add_row(label, str(base["ack_p99_ms"]), str(base["event_p99_ms"]), "",
                       str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
-                      str(base.get("server_runq_wait_s", "")), str(base.get("load1", "")), "")
+                      str(base.get("server_runq_wait_s", "")),
+                      str(base.get("server_side_steal_s", "")), str(base.get("load1", "")), "")
     for r in out["attacks"]:
         p = r["pair"]
         table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]),
                       f"{r['p99_ratio']['max']}x", str(p["lost"]),
                       str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
                       str(r.get("server_cpu_s", "")), str(r.get("server_runq_wait_s", "")),
-                      str(r.get("load1", "")),
+                      str(r.get("server_side_steal_s", "")), str(r.get("load1", "")),
                       "OK" if not r["failed"] else ", ".join(r["failed"]))
     console.print(table)
     ref = out["baseline"]
