@@ -92,24 +92,24 @@ class Admission:
 
     def unhold(self, address: str) -> None:
         self.held -= 1
-        count = self._held_by.get(address, 0) - 1
-        if count > 0:
-            self._held_by[address] = count
-        else:
-            self._held_by.pop(address, None)
+        _decrement(self._held_by, address)
 
     def request(self, address: str) -> int:
         """An HTTP request of this address: 0 if allowed, else milliseconds until it would be."""
         return 0 if address in self.trusted else self._requests.take(address)
 
     def release(self, address: str) -> None:
-        if address in self.trusted:
-            return
-        count = self._pending.get(address, 0) - 1
-        if count > 0:
-            self._pending[address] = count
-        else:
-            self._pending.pop(address, None)
+        if address not in self.trusted:
+            _decrement(self._pending, address)
 
     def pending(self, address: str) -> int:
         return self._pending.get(address, 0)
+
+
+def _decrement(counts: dict[str, int], address: str) -> None:
+    """One fewer for `address`; an address at zero is dropped, so the map holds only live ones."""
+    count = counts.get(address, 0) - 1
+    if count > 0:
+        counts[address] = count
+    else:
+        counts.pop(address, None)
