@@ -63,10 +63,10 @@ class CpuMeter:
                 try:
                     if entry is None:
                         proc = psutil.Process(pid)
-                        cpu = _cpu(proc)
+                        cpu = cpu_seconds(proc)
                         known[pid] = _Proc(proc, cpu if first else 0.0, cpu)
                     else:
-                        entry.last = _cpu(entry.proc)
+                        entry.last = cpu_seconds(entry.proc)
                 except psutil.Error:
                     continue
 
@@ -104,9 +104,16 @@ class CpuMeter:
                 "groups": groups}
 
 
-def _cpu(proc: psutil.Process) -> float:
+def cpu_seconds(proc: psutil.Process) -> float:
+    """A process's user + system seconds so far."""
     t = proc.cpu_times()
     return float(t.user + t.system)
+
+
+def busy_seconds(t: Any) -> float:
+    """Busy seconds of a `psutil.cpu_times()` reading (the machine's, or one core's)."""
+    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
+                 + getattr(t, "softirq", 0.0))
 
 
 def _softirq() -> float:
@@ -114,9 +121,7 @@ def _softirq() -> float:
 
 
 def _machine_busy() -> float:
-    t = psutil.cpu_times()
-    return float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
-                 + getattr(t, "softirq", 0.0))
+    return busy_seconds(psutil.cpu_times())
 
 
 def limit_verdict(cpu: dict[str, Any], generator_group: str = "load_generator") -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from loadtest.cpu import busy_seconds, cpu_seconds
+
 Figures = dict[str, float | None]
 
 
@@ -59,10 +61,9 @@ def _since(now: float | None, start: float | None) -> float | None:
 
 def _cpu_s(pid: int) -> float | None:
     try:
-        times = psutil.Process(pid).cpu_times()
+        return cpu_seconds(psutil.Process(pid))
     except psutil.Error:
         return None
-    return float(times.user + times.system)
 
 
 def _sum_cpu_s(pids: list[int]) -> float | None:
@@ -73,19 +74,12 @@ def _sum_cpu_s(pids: list[int]) -> float | None:
 
 
 def core_seconds(cores: Sequence[int]) -> dict[str, float]:
-    """busy / softirq / steal seconds so far, summed over `cores` (/proc/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    busy = softirq = steal = 0
-    wanted = {f"cpu{c}" for c in cores}
-    with contextlib.suppress(OSError), open("/proc/stat") as stat:
-        for line in stat:
-            name, *fields = line.split()
-            if name in wanted:
-                user, nice, system, _idle, _iowait, irq, soft, st = map(int, fields[:8])
-                busy += user + nice + system + irq + soft
-                softirq += soft
-                steal += st
-    return {"busy": busy / tick, "softirq": softirq / tick, "steal": steal / tick}
+    """busy / softirq / steal seconds so far, summed over `cores`."""
+    per_core = psutil.cpu_times(percpu=True)
+    picked = [per_core[c] for c in cores if c < len(per_core)]
+    return {"busy": sum(map(busy_seconds, picked)),
+            "softirq": sum(getattr(t, "softirq", 0.0) for t in picked),
+            "steal": sum(getattr(t, "steal", 0.0) for t in picked)}
 
 
 def runqueue_wait_s(pid: int) -> float | None:
