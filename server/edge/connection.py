@@ -47,6 +47,7 @@ from server.edge.realtime import Realtime
 from server.edge.wire import Edge
 from server.edge.writer import Writer
 from server.hub.hub import HubError
+from server.hub.rooms import TOO_SLOW_REASON
 from server.runtime import BACKEND_UNAVAILABLE, log_failure
 
 log = logging.getLogger("giftwire.ws")
@@ -146,7 +147,7 @@ class Connection:
 
     def _overflowed(self) -> None:
         self.rt.metrics.slow_disconnects.inc()
-        self.kill(CloseCode.TOO_SLOW, "too slow: reconnect and resume")
+        self.kill(CloseCode.TOO_SLOW, TOO_SLOW_REASON)
 
     def token_ended(self, code: ErrorCode, message: str) -> None:
         """The session's token expired or was revoked while it was open: say so, close 4004

@@ -39,6 +39,9 @@ class Codecs:
 
 
 RoomEvent = GiftEvent | ComboProgress
+# The close reason of a member cut for not reading fast enough (its writer overflowed, or a join's
+# replay outgrew what it may hold): it reconnects and resumes from its last seq.
+TOO_SLOW_REASON = "too slow: reconnect and resume"
 
 
 class Outbox(Protocol):
@@ -186,7 +189,7 @@ async def replay(codecs: Codecs, room: Room, member: Member, st: MemberState,
             if writer.closed or room.members.get(member) is not st:
                 return None
             if st.buffer is not None and len(st.buffer) > max_held:
-                member.kill(CloseCode.TOO_SLOW, "too slow: reconnect and resume")
+                member.kill(CloseCode.TOO_SLOW, TOO_SLOW_REASON)
                 return None
         writer.push(data, size)
         last = msg.seq
