@@ -73,8 +73,8 @@ def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
     if pair["lost"] or pair["events"] < pair["acked"]:
         failed.append("lost events")
     for key in ("ack_p99_ms", "event_p99_ms"):
-        limit = P99_LIMIT * max(base[key] or 0.0, P99_FLOOR_MS)
-        if pair[key] is None or pair[key] > limit:
+        ratio = _ratio(pair, base, key)
+        if ratio is None or ratio > P99_LIMIT:
             failed.append(key)
     seen = row["attack"]
     if "error" in seen:
@@ -106,11 +106,15 @@ def p99_ratio(pair: dict[str, Any], ref: dict[str, Any]) -> dict[str, float | No
     """The pair's p99 under attack over the reference (floored at P99_FLOOR_MS)."""
     out: dict[str, float | None] = {}
     for name, key in (("ack", "ack_p99_ms"), ("event", "event_p99_ms")):
-        out[name] = None if pair[key] is None else round(
-            pair[key] / max(ref[key] or 0.0, P99_FLOOR_MS), 2)
+        ratio = _ratio(pair, ref, key)
+        out[name] = None if ratio is None else round(ratio, 2)
     known = [v for v in out.values() if v is not None]
     out["max"] = max(known) if known else None
     return out
+
+
+def _ratio(pair: dict[str, Any], ref: dict[str, Any], key: str) -> float | None:
+    return None if pair[key] is None else pair[key] / max(ref[key] or 0.0, P99_FLOOR_MS)
 
 
 async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = None,
