@@ -25,7 +25,7 @@ def control_message(room: str, action: Action, value: str) -> bytes:
 def read_control(env: dict[str, Any]) -> tuple[Action, str, str] | None:
     """(action, room, value) of a decoded overlay control envelope; None if not a valid one."""
     action, room, value = env.get("a"), env.get("r"), env.get("v")
-    if action not in ("settings", "key") or not isinstance(room, str) or not isinstance(value,
-                                                                                        str):
+    if action not in ("settings", "key") or not isinstance(room, str) \
+            or not isinstance(value, str):
         return None
     return action, room, value

@@ -109,7 +109,7 @@ class OverlayKeys:
             await self.rt.redis.set(self.rt.keys.revoked(session_id(old)), b"1",
                                     ex=REVOKED_MARK_S)
         await publish(self.rt.redis, self.rt.keys.room_channel(room),
-                                    control_message(room, "key", session_id(key)))
+                      control_message(room, "key", session_id(key)))
         return key
 
     async def verify(self, key: str) -> Principal:

@@ -320,7 +320,7 @@ class Flusher:
         lag = sum(s.entries for s in streams)
         oldest = [s.oldest_ms for s in streams if s.oldest_ms is not None]
         self.lag_s = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
-        self.lag_entries = int(lag)
+        self.lag_entries = lag
         self._rt.metrics.flusher_lag.set(lag)
         self._rt.metrics.flusher_lag_seconds.set(self.lag_s)
         if lag == 0:

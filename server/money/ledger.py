@@ -223,7 +223,6 @@ async def find_purchase(pool: asyncpg.Pool, receipt: str) -> LedgerTx | None:
     return _tx(row) if row else None
 
 
-
 async def history(
     pool: asyncpg.Pool, user: str, *, before: int | None, limit: int, kind: str | None = None
 ) -> list[LedgerTx]:

@@ -141,13 +141,14 @@ class Wallet:
             keys.append(k.combo(req.user, req.combo))
             args += [self._rt.config.combo_timeout_ms, COMBO_MEMORY_S]
         for attempt in range(2):
-            status, balance, coins, creator, *entry = await self._runner.call("spend", keys, args)
-            if _str(status) != "blocks_unloaded":
+            raw, balance, coins, creator, *entry = await self._runner.call("spend", keys, args)
+            status = _str(raw)  # decoded once: the spend path's hot line
+            if status != "blocks_unloaded":
                 break
             if attempt:  # lost again at once: Redis is failing
                 raise ConnectionError("the spend gate's blocks cannot be loaded now")
             await self.blocks.load()  # the shard's blocks were lost: reload, then spend again
-        status, creator = _str(status), _str(creator) or None
+        creator = _str(creator) or None
         if status == "room_not_live":
             info = await streams.room_info(self._rt, req.room)
             status = ErrorCode.ROOM_ENDED.value if info else ErrorCode.ROOM_NOT_FOUND.value
