@@ -123,10 +123,7 @@ async def start_realtime(rt: Runtime, stack: contextlib.AsyncExitStack) -> Realt
     overlays = OverlayDesk(OverlaySettingsStore(rt), connections)
     overlays.install(hub)
 
-    async def revoked(token_ids: list[str]) -> set[str]:
-        return await rt.issuer.revoked_among(token_ids, rt.redis)
-
-    revocations = Revocations(rt.issuer, rt.keys.revocation_channel(), revoked, connections)
+    revocations = Revocations(rt.issuer, rt.redis, rt.keys.revocation_channel(), connections)
     await revocations.start(pushes)  # on the balance pushes' pub/sub connection
     stack.callback(revocations.stop)
     realtime = Realtime(hub, broker, state, scheduler, Gifts(rt, state, sweeper, pushes), guard,

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
+
+from redis.asyncio import Redis
 
 from protocol import ErrorCode
 from server.auth import TokenIssuer
@@ -27,15 +29,13 @@ from server.live.overlay_keys import is_key_session
 from server.live.user_pushes import UserPushes
 
 log = logging.getLogger("giftwire.revocations")
-# Which of these token ids are revoked (auth.TokenIssuer.revoked_among, bound to Redis).
-Revoked = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class Revocations:
-    def __init__(self, issuer: TokenIssuer, channel: str, revoked: Revoked,
+    def __init__(self, issuer: TokenIssuer, redis: Redis, channel: str,
                  sessions: Iterable[Any]) -> None:
         self.channel = channel
-        self._revoked = revoked
+        self._redis = redis
         self._sessions = sessions  # the process's open sessions (Realtime.connections)
         self._issuer = issuer
         self._broker: Broker | None = None
@@ -77,7 +77,7 @@ class Revocations:
         if not open_ids:
             return
         try:
-            gone = await self._revoked(open_ids)
+            gone = await self._issuer.revoked_among(open_ids, self._redis)
         except Exception as exc:  # Redis down: the next round checks again
             log.warning("token revocation check failed: %s", exc)
             return
