@@ -227,8 +227,9 @@ class ShardedBroker(Broker):
                 log.warning("pub/sub: %s", exc)
             settled = await self._move_misplaced()
             self._progress.set()
+            held = {id(link) for link in self._where.values()}
             for address, link in list(self._links.items()):
-                if not any(held is link for held in self._where.values()):
+                if id(link) not in held:
                     del self._links[address]  # holds nothing (a dead master's, a moved slot's)
                     self._spawn(link.stop())
             if settled and all(link.connected for link in self._links.values()):

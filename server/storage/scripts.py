@@ -17,7 +17,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,11 +123,16 @@ class _Call:
 class ScriptCalls:
     """What both runners share (this module's, and server/storage/cluster/runner.py's): the
     scripts and their EVALSHA heads, start-up registration, a call's RESP, the unstarted (CLI)
-    path through redis-py, and the latency hook."""
+    path through redis-py, the latency hook, the batching tick, the background tasks and the
+    watchdog over the open connections."""
+
+    _timeout_s: float
 
     def __init__(self, redis: Any, scripts: dict[str, LuaScript],
                  on_latency: Callable[[str, float], None] | None) -> None:
         self._redis = redis  # start-up SCRIPT LOAD and unstarted (CLI) calls
+        self._tasks: list[asyncio.Task[None]] = []
+        self._flush_scheduled = False
         self._scripts = scripts
         self._heads = {
             s.name: b"$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % s.sha.encode()
@@ -181,6 +186,36 @@ class ScriptCalls:
         if self._on_latency is not None:
             self._on_latency(name, seconds)
 
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # After the current callbacks: every call made in this loop iteration is one batch.
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    async def _cancel_tasks(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _connections(self) -> Iterator[tuple[str, RespConnection]]:
+        """(where, connection) for each connection that may have calls in flight."""
+        raise NotImplementedError
+
+    async def _watchdog(self) -> None:
+        """Drop a connection whose oldest call waited longer than `timeout_s` (a dead Redis)."""
+        while True:
+            await asyncio.sleep(self._timeout_s / 4)  # the timeout's resolution, not a sync
+            now = time.monotonic()
+            for where, conn in list(self._connections()):
+                if conn.oldest_age(now) > self._timeout_s:
+                    log.warning("no script reply%s for %.1fs: dropping the connection",
+                                where, self._timeout_s)
+                    conn.close()
+
 
 class ScriptRunner(ScriptCalls):
     def __init__(
@@ -196,10 +231,8 @@ class ScriptRunner(ScriptCalls):
         super().__init__(redis, scripts if scripts is not None else load_scripts(), on_latency)
         self._endpoint = Endpoint.of(redis)
         self._queue: list[_Call] = []
-        self._flush_scheduled = False
         self._conn: RespConnection | None = None
         self._connect_wanted = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self._resent = 0
         self._timeout_s = timeout_s
         self._name = name
@@ -224,10 +257,7 @@ class ScriptRunner(ScriptCalls):
             ]
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._cancel_tasks()
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()  # fails the calls in flight
@@ -253,12 +283,6 @@ class ScriptRunner(ScriptCalls):
         return future
 
     # -- the streaming pipeline -----------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # After the current callbacks: every call made in this loop iteration is one batch.
-            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -322,11 +346,6 @@ class ScriptRunner(ScriptCalls):
             self.reconnects += 1
             self._schedule_flush()
 
-    async def _watchdog(self) -> None:
-        """Drop a connection whose oldest call waited longer than `timeout_s` (a dead Redis)."""
-        while True:
-            await asyncio.sleep(self._timeout_s / 4)  # the timeout's resolution, not a sync
-            conn = self._conn
-            if conn is not None and conn.oldest_age(time.monotonic()) > self._timeout_s:
-                log.warning("no script reply for %.1fs: dropping the connection", self._timeout_s)
-                conn.close()
+    def _connections(self) -> Iterator[tuple[str, RespConnection]]:
+        if self._conn is not None:
+            yield "", self._conn

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,8 +118,6 @@ class ClusterScriptRunner(ScriptCalls):
         self._nodes: dict[Address, _Node] = {}
         self._parked: list[_Call] = []
         self._parked_wanted = asyncio.Event()
-        self._flush_scheduled = False
-        self._tasks: list[asyncio.Task[None]] = []
         self._pending = 0
         self._replied = False  # a reply arrived since the retrier last ran (backoff reset)
         self._timeout_s = timeout_s
@@ -159,10 +157,7 @@ class ClusterScriptRunner(ScriptCalls):
             ]
 
     async def stop(self) -> None:
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._cancel_tasks()
         stopped = ConnectionError("script runner stopped")
         for node in self._nodes.values():
             if node.connecting is not None:
@@ -204,10 +199,7 @@ class ClusterScriptRunner(ScriptCalls):
         if node is None:
             node = self._nodes[address] = _Node(address)
         node.queue.append(call)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            # After the current callbacks: every call made in this loop iteration is one batch.
-            asyncio.get_running_loop().call_soon(self._flush)
+        self._schedule_flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -347,17 +339,10 @@ class ClusterScriptRunner(ScriptCalls):
             else:
                 delay = min(delay * 2, RETRY_MAX_S)
 
-    async def _watchdog(self) -> None:
-        """Drop a node's connection whose oldest call waited longer than `timeout_s`."""
-        while True:
-            await asyncio.sleep(self._timeout_s / 4)  # the timeout's resolution, not a sync
-            now = time.monotonic()
-            for node in list(self._nodes.values()):
-                conn = node.conn
-                if conn is not None and conn.oldest_age(now) > self._timeout_s:
-                    log.warning("no script reply from %s:%d for %.1fs: dropping the connection",
-                                *node.address, self._timeout_s)
-                    conn.close()
+    def _connections(self) -> Iterator[tuple[str, RespConnection]]:
+        for node in self._nodes.values():
+            if node.conn is not None:
+                yield f" from {node.address[0]}:{node.address[1]}", node.conn
 
 
 def _log_refresh_failure(task: asyncio.Future[None]) -> None:
