@@ -294,6 +294,7 @@ async def test_a_block_whose_control_message_was_lost_is_applied_after_a_resubsc
 ) -> None:
     rt: Runtime = server.runtime
     realtime = rt.components["realtime"]
+    await grant(rt, "troll", 100)
     troll = await open_client(server.ws_url, issuer.mint("troll", "viewer"))
     fan = await open_client(server.ws_url, issuer.mint("fan", "viewer"))
     try:
@@ -306,6 +307,11 @@ async def test_a_block_whose_control_message_was_lost_is_applied_after_a_resubsc
             room, "troll", "spam", CREATOR)
         await rt.components["moderation"].gate.add(room, "troll")
         assert realtime.hub.rooms[room] == 2
+        # Still in the room as far as its session knows, so its socket gift reaches spend.lua,
+        # which refuses it in the step that would have debited: nothing spent.
+        refused = await gift(troll, room, "t-late")
+        assert isinstance(refused, ErrorReply) and refused.code == "blocked", refused
+        assert await rt.components["wallet"].balance("troll") == 100
         realtime.broker.on_resubscribed()  # what the broker calls once re-subscribed
         await troll.wait(blocked_notice(room))
         assert realtime.hub.rooms[room] == 1

@@ -94,6 +94,13 @@ async def test_a_block_on_one_process_takes_effect_on_both(
                 balance = await http.get(a.base_url + "/api/me/balance",
                                          headers={"Authorization": f"Bearer {troll_token}"})
                 assert balance.json()["coins"] == 99
+                # The audit log, read through the other process, shows who blocked whom, why.
+                r = await http.get(
+                    b.base_url + f"/api/rooms/{ROOM}/audit",
+                    headers={"Authorization": "Bearer " + issuer.mint("creator1", "creator")})
+                assert r.status_code == 200, r.text
+                assert [(e["actor"], e["target"], e["action"], e["reason"])
+                        for e in r.json()["items"]] == [("creator1", "troll", "block", "spam")]
                 # The fans keep gifting and watching on both.
                 assert isinstance(await _reply(fan_a, SendGift(
                     id="f0", room=ROOM, gift="rose", count=1, tx="f0")), Ack)
