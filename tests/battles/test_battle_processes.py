@@ -1,6 +1,7 @@
 """A battle on two real server processes sharing one Redis and Postgres: each room is watched on
 one process and gifted on the other, so every score crosses processes; then the process that took
-one room's gifts is SIGKILLed mid-battle, and the end, seen on the survivor, has every score."""
+one room's gifts is SIGKILLed mid-battle, and the end, seen on the survivor, has every score; and
+both processes SIGKILLed, none alive at the end, the next one to start settles every score."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from protocol import Ack, SendGift
 from server.auth import TokenIssuer
 from server.config import Config
+from server.hub.battlestate import SETTLE_GRACE_MS
 from server.runtime import Runtime
 from tests.battles.support import (
     CREATOR_A,
@@ -22,6 +24,7 @@ from tests.battles.support import (
     bearer,
     scores,
     two_rooms,
+    until_redis_time,
     wait_battle,
 )
 from tests.hub.support import Client, open_client
@@ -80,3 +83,59 @@ async def test_scores_cross_processes_and_survive_a_sigkill(
             finally:
                 for c in (watch_a, watch_b, ann, bo):
                     await c.close()
+
+
+async def test_a_battle_whose_processes_all_died_ends_with_every_score_on_a_restarted_one(
+    config: Config, runtime: Runtime, issuer: TokenIssuer
+) -> None:
+    """Every process of both rooms SIGKILLed mid-battle, none alive at its end: the battle is
+    still running in Postgres then, and the first process that starts afterwards settles it
+    with every acknowledged gift's coins, which a member joining there sees in the `end`."""
+    await two_rooms(runtime)
+    async with httpx.AsyncClient() as http:
+        async with subprocess_server(config) as a, subprocess_server(config) as b:
+            admin = bearer(issuer, "root", "admin")
+            for user in ("ann", "bo"):
+                r = await http.post(a.base_url + "/api/admin/grant", headers=admin,
+                                    json={"user": user, "coins": 1000, "grant_id": f"g-{user}"})
+                assert r.status_code == 200, r.text
+            ann = await open_client(a.ws_url, issuer.mint("ann", "viewer"))
+            bo = await open_client(b.ws_url, issuer.mint("bo", "viewer"))
+            try:
+                await ann.join(ROOM_A)
+                await bo.join(ROOM_B)
+                r = await http.post(a.base_url + "/api/battles", headers=bearer(issuer, CREATOR_A),
+                                    json={"room": ROOM_A, "opponent": ROOM_B})
+                bid = r.json()["id"]
+                await http.post(b.base_url + f"/api/battles/{bid}/accept",
+                                headers=bearer(issuer, CREATOR_B))
+                r = await http.post(a.base_url + f"/api/battles/{bid}/start",
+                                    headers=bearer(issuer, CREATOR_A), json={"duration_s": 3})
+                assert r.status_code == 200, r.text
+                ends_at = r.json()["ends_at"]
+                await asyncio.gather(*(_gift(ann, ROOM_A, f"a{i}", "finger_heart")
+                                       for i in range(5)),
+                                     *(_gift(bo, ROOM_B, f"b{i}", "doughnut") for i in range(2)))
+                for srv in (a, b):
+                    assert srv.process is not None
+                    srv.process.send_signal(signal.SIGKILL)
+                    await asyncio.to_thread(srv.process.wait, 30)
+            finally:
+                for c in (ann, bo):
+                    await c.close()
+        # No process alive when the window and its grace end: nobody settles it.
+        await until_redis_time(runtime, ends_at + SETTLE_GRACE_MS)
+        row = await runtime.pool.fetchrow("SELECT state FROM battles WHERE id = $1", bid)
+        assert row["state"] == "running"
+        async with subprocess_server(config) as c:
+            late = await open_client(c.ws_url, issuer.mint("late", "viewer"))
+            try:
+                await late.join(ROOM_B)
+                end = await wait_battle(late, lambda m: m.phase == "end")
+            finally:
+                await late.close()
+    want = {ROOM_A: 25, ROOM_B: 60}  # every acknowledged gift, none twice
+    assert (end.battle, scores(end), end.result, end.winner) == (bid, want, "win", ROOM_B)
+    row = await runtime.pool.fetchrow(
+        "SELECT state, score_a, score_b, winner FROM battles WHERE id = $1", bid)
+    assert dict(row) == {"state": "ended", "score_a": 25, "score_b": 60, "winner": ROOM_B}
