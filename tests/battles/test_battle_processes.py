@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from typing import Any
 
 import httpx
 import pytest
@@ -28,7 +29,7 @@ from tests.battles.support import (
     wait_battle,
 )
 from tests.hub.support import Client, open_client
-from tests.support.servers import subprocess_server
+from tests.support.servers import RunningServer, subprocess_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_modes]
 
@@ -38,17 +39,37 @@ async def _gift(client: Client, room: str, tx: str, gift: str) -> None:
     assert isinstance(await client.reply(tx), Ack)
 
 
+async def _fund(http: httpx.AsyncClient, server: RunningServer, issuer: TokenIssuer) -> None:
+    admin = bearer(issuer, "root", "admin")
+    for user in ("ann", "bo"):
+        r = await http.post(server.base_url + "/api/admin/grant", headers=admin,
+                            json={"user": user, "coins": 1000, "grant_id": f"g-{user}"})
+        assert r.status_code == 200, r.text
+
+
+async def _start_across(http: httpx.AsyncClient, a: RunningServer, b: RunningServer,
+                        issuer: TokenIssuer, starter: tuple[RunningServer, str]
+                        ) -> dict[str, Any]:
+    """Invited on `a`, accepted on `b`, started (3 s) by `starter` (process, creator)."""
+    r = await http.post(a.base_url + "/api/battles", headers=bearer(issuer, CREATOR_A),
+                        json={"room": ROOM_A, "opponent": ROOM_B})
+    bid = r.json()["id"]
+    await http.post(b.base_url + f"/api/battles/{bid}/accept", headers=bearer(issuer, CREATOR_B))
+    srv, creator = starter
+    r = await http.post(srv.base_url + f"/api/battles/{bid}/start",
+                        headers=bearer(issuer, creator), json={"duration_s": 3})
+    assert r.status_code == 200, r.text
+    started: dict[str, Any] = r.json()
+    return started
+
+
 async def test_scores_cross_processes_and_survive_a_sigkill(
     config: Config, runtime: Runtime, issuer: TokenIssuer
 ) -> None:
     async with subprocess_server(config) as a, subprocess_server(config) as b:
         await two_rooms(runtime)
         async with httpx.AsyncClient() as http:
-            admin = bearer(issuer, "root", "admin")
-            for user in ("ann", "bo"):
-                r = await http.post(a.base_url + "/api/admin/grant", headers=admin,
-                                    json={"user": user, "coins": 1000, "grant_id": f"g-{user}"})
-                assert r.status_code == 200, r.text
+            await _fund(http, a, issuer)
             watch_a = await open_client(a.ws_url, issuer.mint("w1", "viewer"))
             watch_b = await open_client(b.ws_url, issuer.mint("w2", "viewer"))
             ann = await open_client(b.ws_url, issuer.mint("ann", "viewer"))  # red, on b
@@ -58,14 +79,7 @@ async def test_scores_cross_processes_and_survive_a_sigkill(
                 await watch_b.join(ROOM_B)
                 await ann.join(ROOM_A)
                 await bo.join(ROOM_B)
-                r = await http.post(a.base_url + "/api/battles", headers=bearer(issuer, CREATOR_A),
-                                    json={"room": ROOM_A, "opponent": ROOM_B})
-                bid = r.json()["id"]
-                await http.post(b.base_url + f"/api/battles/{bid}/accept",
-                                headers=bearer(issuer, CREATOR_B))
-                r = await http.post(b.base_url + f"/api/battles/{bid}/start",
-                                    headers=bearer(issuer, CREATOR_B), json={"duration_s": 3})
-                assert r.status_code == 200, r.text
+                bid = (await _start_across(http, a, b, issuer, (b, CREATOR_B)))["id"]
                 await asyncio.gather(*(_gift(ann, ROOM_A, f"a{i}", "doughnut") for i in range(3)),
                                      *(_gift(bo, ROOM_B, f"b{i}", "finger_heart")
                                        for i in range(4)))
@@ -94,25 +108,14 @@ async def test_a_battle_whose_processes_all_died_ends_with_every_score_on_a_rest
     await two_rooms(runtime)
     async with httpx.AsyncClient() as http:
         async with subprocess_server(config) as a, subprocess_server(config) as b:
-            admin = bearer(issuer, "root", "admin")
-            for user in ("ann", "bo"):
-                r = await http.post(a.base_url + "/api/admin/grant", headers=admin,
-                                    json={"user": user, "coins": 1000, "grant_id": f"g-{user}"})
-                assert r.status_code == 200, r.text
+            await _fund(http, a, issuer)
             ann = await open_client(a.ws_url, issuer.mint("ann", "viewer"))
             bo = await open_client(b.ws_url, issuer.mint("bo", "viewer"))
             try:
                 await ann.join(ROOM_A)
                 await bo.join(ROOM_B)
-                r = await http.post(a.base_url + "/api/battles", headers=bearer(issuer, CREATOR_A),
-                                    json={"room": ROOM_A, "opponent": ROOM_B})
-                bid = r.json()["id"]
-                await http.post(b.base_url + f"/api/battles/{bid}/accept",
-                                headers=bearer(issuer, CREATOR_B))
-                r = await http.post(a.base_url + f"/api/battles/{bid}/start",
-                                    headers=bearer(issuer, CREATOR_A), json={"duration_s": 3})
-                assert r.status_code == 200, r.text
-                ends_at = r.json()["ends_at"]
+                started = await _start_across(http, a, b, issuer, (a, CREATOR_A))
+                bid, ends_at = started["id"], started["ends_at"]
                 await asyncio.gather(*(_gift(ann, ROOM_A, f"a{i}", "finger_heart")
                                        for i in range(5)),
                                      *(_gift(bo, ROOM_B, f"b{i}", "doughnut") for i in range(2)))
