@@ -2,7 +2,8 @@
 
 Real processes on the machine's Redis and Postgres: workers share the port and the rooms, a
 SIGKILLed worker is restarted and serves again, SIGTERM drains every worker, `/metrics` from any
-worker shows the whole server, and every worker's flusher is a consumer of its own name.
+worker shows the whole server, the operator view shows each worker's connections, and every
+worker's flusher is a consumer of its own name.
 """
 
 from __future__ import annotations
@@ -54,6 +55,17 @@ async def _members_on_every_worker(server: Supervised, issuer: TokenIssuer, room
     return clients
 
 
+async def _admin_shows(http: httpx.AsyncClient, issuer: TokenIssuer,
+                       connections: dict[str, int]) -> None:
+    """Until `/api/admin/status` lists these connections per worker pid."""
+    headers = {"authorization": f"Bearer {issuer.mint('ops', 'admin')}"}
+    while True:
+        status = (await http.get("/api/admin/status", headers=headers)).json()
+        if {str(p["pid"]): p["connections"] for p in status["processes"]} == connections:
+            return
+        await asyncio.sleep(0.1)  # polling other processes' heartbeats over HTTP
+
+
 async def test_two_workers_serve_one_port_one_room_and_sum_their_metrics(
     config: Config, runtime: Runtime, issuer: TokenIssuer,
 ) -> None:
@@ -94,6 +106,13 @@ async def test_two_workers_serve_one_port_one_room_and_sum_their_metrics(
                     metrics = await _metrics(http)
                 assert metrics["giftwire_connections"] == [({}, 24.0)]
                 assert metrics["giftwire_spends_total"] == [({"outcome": "ok"}, 4.0)]
+            # The operator view shows each worker's own connections, the split of their gauges
+            # (from each worker's heartbeat, at most a beat old).
+            async with httpx.AsyncClient(base_url=server.base_url) as http:
+                split = {labels["pid"]: int(v) for labels, v in
+                         (await _metrics(http))["giftwire_process_connections"] if v > 0}
+                await _admin_shows(http, issuer, split)
+            assert len(split) == 2 and sum(split.values()) == 24
             # Each worker runs a flusher, a consumer of the ledger group under a name of its own.
             names = set()
             for pid in pids.values():
