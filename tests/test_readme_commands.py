@@ -1,11 +1,13 @@
 """The README's command table names every `giftwire` command and every option it takes, so a
-user need not find them in `--help` (issue 16: `token --ttl/--name` were only there)."""
+user need not find them in `--help` (issue 16: `token --ttl/--name` were only there), and every
+load-test scenario."""
 
 import re
 from pathlib import Path
 
 import pytest
 
+from loadtest.scenarios import SCENARIOS
 from server.cli import build_parser
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -28,3 +30,9 @@ def test_readme_lists_every_command_and_option(capsys: pytest.CaptureFixture[str
         options = set(re.findall(r"(--[a-z][a-z-]*)", _help([command, "--help"], capsys)))
         for option in options - {"--help"}:
             assert option in rows[command], f"README lacks `giftwire {command} {option}`"
+
+
+def test_readme_names_every_load_test_scenario() -> None:
+    (row,) = re.findall(r"^\| `python -m loadtest run --scenario ([a-z|\\-]+)`", README.read_text(),
+                        re.M)
+    assert set(row.replace("\\", "").split("|")) == set(SCENARIOS)
