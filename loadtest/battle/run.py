@@ -159,7 +159,8 @@ async def run_battle(plan: Plan, console: Console) -> dict[str, Any]:
         "redis_cluster": bool(plan.redis_cluster),
         "killed_mid_battle": start < killed_at < end, "gifts_acked": acked,
         "reconnects": sum(s.reconnects for s in senders),
-        "retries": sum(s.retries for s in senders), "scores": scores,
+        "retries": sum(s.retries for s in senders),
+        "duplicates": sum(s.duplicates for s in senders), "scores": scores,
         "result": result.get("result"), "winner": result.get("winner"),
         # The senders stop AFTER_END_S past the end, so this is at most that late by itself.
         "ended_seen_ms_after_end": seen_ended - end, **ledger,
@@ -184,6 +185,7 @@ def print_table(out: dict[str, Any], console: Console) -> None:
     console.print(t)
     console.print(f"gifts acked {out['gifts_acked']}, in the ledger {out['gifts_in_ledger']} "
                   f"(coins {out['coins_all']}); reconnects after the kill {out['reconnects']}, "
-                  f"retries {out['retries']}; end seen {out['ended_seen_ms_after_end']} ms after "
-                  f"the window; the ledger caught up in {out['ledger_wait_s']} s")
+                  f"retries {out['retries']}, duplicate acks {out['duplicates']}; end seen "
+                  f"{out['ended_seen_ms_after_end']} ms after the window; the ledger caught up in "
+                  f"{out['ledger_wait_s']} s")
     console.print("[bold green]OK[/bold green]" if out["ok"] else "[bold red]FAIL[/bold red]")

@@ -43,6 +43,7 @@ class Sender:
     acked: dict[str, tuple[str, str]] = field(default_factory=dict)  # tx -> (room, gift)
     reconnects: int = 0
     retries: int = 0
+    duplicates: int = 0  # acks of a resent tx the server had already debited (spent once, M2)
     _ws: ClientConnection | None = None
     _codec = codec_for(SUBPROTOCOL_MSGPACK)
     _ids = itertools.count(1)
@@ -92,6 +93,7 @@ class Sender:
                 continue
             if isinstance(reply, Ack):
                 self.acked[tx] = (room, gift)
+                self.duplicates += reply.duplicate
                 return
             assert isinstance(reply, ErrorReply)
             if reply.code not in RETRYABLE:
