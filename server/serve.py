@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Iterator
+from functools import partial
 from types import FrameType
 
 import uvicorn
@@ -20,6 +21,7 @@ from server.app import create_app
 from server.config import Config
 from server.edge.transport.gate import edge_protocols
 from server.storage.embedded import embedded_services
+from server.web.problem_count import count_refusal
 
 log = logging.getLogger("giftwire.serve")
 
@@ -96,9 +98,10 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
     # giftwire's own protocols through uvicorn's supported `http=`/`ws=` class options: the gate
     # bounds every connection before it is trusted, the WebSocket protocol every frame
     # (server/edge/transport/).
-    gate, websocket = edge_protocols(config)
+    app = create_app(config)
+    gate, websocket = edge_protocols(config, on_refused=partial(count_refusal, app))
     return uvicorn.Config(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         http=gate,

@@ -1,6 +1,8 @@
 """ASGI middleware: every HTTP problem response counted by status and code
 (`giftwire_http_problems_total`), so the operator view's rate-limit and error counts include the
-HTTP refusals (429 `rate_limited`, 4xx refusals, 500s) beside the WebSocket error frames."""
+HTTP refusals (429 `rate_limited`, 4xx refusals, 500s) beside the WebSocket error frames; and
+`count_refusal` for those the socket edge's gate answers before the app (server/serve.py wires
+it), in the same counter."""
 
 from __future__ import annotations
 
@@ -55,3 +57,10 @@ class ProblemCounter:
         except Exception:
             counter.labels("500", "internal").inc()  # answered by Starlette's error middleware
             raise
+
+
+def count_refusal(app: Any, status: int, code: str) -> None:
+    """A problem response the gate answered itself (server/edge/transport/gate.py)."""
+    runtime = getattr(app.state, "runtime", None)
+    if runtime is not None:  # before the lifespan started the runtime: nothing to count into
+        runtime.metrics.http_problems.labels(str(status), code).inc()

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from server.auth import TokenIssuer
 from server.config import Config
 from server.runtime import Runtime
+from server.web.admin.status import deployment_status
 from tests.hub.support import grant, open_client, setup_room
 from tests.support.servers import RunningServer, inprocess_server
 
@@ -160,3 +161,23 @@ async def test_http_refusals_count_in_the_rate_limit_and_error_numbers(
         assert after["rate_limited"] == before["rate_limited"] + 1
         assert after["errors"] == before["errors"] + 2
         assert after["http_problems_by_code"] == {"rate_limited": 1, "unauthorized": 1}
+
+
+async def test_refusals_answered_by_the_socket_edge_count_too(config: Config) -> None:
+    """The gate answers some refusals before the app sees the request (the per-address HTTP
+    rate's 429, a declared body over the limit's 413): the view counts them with the app's."""
+    cfg = dataclasses.replace(config, trusted_addresses="", http_rate_per_s=0.001, http_burst=2)
+    async with inprocess_server(cfg) as server:
+        rt = server.runtime
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            big = await http.post("/api/gifts", content=b"x" * (cfg.http_max_body_bytes + 1))
+            assert (big.status_code, big.json()["code"]) == (413, "frame_too_large")
+            for _ in range(2):  # the address's burst
+                assert (await http.get("/healthz")).status_code == 200
+            limited = await http.get("/healthz")
+            assert (limited.status_code, limited.json()["code"]) == (429, "rate_limited")
+        # In process: the view's own HTTP route is behind the same exhausted rate.
+        await rt.components["heartbeat"].beat()
+        [me] = (await deployment_status(rt))["processes"]
+        assert me["http_problems_by_code"] == {"frame_too_large": 1, "rate_limited": 1}
+        assert (me["rate_limited"], me["errors"]) == (1, 2)

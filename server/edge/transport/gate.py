@@ -21,6 +21,10 @@ server hold before it is anyone (docs/protocol.md, "Limits of the socket edge"):
   starts to bound it too.
 
 A WebSocket upgrade hands the connection, and its pending slot, to websocket.py beside this.
+
+Each refusal answered here (the app never sees it) is reported to `on_refused` (status, code),
+which the server counts with the app's own problem responses: the operator view's rate-limit and
+error counts include the gate's 429s and 4xx.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import contextlib
 import json
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -48,10 +53,13 @@ _CODES = {408: ErrorCode.HANDSHAKE_TIMEOUT, 411: ErrorCode.LENGTH_REQUIRED,
           431: ErrorCode.HEADERS_TOO_LARGE,
           400: ErrorCode.INVALID_MESSAGE}
 
+Refused = Callable[[int, str], None]  # (HTTP status, problem code) of a refusal answered here
+
 
 class Gate(asyncio.Protocol):
     limits: EdgeLimits = EdgeLimits()
     admission: Admission = Admission.from_limits(EdgeLimits())
+    on_refused: Refused | None = None
 
     def __init__(self, config: Any, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -246,6 +254,8 @@ class Gate(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
+        if self.on_refused is not None:
+            self.on_refused(status, _CODES[status].value)
         if not self.pipelined:
             # A request sent behind another in the same read (pipelining) may still have an
             # earlier answer in flight: it gets no answer of ours mixed into that one.
@@ -273,12 +283,15 @@ class Gate(asyncio.Protocol):
         transport.close()
 
 
-def edge_protocols(config: Any) -> tuple[type[Gate], type[EdgeWebSocket]]:
+def edge_protocols(config: Any, on_refused: Refused | None = None
+                   ) -> tuple[type[Gate], type[EdgeWebSocket]]:
     """uvicorn's `http=` and `ws=` classes bound to this server's limits (one admission count
-    per server, shared by its gate and its WebSockets)."""
+    per server, shared by its gate and its WebSockets) and told of the gate's refusals."""
     limits = EdgeLimits.from_config(config)
     admission = Admission.from_limits(limits)
     ws_class = type("GiftwireWebSocket", (EdgeWebSocket,),
                     {"limits": limits, "admission": admission, "__slots__": ()})
-    gate_class = type("GiftwireGate", (Gate,), {"limits": limits, "admission": admission})
+    gate_class = type("GiftwireGate", (Gate,), {"limits": limits, "admission": admission,
+                                                "on_refused": staticmethod(on_refused)
+                                                if on_refused is not None else None})
     return gate_class, ws_class
