@@ -200,7 +200,7 @@ async def _restore_records(rt: Runtime) -> int:
     async with rt.pool.acquire() as conn, conn.transaction():
         cursor = conn.cursor(
             """SELECT kind, user_id, counterparty, ref, coins, diamonds, balance_after, shortfall,
-                      room, gift, count, combo, ts FROM ledger_tx
+                      room, gift, count, combo, ts, stream_ms FROM ledger_tx
                WHERE kind NOT IN ('gift', 'credit') OR ts > $1""", since)
         batch: list[tuple[str, str, int | None]] = []
         async for r in cursor:
@@ -220,7 +220,8 @@ def _record(k: Keys, r: asyncpg.Record, now: float) -> tuple[str, str, int | Non
     ttl = max(1, int(TX_TTL_S - (now - get("ts").timestamp())))
     if kind == "gift":
         fp = f"{get('room')} {get('gift')} {get('count')} {get('combo') or ''}"
-        return k.tx(user, ref), f"{bal} {coins} {fp} {other}", ttl
+        at = "" if get("stream_ms") is None else f"@{get('stream_ms')} "  # spend.lua's format
+        return k.tx(user, ref), f"{bal} {coins} {fp} {at}{other}", ttl
     if kind == "credit":
         return k.tx(user, f"c:{other}:{ref}"), str(get("diamonds")), ttl
     if kind in ("purchase", "grant"):

@@ -67,8 +67,9 @@ class SpendResult:
     creator: str | None = None
     gift_name: str = ""
     streakable: bool = False
-    # When the debit's ledger entry was written (Redis time, ms; the ledger's `ts`); 0 for a
-    # duplicate, whose first result does not keep it. Battles score a gift by it.
+    # When the debit's ledger entry was written (Redis time, ms; the ledger's `ts`), also for a
+    # duplicate (its tx record keeps it); 0 only for a record written before it was kept.
+    # Battles score a gift by it.
     at_ms: int = 0
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from protocol import Ack, SendGift
 from server.auth import TokenIssuer
+from server.hub.battlestate import SETTLE_GRACE_MS
+from server.money.wallet import SpendRequest
 from server.runtime import Runtime
 from tests.battles.support import (
     CREATOR_A,
@@ -208,3 +210,31 @@ async def test_a_member_joining_just_after_the_end_sees_the_result(
     assert (msg.result, msg.winner) == (("win", ROOM_B) if how == "ended"
                                         else ("cancelled", None))
     assert scores(msg) == {ROOM_A: 0, ROOM_B: 30}
+
+
+async def test_a_gift_debited_in_the_window_and_retried_after_it_scores_by_its_debit_time(
+    server: RunningServer, http: httpx.AsyncClient, issuer: TokenIssuer
+) -> None:
+    """A process debited a gift inside the window and died before its room event: the client's
+    retry of the same tx comes after the window. It is judged by when it was debited (kept in the
+    tx record, like the ledger's time), so it scores; the end has it."""
+    rt = server.runtime
+    await rt.components["battle_settler"].stop_sweep()  # nobody settles before the retry
+    await two_rooms(rt)
+    await grant(rt, "fan", 1000)
+    fan = await open_client(server.ws_url, issuer.mint("fan", "viewer"))
+    try:
+        await fan.join(ROOM_A)  # before the battle: a join after its end would settle it
+        started = await start_battle(http, issuer, duration_s=1)
+        debit = await rt.components["wallet"].spend(
+            SpendRequest("fan", ROOM_A, "doughnut", 1, "lost"))  # the room event never ran
+        assert debit.ok and started["starts_at"] <= debit.at_ms < started["ends_at"]
+        await until_redis_time(rt, started["ends_at"] + SETTLE_GRACE_MS)
+        # The retry is the first touch after the end: scored by its debit time, then settled.
+        retried = await gift(fan, ROOM_A, "lost", "doughnut")
+        assert retried.duplicate  # debited once
+        end = await wait_battle(fan, lambda m: m.phase == "end")
+        assert scores(end) == {ROOM_A: 30, ROOM_B: 0} and end.winner == ROOM_A
+    finally:
+        await fan.close()
+    assert await rt.components["wallet"].balance("fan") == 970

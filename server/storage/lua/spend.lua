@@ -11,9 +11,13 @@
 -- The wallet's own 'daily_limit' (set by the viewer) applies when lower than the platform's.
 -- Returns {status, balance, coins, creator[, ledger entry id]}; status 'ok' (with the id of its
 -- ledger stream entry, whose ms part is the time the ledger records: battles score by it), 'dup'
--- (the first result, unchanged) or an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
--- The tx record is "<balance> <coins> <room> <gift> <count> <combo> <creator>": the first result
--- around the parameters' fingerprint (ids without spaces; the creator, last, may hold anything).
+-- (the first result, unchanged, with "<debit ms>-0" in the entry id's place when the record has
+-- it) or an error code ('room_not_live' is refined by the caller into room_ended / room_not_found).
+-- The tx record is "<balance> <coins> <room> <gift> <count> <combo> @<debit ms> <creator>": the
+-- first result around the parameters' fingerprint (ids without spaces; the creator, last, may
+-- hold anything). The debit's time (its ledger entry's ms) is kept so that a retried tx is judged
+-- against a battle's window by when it was debited, like the ledger, not by when it was retried.
+-- A record without it (written before it was kept) still answers 'dup', without the time.
 -- Refusals record nothing, so the tx id may be retried. 'self_gift': the sender owns the room (a
 -- creator's own coins would come back as diamonds); checked here, atomically with the debit.
 -- 'blocked': the room's creator or a moderator blocked the sender there; also checked here, so a
@@ -29,10 +33,15 @@
 local fp = ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] .. ' ' .. ARGV[6]
 local rec = redis.call('GET', KEYS[2])
 if rec then
-  local bal, coins, seen, creator = string.match(rec, '^(%d+) (%d+) (%S+ %S+ %d+ %S*) (.*)$')
+  local bal, coins, seen, at, creator =
+    string.match(rec, '^(%d+) (%d+) (%S+ %S+ %d+ %S*) @(%d+) (.*)$')
+  if not bal then
+    bal, coins, seen, creator = string.match(rec, '^(%d+) (%d+) (%S+ %S+ %d+ %S*) (.*)$')
+  end
   if seen ~= fp then
     return {'tx_conflict', tonumber(redis.call('HGET', KEYS[1], 'coins') or '0'), 0, ''}
   end
+  if at then return {'dup', tonumber(bal), tonumber(coins), creator, at .. '-0'} end
   return {'dup', tonumber(bal), tonumber(coins), creator}
 end
 local w = redis.call('HMGET', KEYS[1], 'coins', 'frozen', 'day', 'day_spent', 'daily_limit')
@@ -71,12 +80,13 @@ if limit > 0 then
   redis.call('HSET', KEYS[1], 'day', day, 'day_spent', spent + coins)
 end
 balance = redis.call('HINCRBY', KEYS[1], 'coins', -coins)
-redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. fp .. ' ' .. creator, 'EX', ARGV[8])
 if ARGV[6] ~= '' then
   redis.call('SET', KEYS[8], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. (now + tonumber(ARGV[9])),
     'EX', ARGV[10])
 end
 local entry = redis.call('XADD', KEYS[3], '*', 'k', 'gift', 'u', ARGV[1], 't', ARGV[2], 'r', ARGV[3],
   'g', ARGV[4], 'n', ARGV[5], 'cb', ARGV[6], 'a', coins, 'b', balance, 'o', creator)
+redis.call('SET', KEYS[2], balance .. ' ' .. coins .. ' ' .. fp .. ' @' .. string.match(entry, '^%d+')
+  .. ' ' .. creator, 'EX', ARGV[8])
 balance_push(KEYS[1], KEYS[7], balance, '-', 'gift', ARGV[2])
 return {'ok', balance, coins, creator, entry}
