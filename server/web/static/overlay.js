@@ -126,6 +126,7 @@ const hook = {
   get merged() {
     return queue.merged;
   },
+  maxQueued: 0, // 1: every alert found the queue empty, so waited at most for the one on screen
   get activeCombos() {
     return combos.size;
   },
@@ -343,6 +344,7 @@ function onRoomEvent(msg) {
   // Below the creator's minimum a gift is only in the ticker.
   if (!opts.widgets.has("alerts") || msg.coins < settings.minCoins) return;
   queue.push(alertFromGift(msg));
+  hook.maxQueued = Math.max(hook.maxQueued, queue.length);
   player.kick();
 }
 
