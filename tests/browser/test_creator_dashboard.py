@@ -1,7 +1,9 @@
 """The creator dashboard in Chromium against a real server: sign in (development), go live, set
-the goal, change an overlay setting that an open overlay applies at once, rotate the overlay key
-(the old overlay is told, stops and keeps retrying; the new URL works). Screenshots of the
-dashboard and of the overlay with its recent-gifts ticker go to docs/img/ (README links them)."""
+the goal, change overlay settings that an open overlay applies at once (sound on included),
+rotate the overlay key (the old overlay is told, stops and keeps retrying; the new URL works),
+copy the URL, earnings per stream, a payout request and its history, the moderation lists, end
+the stream. Screenshots of the dashboard and of the overlay with its recent-gifts ticker go to
+docs/img/ (README links them)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,28 @@ async def dashboard_action(page: Page, button: str, done: str) -> None:
     await page.wait_for_function("document.getElementById('gw-status').textContent !== ''")
     text = await page.text_content("#gw-status")
     assert text == done, text
+
+
+# Resolves once an alert is on the stage with its entrance over: its finite animations finished
+# (a looping one never does), and it is still there (the fake alerts come and go on their own).
+SETTLED_ALERT = """async () => {
+  for (;;) {
+    const icon = document.querySelector("#gw-stage .gw-alert:not(.gw-leaving) .gw-icon");
+    if (icon) {
+      const entrance = icon.getAnimations()
+        .filter((a) => a.effect.getComputedTiming().iterations !== Infinity);
+      const done = await Promise.allSettled(entrance.map((a) => a.finished));
+      if (icon.isConnected && !icon.closest(".gw-leaving") &&
+          done.every((d) => d.status === "fulfilled")) return;
+    }
+    await new Promise((frame) => requestAnimationFrame(frame));
+  }
+}"""
+
+
+async def table(page: Page, selector: str) -> list[list[str]]:
+    return [await row.locator("td").all_text_contents()
+            for row in await page.locator(f"{selector} tbody tr").all()]
 
 
 async def open_key_overlay(context: BrowserContext, url: str) -> Page:
@@ -66,11 +90,14 @@ async def test_the_dashboard_runs_a_stream_and_its_overlay(
     assert "/overlay?key=ok1." in old_url
     old = await open_key_overlay(context, old_url)
     assert await old.evaluate("window.giftwireOverlay.settings.top") is True
+    assert await old.evaluate("window.giftwireOverlay.settings.sound") is False
     await page.uncheck("#gw-settings input[name=top]")
+    await page.check("#gw-settings input[name=sound]")
     await page.fill("#gw-settings input[name=min_coins]", "100")
     await dashboard_action(page, "#gw-settings-save", "settings saved")
     await wait_page(old, "window.giftwireOverlay.settingsApplied >= 2")
     assert await old.evaluate("window.giftwireOverlay.settings.min_coins") == 100
+    assert await old.evaluate("window.giftwireOverlay.settings.sound") is True
     assert await old.is_hidden("#gw-top")
     # The live preview got the form's settings too.
     preview = page.frame_locator("#gw-preview")
@@ -86,8 +113,11 @@ async def test_the_dashboard_runs_a_stream_and_its_overlay(
                          "window.giftwireOverlay.tickerTotal >= 2")
     shown = await old.evaluate("window.giftwireOverlay.shown.map((a) => a.gift)")
     assert shown == ["corgi"]
+    # Sound on: the Corgi's alert played its tier's motif; the Rose, ticker only, none.
+    assert await old.evaluate("window.giftwireOverlay.sounds") == 1
     ticker = await old.locator("#gw-ticker-list li").all_text_contents()
     assert ticker[0].endswith("299 coins") and ticker[1].endswith("Rose x 11 coin")
+    await wait_page(old, "window.giftwireOverlay.goal?.progress === 300")  # 1 + 299 coins
     # The screenshot once the Corgi's entrance animation has finished (an event, not a delay).
     await old.evaluate("Promise.all(document.querySelector('.gw-alert .gw-icon')"
                        ".getAnimations().map((a) => a.finished))")
@@ -111,11 +141,35 @@ async def test_the_dashboard_runs_a_stream_and_its_overlay(
     assert await old.evaluate("window.giftwireOverlay.state") != "joined"
     new = await open_key_overlay(context, new_url)
     async with viewer(server.ws_url, issuer.mint("ann", "viewer", name="Ann"), room) as ann:
-        await ann.gift("money_gun", 1)
+        await ann.gift("money_gun", 2)
         await ann.wait_gifts(1)
     await wait_page(new, "window.giftwireOverlay.shownTotal >= 1")
-    assert await new.evaluate("window.giftwireOverlay.shown[0].gift") == "money_gun"
+    assert await new.evaluate("[window.giftwireOverlay.shown[0].gift, "
+                              "window.giftwireOverlay.shown[0].count]") == ["money_gun", 2]
+    assert await new.evaluate("window.giftwireOverlay.sounds") == 1  # the saved settings
     assert await old.evaluate("window.giftwireOverlay.tickerTotal") == 2
+    # The dashboard's goal line follows the gifts (it re-reads the room while open).
+    await page.wait_for_function("document.getElementById('gw-goal-state').textContent === "
+                                 "'New mic: 1,300 / 5,000 coins'")
+    # -- copy: the clipboard holds the new URL --
+    await context.grant_permissions(["clipboard-read", "clipboard-write"],
+                                    origin=server.base_url)
+    await dashboard_action(page, "#gw-copy", "overlay URL copied")
+    assert await page.evaluate("navigator.clipboard.readText()") == new_url
+
+    # -- earnings per stream (from the Postgres ledger), a payout request and its history --
+    await rt.components["flusher"].wait_caught_up()
+    await dashboard_action(page, "#gw-earnings-refresh", "refresh: done")
+    assert await page.text_content("#gw-diamonds") == "1,300"  # 1 + 299 + 2 x 500, 1:1
+    streams_rows = await table(page, "#gw-streams")
+    assert [row[1:] for row in streams_rows] == [["live", "3", "1,300"]]
+    await page.fill("#gw-redeem-amount", "1000")
+    await dashboard_action(page, "#gw-redeem",
+                           "payout requested: 1,000 diamonds (300 diamonds left)")
+    assert await page.text_content("#gw-diamonds") == "300"
+    await rt.components["flusher"].wait_caught_up()
+    await dashboard_action(page, "#gw-earnings-refresh", "refresh: done")
+    assert [row[1] for row in await table(page, "#gw-redemptions")] == ["1,000"]
     # The room's moderation lists, as the moderation API changed them.
     async with httpx.AsyncClient(base_url=server.base_url) as http:
         r = await http.post(f"/api/rooms/{room}/blocks", json={"user": "troll", "reason": "spam"},
@@ -127,7 +181,18 @@ async def test_the_dashboard_runs_a_stream_and_its_overlay(
     audit = await page.locator("#gw-audit tbody tr").all_text_contents()
     assert len(audit) == 1 and "block" in audit[0] and "troll" in audit[0]
     await page.evaluate("window.scrollTo(0, 0)")
+    # The screenshot with one of the preview's fake alerts in, its entrance finished (events).
+    frame = await (await page.wait_for_selector("#gw-preview")).content_frame()
+    assert frame is not None
+    await frame.evaluate(SETTLED_ALERT)
     await page.screenshot(path=str(DOCS / "creator-dashboard.png"), full_page=True)
+
+    # -- end the stream --
+    await dashboard_action(page, "#gw-end", "stream ended")
+    assert await page.text_content("#gw-live-state") == "offline"
+    info = await streams.room_info(rt, room)
+    assert info is not None and not info.live
+    assert (await table(page, "#gw-streams"))[0][1] != "live"
 
 
 async def test_every_catalog_gift_has_its_own_picture(server: RunningServer, page: Page

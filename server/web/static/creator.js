@@ -131,6 +131,13 @@ async function loadRoom() {
   }
 }
 
+// Every gift moves the goal's progress: re-read the room while signed in and looking, quietly
+// (a failed read leaves the last state and the status line alone; the next one may succeed).
+const ROOM_POLL_MS = 5000;
+setInterval(() => {
+  if (token && hook.room && !document.hidden) loadRoom().catch(() => {});
+}, ROOM_POLL_MS);
+
 $("gw-go-live").addEventListener("click", () => act("go live", async () => {
   await api(`/api/rooms/${room()}/live`, { method: "POST",
     body: { title: $("gw-title").value } });

@@ -11,6 +11,7 @@
 
 import { AlertQueue } from "./alert-queue.js";
 import { BattleBar } from "./battle-bar.js";
+import { ComboBox } from "./combo-box.js";
 import { alertFromGift, renderAlert } from "./alert-render.js";
 import { artFor, giftName, loadCatalog, plural } from "./gifts.js";
 import { defaultSocketUrl, RoomClient, tokenClaims } from "./gw-client.js";
@@ -20,8 +21,6 @@ import { GiftSounds } from "./sounds.js";
 const WIDGETS = ["alerts", "goal", "top", "combo", "ticker", "battle"];
 const TICKER_ROWS = 6; // the recent-gifts ticker: every gift lands here, newest first
 const SHOWN_HISTORY = 1000; // the hook's record of shown alerts; older entries fall off
-const MAX_COMBO_ROWS = 5;
-const COMBO_STALE_MS = 15000; // a combo whose settled event never came (missed in a gap)
 const TIER_DURATION = [1, 1, 1, 1, 1.5, 2]; // bigger gifts stay on screen longer
 
 function readOptions(search) {
@@ -89,9 +88,7 @@ const sounds = new GiftSounds();
 if (opts.bg) document.body.style.background = opts.bg;
 
 const queue = new AlertQueue({ order: opts.order, max: opts.max });
-const combos = new Map(); // comboKey -> {row, count, touched, settled}
-// Combo ids are scoped to their sender (docs/protocol.md section 3).
-const comboKey = (msg) => `${msg.sender}\u0000${msg.combo}`;
+const combos = new ComboBox(comboBox);
 let client = null;
 
 const hook = {
@@ -126,6 +123,7 @@ const hook = {
   get merged() {
     return queue.merged;
   },
+  maxQueued: 0, // 1: every alert found the queue empty, so waited at most for the one on screen
   get activeCombos() {
     return combos.size;
   },
@@ -196,68 +194,6 @@ const player = {
     }, opts.gap);
   },
 };
-
-// -- combos --------------------------------------------------------------------------------
-
-function comboRow(msg) {
-  const row = el("div", "gw-combo");
-  const icon = el("div", "gw-combo-icon");
-  icon.innerHTML = artFor(msg.gift);
-  const who = el("span", "gw-combo-name", msg.name);
-  const what = el("span", "gw-combo-count");
-  row.append(icon, who, what);
-  comboBox.append(row);
-  return row;
-}
-
-function setComboCount(entry, gift, count) {
-  entry.count = count;
-  entry.row.querySelector(".gw-combo-count").textContent = `${giftName(gift)} x ${count}`;
-  entry.row.dataset.count = String(count);
-  entry.row.animate?.(
-    [{ transform: "scale(1.18)" }, { transform: "scale(1)" }],
-    { duration: 180, easing: "ease-out" },
-  );
-}
-
-function onComboProgress(msg) {
-  hook.comboUpdates++;
-  const key = comboKey(msg);
-  let entry = combos.get(key);
-  if (!entry) {
-    if (combos.size >= MAX_COMBO_ROWS) dropCombo(combos.keys().next().value);
-    entry = { row: comboRow(msg), count: 0, touched: 0, settled: false };
-    entry.row.dataset.combo = msg.combo;
-    combos.set(key, entry);
-  }
-  entry.touched = Date.now();
-  // Progress can only grow; a replayed older count must not move the counter back.
-  if (!entry.settled && msg.count > entry.count) setComboCount(entry, msg.gift, msg.count);
-}
-
-function onComboSettled(msg) {
-  const key = comboKey(msg);
-  const entry = combos.get(key);
-  if (!entry) return;
-  entry.settled = true;
-  entry.touched = Date.now();
-  setComboCount(entry, msg.gift, msg.count);
-  entry.row.classList.add("gw-settled");
-  // The settled total stays a moment where the counter was, then the alert takes over.
-  setTimeout(() => dropCombo(key), 1200);
-}
-
-function dropCombo(id) {
-  const entry = combos.get(id);
-  if (!entry) return;
-  entry.row.remove();
-  combos.delete(id);
-}
-
-setInterval(() => {
-  const now = Date.now();
-  for (const [id, entry] of combos) if (now - entry.touched > COMBO_STALE_MS) dropCombo(id);
-}, 2000);
 
 // -- goal and top --------------------------------------------------------------------------
 
@@ -334,15 +270,19 @@ function applySettings(msg) {
 
 function onRoomEvent(msg) {
   if (msg.type === "combo") {
-    if (opts.widgets.has("combo")) onComboProgress(msg);
+    if (opts.widgets.has("combo")) {
+      hook.comboUpdates++;
+      combos.progress(msg);
+    }
     return;
   }
   if (msg.type !== "gift") return;
-  if (msg.combo) onComboSettled(msg);
+  if (msg.combo) combos.settled(msg);
   onTicker(msg);
   // Below the creator's minimum a gift is only in the ticker.
   if (!opts.widgets.has("alerts") || msg.coins < settings.minCoins) return;
   queue.push(alertFromGift(msg));
+  hook.maxQueued = Math.max(hook.maxQueued, queue.length);
   player.kick();
 }
 
