@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from redis.asyncio import Redis
@@ -19,9 +20,18 @@ from redis.asyncio import Redis
 from protocol import ErrorCode, ProtocolError, Role
 from protocol.names import display_name
 from server.storage.keys import Keys
+from server.storage.scripts import ScriptCalls
 
 ALGORITHM = "HS256"
 ISSUER = "giftwire"
+# The scripts (server/storage/lua/<name>.lua) this module calls.
+AUTH_SCRIPTS = frozenset({"revoked"})
+
+
+def refuse_revoked(found: Any) -> None:
+    """Raise TOKEN_REVOKED when a revocation lookup found the token's record."""
+    if found:
+        raise AuthError(ErrorCode.TOKEN_REVOKED, "the token has been revoked")
 
 
 class AuthError(Exception):
@@ -135,8 +145,14 @@ class TokenIssuer:
     async def check_revoked(self, principal: Principal, redis: Redis) -> None:
         """The part of `verify` that needs Redis: callers with local refusals of their own (a
         bad request body) make those between `decode` and this."""
-        if await redis.exists(self._keys.revoked(principal.token_id)):
-            raise AuthError(ErrorCode.TOKEN_REVOKED, "the token has been revoked")
+        refuse_revoked(await redis.exists(self._keys.revoked(principal.token_id)))
+
+    def revocation_lookup(self, principal: Principal, scripts: ScriptCalls) -> Awaitable[Any]:
+        """`check_revoked`'s lookup as a call on the script runner's own connection, batched
+        with the other calls of this event-loop iteration (a balance read's wallet lookup: one
+        write and one round trip for both, no pooled connection taken); `refuse_revoked` reads
+        its result."""
+        return scripts.submit("revoked", [self._keys.revoked(principal.token_id)], [])
 
     async def revoked_among(self, token_ids: list[str], redis: Redis) -> set[str]:
         """Which of these tokens are revoked: one pipelined round trip (open sessions' check)."""
