@@ -97,8 +97,10 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
     # bounds every connection before it is trusted, the WebSocket protocol every frame
     # (server/edge/transport/).
     gate, websocket = edge_protocols(config)
+    app = create_app(config)
+    app.state.admission = gate.admission  # the API charges a malformed body (web/body.py)
     return uvicorn.Config(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         http=gate,

@@ -238,3 +238,25 @@ async def test_a_connection_cut_for_breaking_an_edge_limit_costs_its_address_acc
         while await _admitted(port):
             admitted += 1
         assert admitted == 8 - 1 - (1 + 3)
+
+
+async def test_a_body_the_api_cannot_decode_costs_its_address_http_request_tokens(
+    config: Config, redis: object, pool: object,
+) -> None:
+    cfg = with_config(config, trusted_addresses="", http_rate_per_s=0.001, http_burst=8,
+                      edge_violation_penalty=3)
+    async with inprocess_server(cfg) as server:
+        auth = {"authorization": "Bearer " + server.runtime.issuer.mint("deep", "viewer"),
+                "content-type": "application/json"}
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            # A refusal for another reason (a field the route does not take): 1 token.
+            r = await http.post("/api/me/daily-limit", content=b'{"nope": 1}', headers=auth)
+            assert (r.status_code, r.json()["code"]) == (400, "unknown_field")
+            # JSON nested too deep: 1 token and 3 for the malformed body.
+            r = await http.post("/api/me/daily-limit", content=b"[" * 40 + b"]" * 40,
+                                headers=auth)
+            assert r.status_code == 400, r.text
+            served = 0
+            while (await http.get("/healthz")).status_code == 200:
+                served += 1
+        assert served == 8 - 1 - (1 + 3)

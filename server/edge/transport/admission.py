@@ -83,9 +83,12 @@ class Admission:
         self._pending[address] = count + 1
         return True
 
-    def penalise(self, address: str) -> None:
+    def penalise(self, address: str, *, http: bool = False) -> None:
+        """`violation_penalty` tokens off the address's accept budget (a WebSocket closed for a
+        broken limit: `violated`) or, `http`, its HTTP request budget (a body the API could not
+        decode: server/web/body.py)."""
         if address not in self.trusted and self.violation_penalty:
-            self._accepts.drain(address, self.violation_penalty)
+            (self._requests if http else self._accepts).drain(address, self.violation_penalty)
 
     def hold(self, address: str) -> bool:
         """A refused connection may be held (unread, until its reset) rather than reset now: up
