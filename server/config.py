@@ -103,6 +103,7 @@ class Config:
     max_pending_per_address: int = 64
     accept_rate_per_s: float = 50.0
     accept_burst: int = 200
+    edge_violation_penalty: int = 10
     # A connection refused at the accept is held this long, unread, before it is reset: a
     # reconnect storm then waits instead of costing an accept every few microseconds. At most
     # `refused_hold_max` are held at once (per process); past that they are reset at once.
@@ -311,6 +312,8 @@ def _validate(c: Config) -> None:
         raise ConfigError("GIFTWIRE_HTTP_MAX_BODY_BYTES must be at least 1024")
     if c.refused_hold_max < 0:
         raise ConfigError("GIFTWIRE_REFUSED_HOLD_MAX must be 0 (no hold) or positive")
+    if c.edge_violation_penalty < 0:
+        raise ConfigError("GIFTWIRE_EDGE_VIOLATION_PENALTY must be 0 (none) or positive")
     if c.socket_sndbuf < 0:
         raise ConfigError("GIFTWIRE_SOCKET_SNDBUF must be 0 (OS default) or positive")
     for name in ("handshake_timeout_s", "http_max_header_bytes", "http_max_headers",

@@ -100,6 +100,7 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
     # (server/edge/transport/).
     app = create_app(config)
     gate, websocket = edge_protocols(config, on_refused=partial(count_refusal, app))
+    app.state.admission = gate.admission  # the API charges a malformed body (web/body.py)
     return uvicorn.Config(
         app,
         host=config.host,

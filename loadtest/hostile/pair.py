@@ -36,11 +36,17 @@ class Window:
     events: int = 0
     ack_s: list[float] = field(default_factory=list)
     event_s: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    # (seconds into the window the gift was sent, its ack latency): where the tail came from,
+    # one stall early in the window (a burst let through at once) or spread over it.
+    ack_at: list[tuple[float, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {"sent": self.sent, "acked": self.acked, "refused": self.refused,
                 "events": self.events, "lost": max(0, self.acked - self.events),
-                "ack_p99_ms": p99_ms(self.ack_s), "event_p99_ms": p99_ms(self.event_s)}
+                "ack_p99_ms": p99_ms(self.ack_s), "event_p99_ms": p99_ms(self.event_s),
+                "ack_worst": [(round(at, 2), round(s * 1000, 1))
+                              for at, s in sorted(self.ack_at, key=lambda x: -x[1])[:4]]}
 
 
 class HonestPair:
@@ -124,6 +130,7 @@ class HonestPair:
                 if isinstance(msg, Ack):
                     self._window.acked += 1
                     self._window.ack_s.append(now - sent)
+                    self._window.ack_at.append((sent - self._window.started, now - sent))
                 else:
                     self._window.refused += 1
                     self._refused.add(tx)

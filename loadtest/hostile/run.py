@@ -22,15 +22,21 @@ from loadtest.hostile import placement
 from loadtest.hostile.attacks import ATTACKS, Target, run_attack
 from loadtest.hostile.machine import RssPeak, WindowCpu
 from loadtest.hostile.pair import HonestPair
+from loadtest.hostile.verdict import (
+    P99_FLOOR_MS,
+    P99_LIMIT,
+    judge_all,
+    run_summary,
+)
 from loadtest.profile import Profiler
 from loadtest.scenarios import Plan
 from server.auth import TokenIssuer
 from server.config import Config
 from server.storage.keys import Keys
 
-RSS_LIMIT_MB = 50.0
-P99_LIMIT = 2.0  # the pair's p99 under attack, as a multiple of its own baseline
-P99_FLOOR_MS = 5.0  # baselines below this are noise on a shared machine: compare with this
+# The attack's leftovers must not land in the quiet window after it (it is the next attack's
+# reference too): refused connections are held `refused_hold_s` (1 s) before their reset.
+SETTLE_S = 2.0
 ROOM = "stage"
 _SPAWN = multiprocessing.get_context("spawn")  # no fork of a process with a running loop
 
@@ -59,62 +65,6 @@ async def _provision(base_url: str, issuer: TokenIssuer, run_id: str) -> dict[st
                 headers={"authorization": f"Bearer {admin}"})
             resp.raise_for_status()
     return tokens
-
-
-def _judge(row: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    failed = []
-    if row["rss_growth_mb"] >= RSS_LIMIT_MB:
-        failed.append("rss")
-    if row["http_5xx"]:
-        failed.append("5xx")
-    if row["tracebacks"]:
-        failed.append("tracebacks")
-    pair = row["pair"]
-    if pair["lost"] or pair["events"] < pair["acked"]:
-        failed.append("lost events")
-    for key in ("ack_p99_ms", "event_p99_ms"):
-        ratio = _ratio(pair, base, key)
-        if ratio is None or ratio > P99_LIMIT:
-            failed.append(key)
-    seen = row["attack"]
-    if "error" in seen:
-        failed.append("attack error")
-    if seen.get("still_open_at_end") or seen.get("duplicate_key_accepted") \
-            or seen.get("self_gift_accepted"):
-        failed.append("attack succeeded")
-    if "close_code" in seen and seen["close_code"] != 4004:
-        failed.append("revoked session not closed 4004")
-    return failed
-
-
-def quiet_reference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """The baseline an attack window is judged against: per p99, the higher of the pair's two
-    quiet windows of the same run (before the first attack and after the last). The pair's own
-    p99 moves between quiet windows with the machine alone; the higher one is what the machine
-    does to it without any attacker, so a window beyond 2x of it is the attack's doing, while a
-    median of two (their mean) would charge half of that quiet spread to the attacker."""
-    ref: dict[str, Any] = {"rule": "higher of the two quiet windows, per p99"}
-    for key in ("ack_p99_ms", "event_p99_ms"):
-        values = [w[key] for w in (before, after) if w.get(key) is not None]
-        ref[key] = max(values) if values else None
-    ref["lost"] = before["lost"] + after["lost"]
-    ref["acked"] = before["acked"] + after["acked"]
-    return ref
-
-
-def p99_ratio(pair: dict[str, Any], ref: dict[str, Any]) -> dict[str, float | None]:
-    """The pair's p99 under attack over the reference (floored at P99_FLOOR_MS)."""
-    out: dict[str, float | None] = {}
-    for name, key in (("ack", "ack_p99_ms"), ("event", "event_p99_ms")):
-        ratio = _ratio(pair, ref, key)
-        out[name] = None if ratio is None else round(ratio, 2)
-    known = [v for v in out.values() if v is not None]
-    out["max"] = max(known) if known else None
-    return out
-
-
-def _ratio(pair: dict[str, Any], ref: dict[str, Any], key: str) -> float | None:
-    return None if pair[key] is None else pair[key] / max(ref[key] or 0.0, P99_FLOOR_MS)
 
 
 async def run_hostile(plan: Plan, console: Console, profile_dir: Path | None = None,
@@ -177,9 +127,7 @@ async def _run(plan: Plan, console: Console, place: placement.Placement,
                 cpu = window_cpu()
                 warmup = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
                 console.print(f"warm-up (not judged): {warmup}")
-                cpu = window_cpu()
-                before = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
-                console.print(f"quiet, before the attacks: {before}")
+                quiet = [await _quiet(pair, plan, window_cpu, console)]
                 loop = asyncio.get_running_loop()
                 for name in names:
                     log_at = server.log_path.stat().st_size
@@ -204,49 +152,59 @@ async def _run(plan: Plan, console: Console, place: placement.Placement,
                     rows.append(row)
                     console.print(f"{name}: ack / event p99 {window['ack_p99_ms']} / "
                                   f"{window['event_p99_ms']} ms")
-                cpu = window_cpu()
-                after = {**await pair.measure(plan.duration_s, rate), **cpu.figures()}
-                console.print(f"quiet, after the attacks: {after}")
+                    await asyncio.sleep(SETTLE_S)
+                    quiet.append(await _quiet(pair, plan, window_cpu, console))
         finally:
             server.stop()
             if not services.embedded:
                 await spawn.drop_run_data(cfg)
-    ref = quiet_reference(before, after)
-    for row in rows:
-        row["p99_ratio"] = p99_ratio(row["pair"], ref)
-        row["failed"] = _judge(row, ref) + ([] if row["server_alive"] else ["died"])
+    judge_all(rows, quiet)
     out = {"scenario": "hostile", "ok": all(not r["failed"] for r in rows),
+           "within_limit": sum(not r["failed"] for r in rows), "judged": len(rows),
            "seconds_per_attack": plan.duration_s, "pair_rate_per_s": rate,
-           "placement": placement.report(place, observed), "baseline": ref,
-           "warmup": warmup, "baseline_before": before, "baseline_after": after,
-           "attacks": rows}
+           "placement": placement.report(place, observed), "quiet_summary": run_summary(quiet),
+           "warmup": warmup, "quiet": quiet, "baseline_before": quiet[0],
+           "baseline_after": quiet[-1], "attacks": rows}
     print_table(out, console)
     return out
 
 
+async def _quiet(pair: HonestPair, plan: Plan, window_cpu: Any, console: Console
+                 ) -> dict[str, Any]:
+    """The pair alone for one window: a reference for the attacks on either side of it."""
+    cpu = window_cpu()
+    window = {**await pair.measure(plan.duration_s, plan.rate), **cpu.figures()}
+    console.print(f"quiet: {window}")
+    return window
+
+
 def print_table(out: dict[str, Any], console: Console) -> None:
-    table = Table(title="hostile: the honest pair under each attack",
+    table = Table(title="hostile: the honest pair under each attack, between quiet windows",
                   caption=out["placement"]["text"])
-    for col in ("attack", "ack p99 ms", "event p99 ms", "ratio", "lost", "RSS +MB", "5xx",
-                "tracebacks", "server CPU s", "runq wait s", "steal s", "load", "verdict"):
+    for col in ("window", "ack p99 ms", "event p99 ms", "ratio (lower quiet)", "lost", "RSS +MB",
+                "5xx", "tracebacks", "server CPU s", "runq wait s", "steal s", "load", "verdict"):
         table.add_column(col)
-    for label, key in (("(warm-up, not judged)", "warmup"), ("(quiet, before)", "baseline_before"),
-                       ("(quiet, after)", "baseline_after")):
-        base = out[key]
+
+    def quiet_row(label: str, base: dict[str, Any]) -> None:
         table.add_row(label, str(base["ack_p99_ms"]), str(base["event_p99_ms"]), "",
                       str(base["lost"]), "", "", "", str(base.get("server_cpu_s", "")),
                       str(base.get("server_runq_wait_s", "")),
                       str(base.get("server_side_steal_s", "")), str(base.get("load1", "")), "")
-    for r in out["attacks"]:
+
+    quiet_row("(warm-up, not judged)", out["warmup"])
+    quiet_row("(quiet)", out["quiet"][0])
+    for r, after in zip(out["attacks"], out["quiet"][1:], strict=True):
         p = r["pair"]
         table.add_row(r["name"], str(p["ack_p99_ms"]), str(p["event_p99_ms"]),
-                      f"{r['p99_ratio']['max']}x", str(p["lost"]),
-                      str(r["rss_growth_mb"]), str(r["http_5xx"]), str(r["tracebacks"]),
-                      str(r.get("server_cpu_s", "")), str(r.get("server_runq_wait_s", "")),
-                      str(r.get("server_side_steal_s", "")), str(r.get("load1", "")),
-                      "OK" if not r["failed"] else ", ".join(r["failed"]))
+                      f"{r['p99_ratio']['max']}x ({r['p99_ratio_lower_quiet']['max']}x)",
+                      str(p["lost"]), str(r["rss_growth_mb"]), str(r["http_5xx"]),
+                      str(r["tracebacks"]), str(r.get("server_cpu_s", "")),
+                      str(r.get("server_runq_wait_s", "")), str(r.get("server_side_steal_s", "")),
+                      str(r.get("load1", "")), "OK" if not r["failed"] else ", ".join(r["failed"]))
+        quiet_row("(quiet)", after)
     console.print(table)
-    ref = out["baseline"]
-    console.print(f"reference: ack / event p99 {ref['ack_p99_ms']} / {ref['event_p99_ms']} ms "
-                  f"({ref['rule']}; floor {P99_FLOOR_MS} ms, limit {P99_LIMIT}x)")
-    console.print(f"verdict: {'OK' if out['ok'] else 'FAILED'}")
+    console.print(f"reference of each attack: the higher of the quiet windows on either side of "
+                  f"it, per p99 (floor {P99_FLOOR_MS} ms, limit {P99_LIMIT}x); quiet windows' "
+                  f"p99s this run: {out['quiet_summary']}")
+    console.print(f"verdict: {out['within_limit']} of {out['judged']} attacks met every "
+                  f"criterion; {'OK' if out['ok'] else 'FAILED'}")

@@ -40,6 +40,15 @@ class TokenBucket:
             return 60_000
         return max(1, int((1.0 - self._tokens) / self.rate * 1000 + 0.999))
 
+    def drain(self, tokens: float, now: float | None = None) -> None:
+        """Take `tokens` as a penalty, down to one burst in debt at most (so a penalty delays
+        the next admission by at most 2 x burst / rate)."""
+        now = time.monotonic() if now is None else now
+        if now > self._stamp:
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+        self._tokens = max(-self.burst, self._tokens - tokens)
+
 
 class UserBuckets:
     """One bucket per user, at most `capacity` users remembered (least recently used go first;
@@ -52,6 +61,12 @@ class UserBuckets:
         self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def take(self, user: str, now: float | None = None) -> int:
+        return self._bucket(user).take(now)
+
+    def drain(self, user: str, tokens: float) -> None:
+        self._bucket(user).drain(tokens)
+
+    def _bucket(self, user: str) -> TokenBucket:
         bucket = self._buckets.get(user)
         if bucket is None:
             bucket = self._buckets[user] = TokenBucket(self.rate, self.burst)
@@ -59,7 +74,7 @@ class UserBuckets:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(user)
-        return bucket.take(now)
+        return bucket
 
 
 def gift_budget(rt: Any) -> UserBuckets:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ TX_TTL_S = 7 * 24 * 3600
 MAX_QUEUED_CREDITS = 10_000
 # The scripts (server/storage/lua/<name>.lua) this module calls; tests check each stays in one slot.
 WALLET_SCRIPTS = frozenset({"spend", "credit", "credited", "deposit", "reverse", "redeem",
-                            "combo_close", "blocks_load"})
+                            "combo_close", "blocks_load", "wallet_state"})
 # A combo's record (its room, gift and deadline) outlives its settlement by this much, so a late
 # click is refused instead of starting the same combo id afresh.
 COMBO_MEMORY_S = 3600
@@ -276,9 +276,23 @@ class Wallet:
         return _int(await self._rt.redis.hget(self._keys.wallet(user), "coins"))
 
     async def state(self, user: str) -> WalletState:
-        coins, diamonds, carry, frozen, limit = await self._rt.redis.hmget(
-            self._keys.wallet(user), ["coins", "diamonds", "carry", "frozen", "daily_limit"]
-        )
+        return self.state_from(user, await self.state_lookup(user))
+
+    def state_lookup(self, user: str) -> Awaitable[Any]:
+        """The wallet's hash read as a script call, batched with the other calls of this
+        event-loop iteration on the runner's own connection (no pooled connection, no redis-py
+        per read: a burst of balance reads costs one write per iteration); `state_from` reads
+        its result."""
+        return self._runner.submit("wallet_state", [self._keys.wallet(user)], [])
+
+    @property
+    def scripts(self) -> ScriptRunner:
+        """The script runner (callers batching a lookup of their own with `state_lookup`)."""
+        return self._runner
+
+    @staticmethod
+    def state_from(user: str, reply: Any) -> WalletState:
+        coins, diamonds, carry, frozen, limit = reply
         return WalletState(user, _int(coins), _int(diamonds), _int(carry), frozen == b"1",
                            _int(limit))
 

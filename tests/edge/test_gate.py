@@ -11,12 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.frames import Opcode
 
 from server.auth import TokenIssuer
 from server.config import ENV_NAMES, Config
 from server.edge.transport.admission import EdgeLimits
 from tests.conftest import with_config
-from tests.edge.support import raw, read_to_end, upgrade
+from tests.edge.support import close_code, frame, raw, read_to_end, upgrade
 from tests.hub.support import open_client
 from tests.support.servers import RunningServer, inprocess_server
 
@@ -208,3 +209,54 @@ def test_every_limit_of_the_socket_edge_is_in_the_protocol_docs_table() -> None:
     missing = [ENV_NAMES[name] for name in EdgeLimits.__slots__
                if f"`{ENV_NAMES[name]}`" not in section]
     assert missing == []
+
+
+async def _admitted(port: int) -> bool:
+    """Whether a new connection is admitted (its upgrade answered 101) or refused unread."""
+    async with raw(port) as (reader, writer):
+        try:
+            return b" 101 " in await upgrade(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return False
+
+
+async def test_a_connection_cut_for_breaking_an_edge_limit_costs_its_address_accept_tokens(
+    config: Config, redis: object, pool: object,
+) -> None:
+    # No refill to speak of, and nothing held: a refused connection is reset at once.
+    cfg = with_config(config, trusted_addresses="", accept_rate_per_s=0.001, accept_burst=8,
+                      edge_violation_penalty=3, refused_hold_max=0)
+    async with inprocess_server(cfg) as server:
+        port = server.config.port
+        assert await _admitted(port)  # an honest connection, closed by its client: 1 token
+        async with raw(port) as (reader, writer):  # a ping flood: 1 token + 3 for its 1008
+            assert b" 101 " in await upgrade(reader, writer)
+            writer.write(frame(Opcode.PING, b"x" * 125) * 1000)
+            await writer.drain()
+            assert close_code(await read_to_end(reader)) == 1008
+        admitted = 0
+        while await _admitted(port):
+            admitted += 1
+        assert admitted == 8 - 1 - (1 + 3)
+
+
+async def test_a_body_the_api_cannot_decode_costs_its_address_http_request_tokens(
+    config: Config, redis: object, pool: object,
+) -> None:
+    cfg = with_config(config, trusted_addresses="", http_rate_per_s=0.001, http_burst=8,
+                      edge_violation_penalty=3)
+    async with inprocess_server(cfg) as server:
+        auth = {"authorization": "Bearer " + server.runtime.issuer.mint("deep", "viewer"),
+                "content-type": "application/json"}
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            # A refusal for another reason (a field the route does not take): 1 token.
+            r = await http.post("/api/me/daily-limit", content=b'{"nope": 1}', headers=auth)
+            assert (r.status_code, r.json()["code"]) == (400, "unknown_field")
+            # JSON nested too deep: 1 token and 3 for the malformed body.
+            r = await http.post("/api/me/daily-limit", content=b"[" * 40 + b"]" * 40,
+                                headers=auth)
+            assert r.status_code == 400, r.text
+            served = 0
+            while (await http.get("/healthz")).status_code == 200:
+                served += 1
+        assert served == 8 - 1 - (1 + 3)

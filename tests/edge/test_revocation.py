@@ -112,3 +112,8 @@ async def test_a_revoked_session_is_closed_4004_and_no_later_gift_is_carried_out
         assert not any(isinstance(m, Ack) for m in after_revocation)
         wallet = two.runtime.components["wallet"]
         assert await wallet.balance("rv") == served.balance  # one rose debited, the first only
+        # The HTTP balance read's revocation lookup (revoked.lua, batched with the wallet read on
+        # the script runner; on a cluster in the revocation key's own slot) refuses it too.
+        async with httpx.AsyncClient(base_url=two.base_url) as http:
+            resp = await http.get("/api/me/balance", headers={"authorization": f"Bearer {token}"})
+        assert (resp.status_code, resp.json()["code"]) == (401, "token_revoked")

@@ -134,6 +134,7 @@ async def test_expired_revoked_forged_and_missing_tokens_are_refused(api: Api) -
     assert_problem(r, 403, "forbidden")
     assert (await api.post("/api/tokens/revoke", api.admin, {"token": other})).status_code == 200
     assert_problem(await api.get("/api/me/balance", other), 401, "token_revoked")
+    assert_problem(await api.get("/api/me/earnings", other), 401, "token_revoked")
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,9 @@ class EdgeLimits:
     # that is closed for a broken limit and comes straight back) is cut at the accept.
     accept_rate_per_s: float = 50.0
     accept_burst: int = 200
+    # Accept tokens an address loses when one of its WebSocket connections is closed for
+    # breaking a limit of the edge: its flood's reconnect storm is admitted this much slower.
+    edge_violation_penalty: int = 10
     # A refused connection is held unread this long before its reset, at most this many at once.
     refused_hold_s: float = 1.0
     refused_hold_max: int = 1024
@@ -53,8 +56,10 @@ class Admission:
 
     def __init__(self, max_per_address: int, trusted: str = "", accept_rate_per_s: float = 1e9,
                  accept_burst: int = 10**9, http_rate_per_s: float = 1e9,
-                 http_burst: int = 10**9, hold_max: int = 0) -> None:
+                 http_burst: int = 10**9, hold_max: int = 0, violation_penalty: int = 0
+                 ) -> None:
         self.max_per_address = max_per_address
+        self.violation_penalty = violation_penalty
         self.hold_max = hold_max
         self.held = 0  # refused connections being held (gate.py)
         self._held_by: dict[str, int] = {}
@@ -67,7 +72,7 @@ class Admission:
     def from_limits(cls, limits: EdgeLimits) -> Admission:
         return cls(limits.max_pending_per_address, limits.trusted_addresses,
                    limits.accept_rate_per_s, limits.accept_burst, limits.http_rate_per_s,
-                   limits.http_burst, limits.refused_hold_max)
+                   limits.http_burst, limits.refused_hold_max, limits.edge_violation_penalty)
 
     def admit(self, address: str) -> bool:
         if address in self.trusted:
@@ -77,6 +82,13 @@ class Admission:
             return False
         self._pending[address] = count + 1
         return True
+
+    def penalise(self, address: str, *, http: bool = False) -> None:
+        """`violation_penalty` tokens off the address's accept budget (a WebSocket closed for a
+        broken limit: `violated`) or, `http`, its HTTP request budget (a body the API could not
+        decode: server/web/body.py)."""
+        if address not in self.trusted and self.violation_penalty:
+            (self._requests if http else self._accepts).drain(address, self.violation_penalty)
 
     def hold(self, address: str) -> bool:
         """A refused connection may be held (unread, until its reset) rather than reset now: up
@@ -104,6 +116,17 @@ class Admission:
 
     def pending(self, address: str) -> int:
         return self._pending.get(address, 0)
+
+
+def violated(admission: Admission | None, client: tuple[str, int] | None) -> None:
+    """A WebSocket connection of `client` was closed for breaking a limit of the edge (a ping,
+    fragment or message-size flood, invalid UTF-8, a malformed frame): its address pays
+    `edge_violation_penalty` accept tokens. A flood that is cut and reconnects at once (issue 10's
+    WebSocket floods: ~65 full upgrades a second at the accept rate alone, each a new session)
+    then gets about rate / (1 + penalty) connections a second once its burst is spent; an
+    honest client breaks none of these limits."""
+    if admission is not None and client is not None:
+        admission.penalise(client[0])
 
 
 def _decrement(counts: dict[str, int], address: str) -> None:

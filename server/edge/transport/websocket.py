@@ -13,7 +13,7 @@ arrives (docs/protocol.md, "Limits of the socket edge"):
 - control frames: pings spend a token bucket (`ws_ping_rate_per_s`, `ws_ping_burst`), over it
   1008; a pong or close that would leave more than `writer_max_bytes` + CONTROL_SLACK unread
   aborts the connection (the peer does not read, so it cannot see a close either);
-- invalid UTF-8 in a text message closes 1007 with one INFO line.
+- invalid UTF-8 closes 1007, one INFO line. Closes 1002, 1007-1009 cost accept tokens (admission).
 
 The app finds this object in the ASGI scope (`scope["extensions"]["giftwire.edge"]`): the direct
 write path (`write_frames`, `pending`, `writable`; server/edge/wire.py) and `admitted()` (the
@@ -33,7 +33,7 @@ from websockets.server import ServerProtocol
 from protocol import CloseCode
 from server.edge.ratelimit import TokenBucket
 from server.edge.transport import framing
-from server.edge.transport.admission import Admission, EdgeLimits
+from server.edge.transport.admission import Admission, EdgeLimits, violated
 from server.edge.transport.arrival import CLOCK, ArrivalWindow
 from server.edge.transport.flow import WriteFlow
 from server.edge.transport.handshake import accept_response, asgi_scope, peer
@@ -92,8 +92,7 @@ class EdgeWebSocket(asyncio.Protocol):
         self.pings = TokenBucket(self.limits.ws_ping_rate_per_s, self.limits.ws_ping_burst)
         self.parts: list[bytes] = []
         self.kind: Literal["text", "bytes"] = "bytes"
-        self.backlog = _EMPTY  # the unparsed rest of the last read
-        self.backlog_at = 0
+        self.backlog, self.backlog_at = _EMPTY, 0  # the unparsed rest of the last read
         CLOCK.watch(self.loop)
         self.arrival = ArrivalWindow(CLOCK)
         self.arrived = 0.0  # time.monotonic() the frame being handled is taken to have arrived
@@ -145,6 +144,7 @@ class EdgeWebSocket(asyncio.Protocol):
             self.backlog, self.backlog_at = _EMPTY, 0
         self._flush()
         if self.conn.parser_exc is not None and not self.close_sent:
+            violated(self.admission, self.client)  # a malformed or oversized frame
             self._end_by(self.conn.close_sent, 1006)
         elif (self.queue or self.backlog) and not self.close_sent and not self.read_paused:
             self.read_paused = True
@@ -206,6 +206,8 @@ class EdgeWebSocket(asyncio.Protocol):
 
     def _fail(self, code: int, reason: str) -> None:
         """Close at once for a broken rule of the edge; nothing more is read."""
+        if code != CloseCode.INTERNAL_ERROR:  # a keepalive timeout is not the client's doing
+            violated(self.admission, self.client)
         self.conn.fail(code, reason)
         self._end(code, reason)
 
