@@ -62,6 +62,11 @@ class Metrics:
             "giftwire_http_problems_total", "HTTP problem responses, by status and code",
             ["status", "code"], registry=r,
         )
+        self.edge_closes = Counter(
+            "giftwire_edge_closes_total",
+            "WebSocket connections the socket edge closed for breaking a limit, by close code",
+            ["code"], registry=r,
+        )
         # Every worker's flusher measures the same streams: the largest live reading.
         self.flusher_lag = Gauge(
             "giftwire_flusher_lag", "Ledger entries in Redis not yet in Postgres",

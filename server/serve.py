@@ -21,7 +21,7 @@ from server.app import create_app
 from server.config import Config
 from server.edge.transport.gate import edge_protocols
 from server.storage.embedded import embedded_services
-from server.web.problem_count import count_refusal
+from server.web.problem_count import count_refusal, count_violation
 
 log = logging.getLogger("giftwire.serve")
 
@@ -99,7 +99,8 @@ def uvicorn_config(config: Config) -> uvicorn.Config:
     # bounds every connection before it is trusted, the WebSocket protocol every frame
     # (server/edge/transport/).
     app = create_app(config)
-    gate, websocket = edge_protocols(config, on_refused=partial(count_refusal, app))
+    gate, websocket = edge_protocols(config, on_refused=partial(count_refusal, app),
+                                     on_violation=partial(count_violation, app))
     app.state.admission = gate.admission  # the API charges a malformed body (web/body.py)
     return uvicorn.Config(
         app,

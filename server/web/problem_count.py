@@ -2,14 +2,16 @@
 (`giftwire_http_problems_total`), so the operator view's rate-limit and error counts include the
 HTTP refusals (429 `rate_limited`, 4xx refusals, 500s) beside the WebSocket error frames; and
 `count_refusal` for those the socket edge's gate answers before the app (server/serve.py wires
-it), in the same counter."""
+it), in the same counter. `count_violation`: a WebSocket the edge closed for a broken limit (no
+error frame, no problem response), by close code (`giftwire_edge_closes_total`)."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
+from server.metrics import Metrics
 from server.web.problem import PROBLEM_TYPE
 
 _CODE = re.compile(r"[a-z_]{1,40}")  # the label stays within the documented codes' alphabet
@@ -59,8 +61,19 @@ class ProblemCounter:
             raise
 
 
+def _metrics(app: Any) -> Metrics | None:
+    runtime = getattr(app.state, "runtime", None)
+    # Before the lifespan started the runtime: nothing to count into.
+    return None if runtime is None else cast(Metrics, runtime.metrics)
+
+
 def count_refusal(app: Any, status: int, code: str) -> None:
     """A problem response the gate answered itself (server/edge/transport/gate.py)."""
-    runtime = getattr(app.state, "runtime", None)
-    if runtime is not None:  # before the lifespan started the runtime: nothing to count into
-        runtime.metrics.http_problems.labels(str(status), code).inc()
+    if (metrics := _metrics(app)) is not None:
+        metrics.http_problems.labels(str(status), code).inc()
+
+
+def count_violation(app: Any, code: int) -> None:
+    """A WebSocket closed by the edge for a broken limit (server/edge/transport/websocket.py)."""
+    if (metrics := _metrics(app)) is not None:
+        metrics.edge_closes.labels(str(code)).inc()

@@ -12,7 +12,10 @@ import asyncpg
 import httpx
 import pytest
 from redis.asyncio import Redis
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
+from protocol import SUBPROTOCOL_JSON
 from server.auth import TokenIssuer
 from server.config import Config
 from server.runtime import Runtime
@@ -181,3 +184,34 @@ async def test_refusals_answered_by_the_socket_edge_count_too(config: Config) ->
         [me] = (await deployment_status(rt))["processes"]
         assert me["http_problems_by_code"] == {"frame_too_large": 1, "rate_limited": 1}
         assert (me["rate_limited"], me["errors"]) == (1, 2)
+
+
+async def _closed_by_the_edge(server: RunningServer, message: bytes, *, text: bool) -> int:
+    """The close code the server answers `message` with (sent as a text or binary frame)."""
+    async with connect(server.ws_url, subprotocols=[SUBPROTOCOL_JSON]) as ws:
+        await ws.send(message, text=text)
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+    assert ws.close_code is not None
+    return ws.close_code
+
+
+async def test_websockets_the_edge_closes_for_a_broken_limit_count_as_errors(
+    server: RunningServer, issuer: TokenIssuer,
+) -> None:
+    """Invalid UTF-8 (1007) and a message over the size limit (1009) are closed by the socket
+    edge, with no error frame and no problem response: the view counts them per close code, in
+    the process's errors and in the totals."""
+    admin = issuer.mint("ops", "admin")
+    before = await _status(server, admin)
+    assert await _closed_by_the_edge(server, b'{"type":"\xff"}', text=True) == 1007
+    too_big = b"x" * (server.runtime.config.ws_max_message_bytes + 1)
+    assert await _closed_by_the_edge(server, too_big, text=False) == 1009
+    after = await _status(server, admin)
+    [me] = after["processes"]
+    assert me["edge_closes_by_code"] == {"1007": 1, "1009": 1}
+    assert me["errors"] == before["processes"][0]["errors"] + 2
+    assert after["totals"]["errors"] == before["totals"]["errors"] + 2
+    # Neither is an error frame, an HTTP problem or a rate limit.
+    assert (me["errors_by_code"], me["http_problems_by_code"]) == ({}, {})
+    assert me["rate_limited"] == 0

@@ -8,10 +8,14 @@ meets when it breaks one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from server.edge.ratelimit import UserBuckets
+
+# Told the close code (1002, 1007, 1008, 1009) of each connection closed for a broken limit.
+Violation = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +122,19 @@ class Admission:
         return self._pending.get(address, 0)
 
 
-def violated(admission: Admission | None, client: tuple[str, int] | None) -> None:
-    """A WebSocket connection of `client` was closed for breaking a limit of the edge (a ping,
-    fragment or message-size flood, invalid UTF-8, a malformed frame): its address pays
-    `edge_violation_penalty` accept tokens. A flood that is cut and reconnects at once (issue 10's
-    WebSocket floods: ~65 full upgrades a second at the accept rate alone, each a new session)
-    then gets about rate / (1 + penalty) connections a second once its burst is spent; an
-    honest client breaks none of these limits."""
+def violated(admission: Admission | None, client: tuple[str, int] | None, code: int,
+             told: Violation | None) -> None:
+    """A WebSocket connection of `client` was closed with `code` for breaking a limit of the edge
+    (a ping, fragment or message-size flood, invalid UTF-8, a malformed frame): its address pays
+    `edge_violation_penalty` accept tokens, and `told` hears the code (the server counts it for
+    the operator view). A flood that is cut and reconnects at once (issue 10's WebSocket floods:
+    ~65 full upgrades a second at the accept rate alone, each a new session) then gets about
+    rate / (1 + penalty) connections a second once its burst is spent; an honest client breaks
+    none of these limits."""
     if admission is not None and client is not None:
         admission.penalise(client[0])
+    if told is not None:
+        told(code)
 
 
 def _decrement(counts: dict[str, int], address: str) -> None:

@@ -24,7 +24,8 @@ A WebSocket upgrade hands the connection, and its pending slot, to websocket.py 
 
 Each refusal answered here (the app never sees it) is reported to `on_refused` (status, code),
 which the server counts with the app's own problem responses: the operator view's rate-limit and
-error counts include the gate's 429s and 4xx.
+error counts include the gate's 429s and 4xx. Likewise each WebSocket closed for a broken limit
+(1002, 1007, 1008, 1009) is reported to `on_violation` (its close code) and counted as an error.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from typing import Any, cast
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from protocol import ErrorCode
-from server.edge.transport.admission import Admission, EdgeLimits
+from server.edge.transport.admission import Admission, EdgeLimits, Violation
 from server.edge.transport.websocket import EdgeWebSocket
 
 log = logging.getLogger("giftwire.gate")
@@ -283,14 +284,18 @@ class Gate(asyncio.Protocol):
         transport.close()
 
 
-def edge_protocols(config: Any, on_refused: Refused | None = None
+def edge_protocols(config: Any, on_refused: Refused | None = None,
+                   on_violation: Violation | None = None
                    ) -> tuple[type[Gate], type[EdgeWebSocket]]:
     """uvicorn's `http=` and `ws=` classes bound to this server's limits (one admission count
-    per server, shared by its gate and its WebSockets) and told of the gate's refusals."""
+    per server, shared by its gate and its WebSockets), told of the gate's refusals and of the
+    WebSockets closed for a broken limit."""
     limits = EdgeLimits.from_config(config)
     admission = Admission.from_limits(limits)
     ws_class = type("GiftwireWebSocket", (EdgeWebSocket,),
-                    {"limits": limits, "admission": admission, "__slots__": ()})
+                    {"limits": limits, "admission": admission, "__slots__": (),
+                     "on_violation": staticmethod(on_violation)
+                     if on_violation is not None else None})
     gate_class = type("GiftwireGate", (Gate,), {"limits": limits, "admission": admission,
                                                 "on_refused": staticmethod(on_refused)
                                                 if on_refused is not None else None})

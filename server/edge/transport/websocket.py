@@ -33,7 +33,7 @@ from websockets.server import ServerProtocol
 from protocol import CloseCode
 from server.edge.ratelimit import TokenBucket
 from server.edge.transport import framing
-from server.edge.transport.admission import Admission, EdgeLimits, violated
+from server.edge.transport.admission import Admission, EdgeLimits, Violation, violated
 from server.edge.transport.arrival import CLOCK, ArrivalWindow
 from server.edge.transport.flow import WriteFlow
 from server.edge.transport.handshake import accept_response, asgi_scope, peer
@@ -52,10 +52,11 @@ _EMPTY = memoryview(b"")
 
 
 class EdgeWebSocket(asyncio.Protocol):
-    """One WebSocket connection. Built by `gate.edge_protocols` with its limits."""
+    """One WebSocket connection. Built by `gate.edge_protocols`: limits, `on_violation`."""
 
     limits: EdgeLimits = EdgeLimits()
     admission: Admission | None = None
+    on_violation: Violation | None = None
     __slots__ = ("app", "app_state", "arrival", "arrived", "backlog", "backlog_at", "client",
                  "close_sent", "close_timer", "conn", "connections", "disconnected", "flow",
                  "handshake_complete", "holds_admission", "keepalive", "kind", "loop", "parts",
@@ -116,8 +117,7 @@ class EdgeWebSocket(asyncio.Protocol):
         self.flow.resume()
         self.admitted()
         self._enqueue({"type": "websocket.disconnect", "code": 1006 if exc else 1005})
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        self._close_transport()  # closing a closing transport does nothing
 
     def data_received(self, data: bytes) -> None:
         # Parsed a slice at a time, only while fewer than `ws_max_queued_messages` wait: the rest
@@ -144,8 +144,9 @@ class EdgeWebSocket(asyncio.Protocol):
             self.backlog, self.backlog_at = _EMPTY, 0
         self._flush()
         if self.conn.parser_exc is not None and not self.close_sent:
-            violated(self.admission, self.client)  # a malformed or oversized frame
-            self._end_by(self.conn.close_sent, 1006)
+            close = self.conn.close_sent  # a malformed or oversized frame: 1002, 1007, 1009
+            violated(self.admission, self.client, close.code if close else 1006, self.on_violation)
+            self._end_by(close, 1006)
         elif (self.queue or self.backlog) and not self.close_sent and not self.read_paused:
             self.read_paused = True
             assert self.transport is not None
@@ -207,7 +208,7 @@ class EdgeWebSocket(asyncio.Protocol):
     def _fail(self, code: int, reason: str) -> None:
         """Close at once for a broken rule of the edge; nothing more is read."""
         if code != CloseCode.INTERNAL_ERROR:  # a keepalive timeout is not the client's doing
-            violated(self.admission, self.client)
+            violated(self.admission, self.client, code, self.on_violation)
         self.conn.fail(code, reason)
         self._end(code, reason)
 
@@ -245,8 +246,7 @@ class EdgeWebSocket(asyncio.Protocol):
         return True
 
     def pending(self) -> int:
-        transport = self.transport
-        return 0 if transport is None else int(transport.get_write_buffer_size())
+        return 0 if self.transport is None else int(self.transport.get_write_buffer_size())
 
     async def writable(self) -> None:
         await self.flow.wait()

@@ -3,9 +3,10 @@
 Every `INTERVAL_S` a process writes one small JSON document under `keys.process(name)` with a TTL
 of `TTL_S` and its name into the `keys.processes()` index: its connections, rooms, events and
 deliveries per second (from its own counters), slow-client disconnects, rate-limit and error
-counts, its flusher's consumer name, whether it drains. A process that dies simply stops beating
-and its entry expires; a process that stops cleanly removes its entry at once. No process reads
-another's memory: the view is what the processes published, at most `INTERVAL_S` old.
+counts (error frames, HTTP problems, WebSockets closed for a broken limit), its flusher's consumer
+name, whether it drains. A process that dies simply stops beating and its entry expires; a process
+that stops cleanly removes its entry at once. No process reads another's memory: the view is what
+the processes published, at most `INTERVAL_S` old.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Heartbeat:
         realtime = rt.components.get("realtime")
         errors = {code: int(n) for code, n in _by_label(m.protocol_errors, "code").items() if n}
         http = {code: int(n) for code, n in _by_label(m.http_problems, "code").items() if n}
+        closes = {code: int(n) for code, n in _by_label(m.edge_closes, "code").items() if n}
         flusher = rt.components.get("flusher")
         return {
             "process": self.name, "worker": worker_index(), "pid": os.getpid(),
@@ -76,10 +78,12 @@ class Heartbeat:
             "rooms": len(realtime.hub.rooms) if realtime is not None else 0,
             **rates,
             "slow_disconnects": int(_total(m.slow_disconnects)),
-            # WebSocket error frames and HTTP problem responses together (by code, both).
+            # WebSocket error frames, HTTP problem responses and the edge's closes for a broken
+            # limit together (by code, each).
             "rate_limited": errors.get("rate_limited", 0) + http.get("rate_limited", 0),
-            "errors": sum(errors.values()) + sum(http.values()), "errors_by_code": errors,
-            "http_problems_by_code": http,
+            "errors": sum(errors.values()) + sum(http.values()) + sum(closes.values()),
+            "errors_by_code": errors, "http_problems_by_code": http,
+            "edge_closes_by_code": closes,
             "spends": {k: int(v) for k, v in _by_label(m.spends, "outcome").items()},
             "flusher": getattr(flusher, "name", None),
         }
