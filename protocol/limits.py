@@ -30,6 +30,9 @@ MAX_EPOCH_LEN: Final = 32
 # A battle's id (the server makes 32 hex characters).
 MAX_BATTLE_ID_LEN: Final = 64
 MAX_CLIENT_NAME_LEN: Final = 64
+# User ids are opaque (a token's `sub`); the HTTP routes that name a user (room moderation, the
+# creator dashboard) bound them by this.
+MAX_USER_LEN: Final = 128
 # No v1 client message carries free text; reserved so chat-like additions share one bound.
 MAX_MESSAGE_TEXT_LEN: Final = 256
 # Display names (a token's `name`, shown with gifts and on the leaderboard), in characters (code

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from protocol.limits import MAX_ROOM_ID_LEN
+from protocol.limits import MAX_ROOM_ID_LEN, MAX_USER_LEN
 from server.auth import Role
 from server.config import Config
 from server.live import creator_earnings
@@ -30,7 +30,6 @@ from server.web.pages import page
 from server.web.problem import refusal
 
 _NO_STORE = {"Cache-Control": "no-store"}
-MAX_USER_LEN = 128
 
 
 def _rt(request: Request) -> Runtime:

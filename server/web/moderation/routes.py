@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from protocol.limits import MAX_USER_LEN
 from server.auth import Principal
 from server.config import Config
 from server.live.moderation import Moderation
@@ -23,8 +24,6 @@ from server.web.body import read_fields
 from server.web.paging import page_answer, page_params
 from server.web.problem import refusal, refusing
 
-# User ids are opaque (a token's `sub`); bounded like the admin API's.
-MAX_USER_LEN = 128
 MAX_REASON_LEN = 500
 
 Act = Callable[[str, Principal, str], Awaitable[None]]
