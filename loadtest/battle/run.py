@@ -27,12 +27,16 @@ from server.storage.keys import Keys
 ROOMS = ("red", "blue")
 LEDGER_WAIT_S = 120.0
 AFTER_END_S = 1.5  # senders keep gifting past the end: those gifts must not score
+# The killed server's pending ledger batch is claimed by the survivor's flusher after this idle
+# time (production default 30 s): the run checks that the ledger gets every gift, not how long a
+# dead consumer's claim waits, so it waits 5 s for it, not 30.
+CLAIM_IDLE_MS = 5_000
 
 
 def battle_config(run_id: str) -> Config:
     return Config(key_prefix=f"lb{run_id}:", db_schema=f"lb_{run_id}",
                   jwt_secret="battle-" + secrets.token_hex(16), log_level="INFO",
-                  drain_timeout_s=5.0)
+                  drain_timeout_s=5.0, flush_claim_idle_ms=CLAIM_IDLE_MS)
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from protocol import (
     Welcome,
     codec_for,
 )
+from protocol.limits import MIN_IDLE_TIMEOUT_HEARTBEATS
 from server.auth import TokenIssuer
 from server.config import Config
 from server.live import overlay_keys
@@ -133,22 +134,26 @@ async def _rotation(server: RunningServer, http: httpx.AsyncClient, issuer: Toke
 
 
 async def test_a_rotated_key_is_caught_by_the_session_watcher_without_the_control_message(
-    server: RunningServer, http: httpx.AsyncClient, issuer: TokenIssuer
+    config: Config, redis: object, pool: object, issuer: TokenIssuer
 ) -> None:
     """The control message is pub/sub (lost while a process re-subscribes): the old key's
-    revocation mark ends its sessions anyway."""
-    rt = server.runtime
-    await setup_room(rt, ROOM, CREATOR)
-    old = await overlay_key(http, issuer)
-    overlay: Client = await open_client(server.ws_url, old)
-    try:
-        await overlay.join(ROOM)
-        await rt.redis.set(rt.keys.revoked(overlay_keys.session_id(old)), b"1")
-        assert await overlay.wait_closed() == CloseCode.OVERLAY_KEY_INVALID
-        assert any(isinstance(m, ErrorReply) and m.code == "overlay_key_invalid"
-                   for m in overlay.messages)
-    finally:
-        await overlay.close()
+    revocation mark ends its sessions anyway, at the next check (every half heartbeat: a 2 s
+    heartbeat here, so the check comes within a second, not the default's 10 s)."""
+    quick = with_config(config, heartbeat_s=2, idle_timeout_s=2 * MIN_IDLE_TIMEOUT_HEARTBEATS)
+    async with inprocess_server(quick) as server, httpx.AsyncClient(
+            base_url=server.base_url) as http:
+        rt = server.runtime
+        await setup_room(rt, ROOM, CREATOR)
+        old = await overlay_key(http, issuer)
+        overlay: Client = await open_client(server.ws_url, old)
+        try:
+            await overlay.join(ROOM)
+            await rt.redis.set(rt.keys.revoked(overlay_keys.session_id(old)), b"1")
+            assert await overlay.wait_closed() == CloseCode.OVERLAY_KEY_INVALID
+            assert any(isinstance(m, ErrorReply) and m.code == "overlay_key_invalid"
+                       for m in overlay.messages)
+        finally:
+            await overlay.close()
 
 
 @pytest.mark.parametrize("key", [
