@@ -12,6 +12,7 @@ from websockets.frames import Opcode
 from protocol import Ping, Pong
 from server.auth import TokenIssuer
 from server.config import Config
+from server.edge.transport import websocket
 from tests.conftest import with_config
 from tests.edge.support import close_code, frame, raw, read_to_end, upgrade
 from tests.hub.support import Client, open_client
@@ -103,3 +104,19 @@ async def test_an_oversized_frame_is_refused_from_its_header(server: RunningServ
         await writer.drain()
         assert close_code(await read_to_end(reader)) == 1009
     await _answers(calm, "after-big")
+
+
+async def test_a_close_reply_behind_a_flood_ends_the_connection_without_the_close_timer(
+    server: RunningServer, calm: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The session closes (4002) while the rest of the flood waits unparsed, the client's close
+    # reply in it. That rest was never parsed (the reply never seen), so the socket stayed open
+    # until the close timer aborted it (10 s): a flood held a connection 10 s past its close.
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT_S", 3600.0)  # only the reply can end it now
+    async with raw(server.config.port) as (reader, writer):
+        assert b" 101 " in await upgrade(reader, writer)
+        writer.write(frame(Opcode.BINARY, b"\xc1") * 2000
+                     + frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        await writer.drain()
+        assert close_code(await read_to_end(reader)) == 4002
+    await _answers(calm, "after-close-reply")

@@ -8,8 +8,8 @@ arrives (docs/protocol.md, "Limits of the socket edge"):
   read (the sans-I/O parser's max_size);
 - fragments per message: `ws_max_fragments`, counted frame by frame, never after buffering;
 - messages read ahead of the app: at most `ws_max_queued_messages` (plus what one 1 KiB slice
-  completes); the rest of a read waits unparsed with reading paused until the session has taken
-  them, so the app's own rate limit (`rate_limited`, then 4009) sees a flood as it arrives;
+  completes); the rest of a read waits unparsed, reading paused, until the session has taken them
+  (the app's rate limit, `rate_limited` then 4009, sees a flood as it arrives) or we sent a close;
 - control frames: pings spend a token bucket (`ws_ping_rate_per_s`, `ws_ping_burst`), over it
   1008; a pong or close that would leave more than `writer_max_bytes` + CONTROL_SLACK unread
   aborts the connection (the peer does not read, so it cannot see a close either);
@@ -128,7 +128,8 @@ class EdgeWebSocket(asyncio.Protocol):
 
     def _parse(self) -> None:
         data, limit = self.backlog, self.limits.ws_max_queued_messages
-        while self.backlog_at < len(data) and len(self.queue) < limit and self._reading():
+        while self.backlog_at < len(data) and self._reading() and (
+                len(self.queue) < limit or self.close_sent):  # after our close nothing queues
             piece = data[self.backlog_at : self.backlog_at + PARSE_SLICE]
             self.backlog_at += len(piece)
             self.arrived = self.arrival.at(self.backlog_at / len(data))
@@ -220,8 +221,6 @@ class EdgeWebSocket(asyncio.Protocol):
         self._flush()
         self._close_transport()
 
-    # -- bytes out ----------------------------------------------------------------------------
-
     def _flush(self) -> None:
         """Write what the sans-I/O layer produced (pongs, close frames); a peer that leaves more
         than the write bound (plus CONTROL_SLACK) unread is cut at the socket."""
@@ -285,8 +284,8 @@ class EdgeWebSocket(asyncio.Protocol):
             self._reject(500)
         if not self.handshake_complete:
             self._reject(500)
-        if self.close_timer is None and self.transport is not None:
-            self.transport.close()
+        if self.close_timer is None:
+            self._close_transport()
 
     def _reject(self, status: int) -> None:
         if self.handshake_complete:
@@ -342,12 +341,13 @@ class EdgeWebSocket(asyncio.Protocol):
             self.conn.send_close(int(message.get("code", 1000)), message.get("reason") or "")
             self.close_sent = True
             self._flush()
-            if self.read_paused and self.transport is not None:
-                self.read_paused = False
-                self.transport.resume_reading()  # read on until the peer's close reply
             transport = self.transport
             if transport is not None:
                 self.close_timer = self.loop.call_later(CLOSE_TIMEOUT_S, transport.abort)
+            if self.read_paused and transport is not None:  # read on to the peer's reply: what
+                self.read_paused = False  # is left of the last read first (it may hold it)
+                self._parse()
+                transport.resume_reading()
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
