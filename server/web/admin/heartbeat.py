@@ -46,6 +46,11 @@ def _total(counter: Counter) -> float:
     return sum(_by_label(counter, "").values())
 
 
+def _counts(counter: Counter, label: str, *, keep_zero: bool = False) -> dict[str, int]:
+    """`_by_label` as whole counts, the children still at zero left out unless `keep_zero`."""
+    return {k: int(v) for k, v in _by_label(counter, label).items() if v or keep_zero}
+
+
 class Heartbeat:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -66,9 +71,8 @@ class Heartbeat:
                      "deliveries_per_s": round((deliveries - self._last[2]) / span, 1)}
         self._last = (now, events, deliveries)
         realtime = rt.components.get("realtime")
-        errors = {code: int(n) for code, n in _by_label(m.protocol_errors, "code").items() if n}
-        http = {code: int(n) for code, n in _by_label(m.http_problems, "code").items() if n}
-        closes = {code: int(n) for code, n in _by_label(m.edge_closes, "code").items() if n}
+        errors, http = _counts(m.protocol_errors, "code"), _counts(m.http_problems, "code")
+        closes = _counts(m.edge_closes, "code")
         flusher = rt.components.get("flusher")
         return {
             "process": self.name, "worker": worker_index(), "pid": os.getpid(),
@@ -84,7 +88,7 @@ class Heartbeat:
             "errors": sum(errors.values()) + sum(http.values()) + sum(closes.values()),
             "errors_by_code": errors, "http_problems_by_code": http,
             "edge_closes_by_code": closes,
-            "spends": {k: int(v) for k, v in _by_label(m.spends, "outcome").items()},
+            "spends": _counts(m.spends, "outcome", keep_zero=True),
             "flusher": getattr(flusher, "name", None),
         }
 
