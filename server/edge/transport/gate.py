@@ -292,11 +292,10 @@ def edge_protocols(config: Any, on_refused: Refused | None = None,
     WebSockets closed for a broken limit."""
     limits = EdgeLimits.from_config(config)
     admission = Admission.from_limits(limits)
+    # staticmethod: a hook read from an instance is the callable itself (or None), not bound.
     ws_class = type("GiftwireWebSocket", (EdgeWebSocket,),
                     {"limits": limits, "admission": admission, "__slots__": (),
-                     "on_violation": staticmethod(on_violation)
-                     if on_violation is not None else None})
+                     "on_violation": staticmethod(on_violation)})
     gate_class = type("GiftwireGate", (Gate,), {"limits": limits, "admission": admission,
-                                                "on_refused": staticmethod(on_refused)
-                                                if on_refused is not None else None})
+                                                "on_refused": staticmethod(on_refused)})
     return gate_class, ws_class
